@@ -1,0 +1,17 @@
+//! Wire types for every proto of the pair, and the plumbing both servers share: settings,
+//! telemetry, metrics, database pool and migrations, server bootstrap and shutdown.
+
+/// Database pool construction, per-schema migrations and "is the database down?" checks.
+pub mod db;
+/// Prometheus `/metrics` endpoint, per-method gRPC server metrics and registration helpers.
+pub mod metrics;
+/// Generated protobuf and gRPC types for every proto of the pair.
+pub mod proto;
+/// gRPC server bootstrap: reflection, health and database-driven readiness.
+pub mod server;
+/// Command-line and environment settings shared by every server.
+pub mod settings;
+/// Graceful shutdown on SIGTERM or Ctrl-C.
+pub mod shutdown;
+/// Global `tracing` subscriber setup for servers and tests.
+pub mod telemetry;

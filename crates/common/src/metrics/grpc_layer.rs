@@ -1,0 +1,373 @@
+//! Per-method gRPC server metrics in the go-grpc-prometheus shape existing dashboards expect.
+//!
+//! The status code is only known once the response is finished: tonic puts it in the headers
+//! of a trailers-only response (errors) and otherwise in the trailers after the last message.
+//! So the layer wraps the response body and records when the trailers frame goes by.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use prometheus::{HistogramVec, IntCounterVec};
+use tonic::Code;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::registry::{LATENCY_BUCKETS, register_counter_vec, register_histogram_vec};
+
+// The layer sees HTTP, not the method's shape, so every call is labelled "unary" like the
+// unary-only dashboards expect; streaming calls are counted and timed over their whole life.
+const GRPC_TYPE: &str = "unary";
+
+static STARTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "grpc_server_started_total",
+        "Total number of RPCs started on the server.",
+        &["grpc_type", "grpc_service", "grpc_method"],
+    )
+});
+
+static HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+    )
+});
+
+static HANDLING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec(
+        "grpc_server_handling_seconds",
+        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        &["grpc_type", "grpc_service", "grpc_method"],
+        LATENCY_BUCKETS,
+    )
+});
+
+/// Canonical (go-grpc) name of a status code, as used in the `grpc_code` label.
+pub fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Tower layer recording `grpc_server_{started,handled}_total` and `grpc_server_handling_seconds`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcMetricsLayer {
+    _private: (),
+}
+
+impl GrpcMetricsLayer {
+    /// Creates the layer; the metrics themselves are process-wide.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService { inner }
+    }
+}
+
+/// Service produced by [`GrpcMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcMetricsService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<MetricsBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let recorder = Recorder::start(request.uri().path());
+        ResponseFuture { inner: self.inner.call(request), recorder }
+    }
+}
+
+pin_project! {
+    /// Future of [`GrpcMetricsService`]: the inner response with its body wrapped.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        recorder: Option<Recorder>,
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<MetricsBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut recorder = this.recorder.take();
+        match result {
+            Ok(response) => {
+                // Trailers-only response: the status is already final.
+                if let Some(code) = status_in(response.headers())
+                    && let Some(recorder) = recorder.take()
+                {
+                    recorder.finish(code);
+                }
+                Poll::Ready(Ok(response.map(|inner| MetricsBody { inner, recorder })))
+            }
+            Err(err) => {
+                // Only layers outside tonic's router fail here, and what the client sees
+                // depends on them; Unknown is the honest label.
+                if let Some(recorder) = recorder {
+                    recorder.finish(Code::Unknown);
+                }
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response body of [`GrpcMetricsService`]; records the call when its trailers pass.
+    pub struct MetricsBody<B> {
+        #[pin]
+        inner: B,
+        recorder: Option<Recorder>,
+    }
+}
+
+impl<B: Body> Body for MetricsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        let code = match &frame {
+            Some(Ok(frame)) => {
+                frame.trailers_ref().map(|trailers| status_in(trailers).unwrap_or(Code::Unknown))
+            }
+            // A failing body resets the stream, and an end without trailers is a broken
+            // response: either way the client gets no status from us.
+            Some(Err(_)) | None => Some(Code::Unknown),
+        };
+        if let Some(code) = code
+            && let Some(recorder) = this.recorder.take()
+        {
+            recorder.finish(code);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn status_in(headers: &HeaderMap) -> Option<Code> {
+    headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+/// Splits `/inventory.v1.InventoryService/Reserve` into service and method.
+fn service_and_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let valid = !service.is_empty() && !method.is_empty() && !method.contains('/');
+    valid.then_some((service, method))
+}
+
+/// One in-flight call; records `handled` exactly once, as `Canceled` if dropped unfinished.
+struct Recorder {
+    service: String,
+    method: String,
+    started_at: Instant,
+    finished: bool,
+}
+
+impl Recorder {
+    fn start(path: &str) -> Option<Self> {
+        // Non-gRPC paths (no service/method) are not calls worth a series.
+        let (service, method) = service_and_method(path)?;
+        STARTED.with_label_values(&[GRPC_TYPE, service, method]).inc();
+        Some(Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            started_at: Instant::now(),
+            finished: false,
+        })
+    }
+
+    fn finish(mut self, code: Code) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Code) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let (service, method) = (self.service.as_str(), self.method.as_str());
+        HANDLED.with_label_values(&[GRPC_TYPE, service, method, grpc_code_name(code)]).inc();
+        HANDLING_SECONDS
+            .with_label_values(&[GRPC_TYPE, service, method])
+            .observe(self.started_at.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // Reached unfinished only when the response future or body is dropped early: the
+        // client went away or the connection broke.
+        self.record(Code::Cancelled);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio_stream::StreamExt as _;
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::transport::{Channel, Server};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    const HEALTH: &str = "grpc.health.v1.Health";
+
+    fn handled(method: &str, code: &str) -> u64 {
+        HANDLED.with_label_values(&[GRPC_TYPE, HEALTH, method, code]).get()
+    }
+
+    fn started(method: &str) -> u64 {
+        STARTED.with_label_values(&[GRPC_TYPE, HEALTH, method]).get()
+    }
+
+    fn timed(method: &str) -> u64 {
+        HANDLING_SECONDS.with_label_values(&[GRPC_TYPE, HEALTH, method]).get_sample_count()
+    }
+
+    /// The server records just before the client sees the end, so allow it a moment.
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[test]
+    fn splits_grpc_paths() {
+        assert_eq!(
+            service_and_method("/inventory.v1.InventoryService/ReserveInventory"),
+            Some(("inventory.v1.InventoryService", "ReserveInventory"))
+        );
+        for path in ["/", "", "/metrics", "/a/", "//m", "/a/b/c"] {
+            assert_eq!(service_and_method(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn code_names_follow_go_grpc() {
+        assert_eq!(grpc_code_name(Code::Ok), "OK");
+        assert_eq!(grpc_code_name(Code::Cancelled), "Canceled");
+        assert_eq!(grpc_code_name(Code::NotFound), "NotFound");
+        assert_eq!(grpc_code_name(Code::from_bytes(b"14")), "Unavailable");
+    }
+
+    // All assertions on the health service live in this one test: counters are process-wide.
+    #[tokio::test]
+    async fn records_every_call_of_a_real_tonic_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            Server::builder()
+                .layer(GrpcMetricsLayer::new())
+                .add_service(health)
+                .add_service(crate::server::reflection().unwrap())
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        let channel =
+            Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        let mut client = HealthClient::new(channel);
+
+        let (ok, not_found, started_check) =
+            (handled("Check", "OK"), handled("Check", "NotFound"), started("Check"));
+        let (timed_check, canceled_watch) = (timed("Check"), handled("Watch", "Canceled"));
+
+        let request = |service: &str| HealthCheckRequest { service: service.to_owned() };
+        client.check(request("")).await.unwrap();
+        let err = client.check(request("no.such.Service")).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+
+        eventually("OK and NotFound", || {
+            handled("Check", "OK") == ok + 1 && handled("Check", "NotFound") == not_found + 1
+        })
+        .await;
+        assert_eq!(started("Check"), started_check + 2);
+        assert_eq!(timed("Check"), timed_check + 2);
+
+        // A stream the client abandons is recorded as Canceled when the server drops it.
+        let mut watch = client.watch(request("")).await.unwrap().into_inner();
+        watch.next().await.unwrap().unwrap();
+        drop(watch);
+        eventually("Canceled watch", || handled("Watch", "Canceled") == canceled_watch + 1).await;
+
+        let exported = prometheus::default_registry()
+            .gather()
+            .into_iter()
+            .any(|family| family.name() == "grpc_server_handled_total");
+        assert!(exported);
+
+        drop(client);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

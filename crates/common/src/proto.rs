@@ -1,0 +1,40 @@
+//! Generated protobuf and gRPC types, one module per package.
+#![allow(unreachable_pub, missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+
+/// `inventory.v1`: the inventory server's contract.
+pub mod inventory {
+    pub mod v1 {
+        tonic::include_proto!("inventory.v1");
+    }
+}
+
+/// `order.v1`: the order server's contract.
+pub mod order {
+    pub mod v1 {
+        tonic::include_proto!("order.v1");
+    }
+}
+
+/// `product.v1`: the external catalog the order server reads.
+pub mod product {
+    pub mod v1 {
+        tonic::include_proto!("product.v1");
+    }
+}
+
+/// `payment.v1`: the external payment service the order server charges through.
+pub mod payment {
+    pub mod v1 {
+        tonic::include_proto!("payment.v1");
+    }
+}
+
+/// `user.v1`: the optional external user directory.
+pub mod user {
+    pub mod v1 {
+        tonic::include_proto!("user.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every proto above, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -1,0 +1,339 @@
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tokio::time::MissedTickBehavior;
+use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+use tonic_reflection::server::v1::{ServerReflection, ServerReflectionServer};
+
+use crate::db::MigrateFn;
+
+const MIGRATE_FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MIGRATE_MAX_BACKOFF: Duration = Duration::from_secs(10);
+// A ping stuck behind a half-open connection must not freeze the readiness state.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// gRPC reflection (v1) over every proto of the pair plus `grpc.health.v1`, for grpcurl.
+pub fn reflection()
+-> Result<ServerReflectionServer<impl ServerReflection>, tonic_reflection::server::Error> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+}
+
+/// The health service for `services` (and the whole server, `""`), all starting NOT_SERVING.
+pub fn health(services: &[&str]) -> (Readiness, HealthServer<HealthService>) {
+    let reporter = HealthReporter::new();
+    let mut names: Vec<String> = vec![String::new()];
+    names.extend(services.iter().filter(|name| !name.is_empty()).map(|name| (*name).to_owned()));
+    // HealthReporter starts "" as SERVING and has no synchronous setter. Nothing else holds
+    // its lock yet, so the update completes on its first poll.
+    let done = poll_once(set_all(&reporter, &names, ServingStatus::NotServing));
+    if !done {
+        tracing::error!("could not mark the health service NOT_SERVING at start");
+    }
+    let server = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
+    let readiness = Readiness {
+        reporter,
+        services: names.into(),
+        serving: Arc::new(AtomicBool::new(false)),
+        transition: Arc::new(Mutex::new(())),
+    };
+    (readiness, server)
+}
+
+/// Switches every service a server exposes between SERVING and NOT_SERVING together.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    reporter: HealthReporter,
+    services: Arc<[String]>,
+    serving: Arc<AtomicBool>,
+    // Keeps one transition from interleaving with another across the services.
+    transition: Arc<Mutex<()>>,
+}
+
+impl Readiness {
+    /// Marks every governed service SERVING.
+    pub async fn set_serving(&self) {
+        self.set(ServingStatus::Serving).await;
+    }
+
+    /// Marks every governed service NOT_SERVING (e.g. database lost, or shutting down).
+    pub async fn set_not_serving(&self) {
+        self.set(ServingStatus::NotServing).await;
+    }
+
+    /// Whether the last transition was to SERVING.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
+    }
+
+    /// The underlying reporter, for statuses beyond the governed services.
+    pub fn reporter(&self) -> &HealthReporter {
+        &self.reporter
+    }
+
+    async fn set(&self, status: ServingStatus) {
+        let _transition = self.transition.lock().await;
+        set_all(&self.reporter, &self.services, status).await;
+        self.serving.store(status == ServingStatus::Serving, Ordering::Release);
+    }
+}
+
+async fn set_all(reporter: &HealthReporter, services: &[String], status: ServingStatus) {
+    for service in services {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+fn poll_once(future: impl Future<Output = ()>) -> bool {
+    // unconstrained: an exhausted tokio coop budget would otherwise make even an
+    // uncontended lock return Pending.
+    let future = pin!(tokio::task::unconstrained(future));
+    future.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+}
+
+/// Drives `readiness` from the database: NOT_SERVING until `migrate` (if any) has succeeded,
+/// then SERVING exactly while `SELECT 1` succeeds, checked every `interval`.
+///
+/// Runs until its task is aborted; spawn it and abort it when shutting down.
+///
+/// ```ignore
+/// let (readiness, health_service) = common::server::health(&["inventory.v1.InventoryService"]);
+/// let migrate = settings.db.run_migrations.then(|| {
+///     common::db::migrate_fn(pool.clone(), || sqlx::migrate!("../../migrations/inventory"), "inventory")
+/// });
+/// let watcher = tokio::spawn(common::server::watch_database(
+///     pool.clone(), readiness.clone(), migrate, Duration::from_secs(5),
+/// ));
+/// ```
+pub async fn watch_database(
+    pool: PgPool,
+    readiness: Readiness,
+    migrate: Option<MigrateFn>,
+    interval: Duration,
+) {
+    if let Some(migrate) = migrate {
+        migrate_until_done(&migrate).await;
+    }
+    // tokio's interval panics on zero.
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut reachable = None;
+    loop {
+        ticker.tick().await;
+        let error = ping(&pool).await.err();
+        if reachable == Some(error.is_none()) {
+            continue;
+        }
+        reachable = Some(error.is_none());
+        match error {
+            None => {
+                tracing::info!("database reachable, serving");
+                readiness.set_serving().await;
+            }
+            Some(error) => {
+                tracing::warn!(%error, "database unreachable, not serving");
+                readiness.set_not_serving().await;
+            }
+        }
+    }
+}
+
+async fn migrate_until_done(migrate: &MigrateFn) {
+    let mut backoff = MIGRATE_FIRST_BACKOFF;
+    loop {
+        match migrate().await {
+            Ok(()) => {
+                tracing::info!("database migrations applied");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "database migrations failed, not serving");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MIGRATE_MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn ping(pool: &PgPool) -> Result<(), String> {
+    match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use sqlx::SqlSafeStr as _;
+    use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+    use tonic::{Code, Request};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus as Wire;
+    use tonic_health::pb::health_server::Health;
+
+    use super::*;
+    use crate::db;
+    use crate::settings::DatabaseSettings;
+
+    const SERVICE: &str = "inventory.v1.InventoryService";
+
+    async fn status(readiness: &Readiness, service: &str) -> Result<Wire, Code> {
+        let health = HealthService::from_health_reporter(readiness.reporter().clone());
+        let request = Request::new(HealthCheckRequest { service: service.to_owned() });
+        match health.check(request).await {
+            Ok(response) => Ok(response.into_inner().status()),
+            Err(status) => Err(status.code()),
+        }
+    }
+
+    fn unreachable_pool() -> PgPool {
+        db::connect_lazy(&DatabaseSettings {
+            database_url: "postgres://app:pw@127.0.0.1:1/none".into(),
+            run_migrations: true,
+            db_max_connections: 1,
+            db_acquire_timeout_ms: 50,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn reflection_builds() {
+        assert!(reflection().is_ok());
+    }
+
+    #[tokio::test]
+    async fn starts_not_serving_and_switches_together() {
+        let (readiness, _server) = health(&[SERVICE]);
+        assert!(!readiness.is_serving());
+        assert_eq!(status(&readiness, "").await, Ok(Wire::NotServing));
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+        assert_eq!(status(&readiness, "other.Service").await, Err(Code::NotFound));
+
+        readiness.set_serving().await;
+        assert!(readiness.is_serving());
+        assert_eq!(status(&readiness, "").await, Ok(Wire::Serving));
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::Serving));
+
+        readiness.set_not_serving().await;
+        assert_eq!(status(&readiness, "").await, Ok(Wire::NotServing));
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+    }
+
+    #[tokio::test]
+    async fn unreachable_database_keeps_not_serving_and_retries_migrations() {
+        let (readiness, _server) = health(&[SERVICE]);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counted = attempts.clone();
+        let migrate: MigrateFn = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Err(MigrateError::VersionMissing(1)) })
+        });
+        let watcher = tokio::spawn(watch_database(
+            unreachable_pool(),
+            readiness.clone(),
+            Some(migrate),
+            Duration::from_millis(10),
+        ));
+        tokio::time::sleep(MIGRATE_FIRST_BACKOFF + Duration::from_millis(200)).await;
+        assert!(attempts.load(Ordering::SeqCst) >= 2);
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+        watcher.abort();
+
+        let watcher = tokio::spawn(watch_database(
+            unreachable_pool(),
+            readiness.clone(),
+            None,
+            Duration::from_millis(10),
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+        watcher.abort();
+    }
+
+    /// Needs a real server: runs only when `DATABASE_URL` is set (it creates its own schema).
+    #[tokio::test]
+    async fn migrates_into_its_own_schema_then_serves() {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL not set");
+            return;
+        };
+        let schema: &'static str = format!("common_test_{}", std::process::id()).leak();
+        let pool = db::connect_lazy(&DatabaseSettings {
+            database_url: url,
+            run_migrations: true,
+            db_max_connections: 2,
+            db_acquire_timeout_ms: 2000,
+        })
+        .unwrap();
+        fn migrator() -> Migrator {
+            Migrator::with_migrations(vec![Migration::new(
+                1,
+                "noop".into(),
+                MigrationType::Simple,
+                "SELECT 1".into_sql_str(),
+                false,
+            )])
+        }
+        let (readiness, _server) = health(&[SERVICE]);
+        let migrate = db::migrate_fn(pool.clone(), migrator, schema);
+        let watcher = tokio::spawn(watch_database(
+            pool.clone(),
+            readiness.clone(),
+            Some(migrate),
+            Duration::from_millis(20),
+        ));
+        for _ in 0..250 {
+            if readiness.is_serving() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        watcher.abort();
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::Serving));
+
+        let history: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {schema}._sqlx_migrations"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(history, 1);
+        // Running again is a no-op against the same history.
+        db::migrate(&pool, migrator(), schema).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        // Losing the database flips readiness back.
+        let watcher = tokio::spawn(watch_database(
+            pool.clone(),
+            readiness.clone(),
+            None,
+            Duration::from_millis(20),
+        ));
+        pool.close().await;
+        for _ in 0..250 {
+            if !readiness.is_serving() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        watcher.abort();
+        assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+    }
+}
