@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Shared helpers for the bash scripts in scripts/ and .ci/. Source it, do not run it:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Messages go to stderr so that stdout stays clean for values (URLs, paths).
+
+# Absolute path of the repository root (the parent of scripts/).
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+export REPO_ROOT
+
+if [[ -t 2 && -z "${NO_COLOR:-}" ]]; then
+  _c_bold=$'\e[1m' _c_red=$'\e[31m' _c_yellow=$'\e[33m' _c_off=$'\e[0m'
+else
+  _c_bold='' _c_red='' _c_yellow='' _c_off=''
+fi
+
+# info MSG...: progress message, prefixed with the calling script's name.
+info() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+
+# warn MSG...: something the user should notice but that is not fatal.
+warn() { printf '%s%s: warning: %s%s\n' "$_c_yellow" "${0##*/}" "$*" "$_c_off" >&2; }
+
+# die MSG...: print an error and exit 1.
+die() {
+  printf '%s%s: error: %s%s\n' "$_c_red" "${0##*/}" "$*" "$_c_off" >&2
+  exit 1
+}
+
+# section TITLE...: a visible header before each step of a longer run.
+section() { printf '\n%s==> %s%s\n' "$_c_bold" "$*" "$_c_off" >&2; }
+
+# is_root: true when running with uid 0.
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# apt_install PKG...: install Debian packages non-interactively (root only).
+apt_install() {
+  is_root || die "installing $* needs root: sudo apt-get install -y $*"
+  command -v apt-get >/dev/null || die "apt-get not found; install $* with your package manager"
+  info "installing $* from the OS packages (apt-get)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q </dev/null >&2
+  apt-get install -y -q --no-install-recommends "$@" </dev/null >&2
+}
