@@ -1,0 +1,135 @@
+//! Builds the inventory server from its settings and runs it until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::proto::inventory::v1::inventory_service_server::InventoryServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::grpc::{InventoryApi, convert::Limits};
+use crate::settings::Settings;
+use crate::store::Store;
+use crate::sweeper;
+
+/// The gRPC service name health reports on.
+pub const SERVICE_NAME: &str = "inventory.v1.InventoryService";
+
+/// A bound, not yet running inventory server. Binding in `build` lets tests ask for port 0
+/// and read the real ports before running.
+pub struct App {
+    settings: Settings,
+    grpc: TcpListener,
+    metrics: TcpListener,
+}
+
+impl App {
+    /// Binds the gRPC and metrics listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
+        let metrics = TcpListener::bind(settings.metrics_addr)
+            .await
+            .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
+        Ok(Self { settings, grpc, metrics })
+    }
+
+    /// The address gRPC clients connect to.
+    pub fn grpc_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.grpc.local_addr()?)
+    }
+
+    /// The address of `/metrics`.
+    pub fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.metrics.local_addr()?)
+    }
+
+    /// Runs until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(common::shutdown::signal()).await
+    }
+
+    /// Runs until `shutdown` resolves, then stops taking calls, finishes the ones in flight
+    /// and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self { settings, grpc, metrics } = self;
+        crate::metrics::init();
+        let pool = common::db::connect_lazy(&settings.database)
+            .context("configuring the database pool")?;
+        let store = Store::new(pool.clone());
+
+        let (readiness, health) = common::server::health(&[SERVICE_NAME]);
+        let migrate = settings.database.run_migrations.then(|| {
+            common::db::migrate_fn(
+                pool.clone(),
+                || sqlx::migrate!("../../migrations/inventory"),
+                "inventory",
+            )
+        });
+        let watcher = tokio::spawn(common::server::watch_database(
+            pool.clone(),
+            readiness.clone(),
+            migrate,
+            Duration::from_secs(2),
+        ));
+        let watcher_abort = watcher.abort_handle();
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sweeper = tokio::spawn(sweeper::run(
+            store.clone(),
+            Duration::from_millis(settings.sweep_interval_ms.max(10)),
+            settings.sweep_batch_size.max(1),
+            stop_rx.clone(),
+        ));
+        let metrics_addr = metrics.local_addr()?;
+        let mut metrics_stop = stop_rx.clone();
+        let metrics_server = tokio::spawn(common::metrics::serve(metrics, async move {
+            let _ = metrics_stop.changed().await;
+        }));
+
+        let api = InventoryApi::new(
+            store,
+            Limits {
+                max_items: settings.max_items_per_request.max(1),
+                default_expiry_minutes: settings.default_expiry_minutes.max(1),
+                max_expiry_minutes: settings.max_expiry_minutes.max(1),
+            },
+        );
+        tracing::info!(
+            grpc_addr = %grpc.local_addr()?,
+            %metrics_addr,
+            "inventory server listening"
+        );
+
+        let drain_readiness = readiness.clone();
+        let result = tonic::transport::Server::builder()
+            .layer(common::metrics::GrpcMetricsLayer::new())
+            .add_service(health)
+            .add_service(common::server::reflection()?)
+            .add_service(InventoryServiceServer::new(api))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing calls in flight");
+                // Stop the watcher first so it cannot flip health back to SERVING.
+                watcher_abort.abort();
+                drain_readiness.set_not_serving().await;
+            })
+            .await;
+
+        let _ = stop_tx.send(true);
+        watcher.abort();
+        let _ = sweeper.await;
+        let _ = metrics_server.await;
+        pool.close().await;
+        result.context("serving gRPC")?;
+        tracing::info!("inventory server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! Inventory types and rules: no protobuf, no SQL. Values here are valid by construction.
+
+pub mod allocation;
+pub mod commands;
+mod values;
+
+pub use values::{
+    AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,
+    ReservationStatus, Sku, WarehouseId,
+};
+
+/// Availability of one requested line, as the check RPC reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvailabilityStatus {
+    InStock,
+    InsufficientStock,
+    OutOfStock,
+    UnknownSku,
+}
+
+impl AvailabilityStatus {
+    /// Classifies a line from what is available (None: the SKU is unknown).
+    pub fn classify(requested: i32, available: Option<i64>) -> Self {
+        match available {
+            None => Self::UnknownSku,
+            Some(a) if a <= 0 => Self::OutOfStock,
+            Some(a) if a < i64::from(requested) => Self::InsufficientStock,
+            Some(_) => Self::InStock,
+        }
+    }
+
+    /// The wire name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InStock => "IN_STOCK",
+            Self::InsufficientStock => "INSUFFICIENT_STOCK",
+            Self::OutOfStock => "OUT_OF_STOCK",
+            Self::UnknownSku => "UNKNOWN_SKU",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AvailabilityStatus as S;
+
+    #[test]
+    fn classify_covers_each_status() {
+        assert_eq!(S::classify(1, None), S::UnknownSku);
+        assert_eq!(S::classify(1, Some(0)), S::OutOfStock);
+        assert_eq!(S::classify(5, Some(2)), S::InsufficientStock);
+        assert_eq!(S::classify(5, Some(5)), S::InStock);
+        assert_eq!(S::classify(5, Some(50)), S::InStock);
+    }
+}

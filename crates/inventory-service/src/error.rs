@@ -1,0 +1,96 @@
+//! The one error type of the inventory server and its one mapping to a gRPC status.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::FieldViolation;
+
+/// Everything an inventory operation can fail with. Business outcomes that are not errors
+/// (a short reservation, a refused commit) are results, not variants here.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The request is malformed; each violation names its field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// A named thing does not exist.
+    #[error("{what} not found: {key}")]
+    NotFound { what: &'static str, key: String },
+    /// The request is well-formed but the current state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The database cannot be reached right now; the caller may retry.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A bug or an unexpected database failure; details are logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<FieldViolation> for InventoryError {
+    fn from(v: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![v])
+    }
+}
+
+impl From<sqlx::Error> for InventoryError {
+    fn from(err: sqlx::Error) -> Self {
+        if common::db::is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Internal(err.into())
+        }
+    }
+}
+
+impl InventoryError {
+    /// Shorthand for a single field violation.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        FieldViolation::new(field, description).into()
+    }
+
+    /// The status code this error maps to (also used as a metrics label).
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<InventoryError> for Status {
+    fn from(err: InventoryError) -> Self {
+        match &err {
+            InventoryError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
+            }
+            InventoryError::NotFound { what, key } => {
+                let details = ErrorDetails::with_resource_info(*what, key.clone(), "", "");
+                Status::with_error_details(Code::NotFound, err.to_string(), details)
+            }
+            InventoryError::FailedPrecondition(message) => Status::failed_precondition(message),
+            InventoryError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Status::unavailable("database unavailable, retry later")
+            }
+            InventoryError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Protobuf <-> domain conversion: requests are parsed into commands (naming the offending
+//! field on failure), store views are turned into replies. Protobuf types stop here.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use common::proto::inventory::v1 as pb;
+
+use crate::domain::{
+    AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,
+    Sku, WarehouseId,
+    allocation::{Line, Shortage},
+    commands::{Adjust, CheckLine, ListPage, Reserve, Upsert},
+};
+use crate::error::InventoryError;
+use crate::store::{ItemView, ReservationView};
+
+/// Bounds on what one request may carry; set from the server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_items: usize,
+    pub default_expiry_minutes: u32,
+    pub max_expiry_minutes: u32,
+}
+
+/// Collects every violation of a request instead of stopping at the first.
+#[derive(Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn take<T>(&mut self, r: Result<T, FieldViolation>) -> Option<T> {
+        r.map_err(|v| self.0.push(v)).ok()
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, InventoryError> {
+        if !self.0.is_empty() {
+            return Err(InventoryError::InvalidArgument(self.0));
+        }
+        value().ok_or_else(|| InventoryError::Internal(anyhow::anyhow!("validation lost a value")))
+    }
+}
+
+fn check_count(v: &mut Violations, len: usize, limits: &Limits) {
+    if len == 0 {
+        v.0.push(FieldViolation::new("items", "must contain at least one item"));
+    } else if len > limits.max_items {
+        v.0.push(FieldViolation::new(
+            "items",
+            format!("must contain at most {} items", limits.max_items),
+        ));
+    }
+}
+
+/// Parses a check request into its lines.
+pub fn check_lines(
+    req: &pb::CheckInventoryAvailabilityRequest,
+    limits: &Limits,
+) -> Result<Vec<CheckLine>, InventoryError> {
+    let mut v = Violations::default();
+    check_count(&mut v, req.items.len(), limits);
+    let lines: Vec<Option<CheckLine>> = req
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let sku = v.take(Sku::parse(&format!("items[{i}].sku"), &item.sku));
+            let quantity = v.take(Quantity::parse(&format!("items[{i}].quantity"), item.quantity));
+            Some(CheckLine { sku: sku?, quantity: quantity? })
+        })
+        .collect();
+    v.finish(|| lines.into_iter().collect())
+}
+
+/// Parses a reserve request into a command.
+pub fn reserve(
+    req: &pb::ReserveInventoryRequest,
+    limits: &Limits,
+) -> Result<Reserve, InventoryError> {
+    let mut v = Violations::default();
+    check_count(&mut v, req.items.len(), limits);
+    let lines: Vec<Option<Line>> = req
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let item_ref = v.take(ItemRef::parse(
+                &format!("items[{i}].inventory_item_id"),
+                &item.inventory_item_id,
+            ));
+            let warehouse = v.take(WarehouseId::parse_optional(
+                &format!("items[{i}].warehouse_id"),
+                &item.warehouse_id,
+            ));
+            let quantity = v.take(Quantity::parse(&format!("items[{i}].quantity"), item.quantity));
+            Some(Line { item: item_ref?, warehouse: warehouse?, quantity: quantity? })
+        })
+        .collect();
+    let reference = v.take(Reference::parse(&req.reference_type, &req.reference_id));
+    let minutes = v.take(expiry_minutes(req.expiration_minutes, limits));
+    v.finish(|| {
+        Some(Reserve {
+            lines: lines.into_iter().collect::<Option<_>>()?,
+            reference: reference?,
+            expires_in_minutes: minutes?,
+        })
+    })
+}
+
+fn expiry_minutes(requested: i32, limits: &Limits) -> Result<u32, FieldViolation> {
+    match u32::try_from(requested) {
+        Err(_) => Err(FieldViolation::new("expiration_minutes", "must not be negative")),
+        Ok(0) => Ok(limits.default_expiry_minutes),
+        Ok(m) if m > limits.max_expiry_minutes => Err(FieldViolation::new(
+            "expiration_minutes",
+            format!("must be at most {}", limits.max_expiry_minutes),
+        )),
+        Ok(m) => Ok(m),
+    }
+}
+
+/// Parses the reservation id of a commit, cancel or get request.
+pub fn reservation_id(value: &str) -> Result<ReservationId, InventoryError> {
+    Ok(ReservationId::parse("reservation_id", value)?)
+}
+
+/// Parses an upsert request.
+pub fn upsert(req: &pb::UpsertInventoryItemRequest) -> Result<Upsert, InventoryError> {
+    let mut v = Violations::default();
+    let sku = v.take(Sku::parse("sku", &req.sku));
+    let product_id =
+        v.take(Sku::parse("product_id", &req.product_id).map(|p| p.as_str().to_owned()));
+    let variant_id = match &req.variant_id {
+        None => Some(None),
+        Some(w) => v.take(Sku::parse("variant_id", w).map(|s| Some(s.as_str().to_owned()))),
+    };
+    let warehouse = v.take(WarehouseId::parse_or_default("warehouse_id", &req.warehouse_id));
+    if req.on_hand < 0 {
+        v.0.push(FieldViolation::new("on_hand", "must not be negative"));
+    }
+    v.finish(|| {
+        Some(Upsert {
+            sku: sku?,
+            product_id: product_id?,
+            variant_id: variant_id?,
+            warehouse: warehouse?,
+            on_hand: req.on_hand,
+        })
+    })
+}
+
+/// Parses an adjustment request.
+pub fn adjust(req: &pb::AdjustStockRequest) -> Result<Adjust, InventoryError> {
+    let mut v = Violations::default();
+    let sku = v.take(Sku::parse("sku", &req.sku));
+    let warehouse = v.take(WarehouseId::parse_or_default("warehouse_id", &req.warehouse_id));
+    if req.delta == 0 {
+        v.0.push(FieldViolation::new("delta", "must not be 0"));
+    }
+    let reason = v.take(Reason::parse("reason", &req.reason));
+    let key = v.take(AdjustmentKey::parse_optional("idempotency_key", &req.idempotency_key));
+    v.finish(|| {
+        Some(Adjust {
+            sku: sku?,
+            warehouse: warehouse?,
+            delta: req.delta,
+            reason: reason?,
+            key: key?,
+        })
+    })
+}
+
+/// Parses the SKU of a get request.
+pub fn sku(value: &str) -> Result<Sku, InventoryError> {
+    Ok(Sku::parse("sku", value)?)
+}
+
+/// Parses a list request; the page token is the last SKU of the previous page, encoded.
+pub fn list_page(req: &pb::ListInventoryItemsRequest) -> Result<ListPage, InventoryError> {
+    let size = PageSize::parse("page_size", req.page_size)?;
+    let after = if req.page_token.is_empty() {
+        None
+    } else {
+        let bytes = URL_SAFE_NO_PAD.decode(&req.page_token).map_err(|_| {
+            InventoryError::invalid("page_token", "is not a token this server issued")
+        })?;
+        Some(String::from_utf8(bytes).map_err(|_| {
+            InventoryError::invalid("page_token", "is not a token this server issued")
+        })?)
+    };
+    Ok(ListPage { size, after })
+}
+
+/// The page token that continues after `last_sku`.
+pub fn page_token(last_sku: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last_sku)
+}
+
+/// The human-readable refusal of a short reservation, naming each short SKU.
+pub fn shortage_message(shortages: &[Shortage]) -> String {
+    let parts: Vec<String> = shortages
+        .iter()
+        .map(|s| match &s.warehouse {
+            Some(w) => {
+                format!("{} in {w}: requested {}, available {}", s.sku, s.requested, s.available)
+            }
+            None => format!("{}: requested {}, available {}", s.sku, s.requested, s.available),
+        })
+        .collect();
+    format!("insufficient stock: {}", parts.join("; "))
+}
+
+fn clamp(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// An item as the wire shows it, with totals over its warehouses.
+pub fn item(view: ItemView) -> pb::InventoryItem {
+    let on_hand: i64 = view.levels.iter().map(|l| i64::from(l.on_hand)).sum();
+    let reserved: i64 = view.levels.iter().map(|l| i64::from(l.reserved)).sum();
+    pb::InventoryItem {
+        id: view.id.to_string(),
+        sku: view.sku,
+        product_id: view.product_id,
+        variant_id: view.variant_id,
+        on_hand: clamp(on_hand),
+        reserved: clamp(reserved),
+        available: clamp(on_hand - reserved),
+        levels: view
+            .levels
+            .into_iter()
+            .map(|l| pb::StockLevel {
+                warehouse_id: l.warehouse_id,
+                on_hand: l.on_hand,
+                reserved: l.reserved,
+                available: l.on_hand - l.reserved,
+            })
+            .collect(),
+    }
+}
+
+/// A hold as the wire shows it.
+pub fn reservation(view: ReservationView) -> pb::Reservation {
+    pb::Reservation {
+        reservation_id: view.id.to_string(),
+        reference_id: view.reference_id,
+        reference_type: view.reference_type,
+        status: view.status.as_str().to_owned(),
+        expires_at: Some(prost_types::Timestamp {
+            seconds: view.expires_at.timestamp(),
+            nanos: i32::try_from(view.expires_at.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        items: view
+            .items
+            .into_iter()
+            .map(|l| pb::ReservedItem {
+                sku: l.sku,
+                warehouse_id: l.warehouse_id,
+                quantity: l.quantity,
+            })
+            .collect(),
+    }
+}
+
+/// The clamped available count for the wire (sums over warehouses are i64 internally).
+pub fn available_for_wire(available: i64) -> i32 {
+    clamp(available.max(0))
+}

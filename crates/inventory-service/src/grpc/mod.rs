@@ -1,0 +1,224 @@
+//! The `inventory.v1.InventoryService` handlers: parse, call the store, answer, count.
+
+pub mod convert;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use common::proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
+use tonic::{Request, Response, Status};
+
+use crate::domain::{AvailabilityStatus, commands::Settle};
+use crate::error::InventoryError;
+use crate::metrics;
+use crate::store::{ReserveOutcome, SettleOutcome, Store};
+use convert::Limits;
+
+/// The gRPC face of the inventory store.
+#[derive(Debug, Clone)]
+pub struct InventoryApi {
+    store: Store,
+    limits: Limits,
+}
+
+impl InventoryApi {
+    /// A handler set over `store`, bounded by `limits`.
+    pub fn new(store: Store, limits: Limits) -> Self {
+        Self { store, limits }
+    }
+
+    /// Commits or cancels, counting the outcome under `counter`.
+    async fn settle(
+        &self,
+        raw_id: &str,
+        op: fn(crate::domain::ReservationId) -> Settle,
+        counter: &prometheus::IntCounterVec,
+    ) -> Result<pb::ReservationResponse, InventoryError> {
+        let result = async {
+            let op = op(convert::reservation_id(raw_id)?);
+            let outcome = self.store.settle(op).await?;
+            Ok((op, outcome))
+        }
+        .await;
+        let label = match &result {
+            Ok((op, SettleOutcome::Applied)) => op.done(),
+            Ok((_, SettleOutcome::AlreadyDone(_))) => "already_done",
+            Ok((_, SettleOutcome::Refused(_))) => "refused",
+            Err(e) => metrics::error_outcome(e),
+        };
+        counter.with_label_values(&[label]).inc();
+        let (op, outcome) = result?;
+        let (success, message) = match outcome {
+            SettleOutcome::Applied => (true, format!("reservation {}", op.done())),
+            SettleOutcome::AlreadyDone(status) => {
+                (true, format!("reservation already {}", status.as_str().to_lowercase()))
+            }
+            SettleOutcome::Refused(status) => (
+                false,
+                format!(
+                    "cannot {} a reservation that is {}",
+                    op.verb(),
+                    status.as_str().to_lowercase()
+                ),
+            ),
+        };
+        Ok(pb::ReservationResponse {
+            reservation_id: op.reservation().to_string(),
+            success,
+            message,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl InventoryService for InventoryApi {
+    async fn check_inventory_availability(
+        &self,
+        request: Request<pb::CheckInventoryAvailabilityRequest>,
+    ) -> Result<Response<pb::InventoryAvailabilityResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let lines = convert::check_lines(&req, &self.limits)?;
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let found: HashMap<String, _> =
+            self.store.availability(&skus).await?.into_iter().map(|a| (a.sku.clone(), a)).collect();
+
+        let items: Vec<pb::ItemAvailability> = req
+            .items
+            .into_iter()
+            .zip(&lines)
+            .map(|(asked, line)| {
+                let known = found.get(line.sku.as_str());
+                let available = known.map(|k| k.available);
+                let status = AvailabilityStatus::classify(line.quantity.get(), available);
+                pb::ItemAvailability {
+                    product_id: if asked.product_id.is_empty() {
+                        known.map(|k| k.product_id.clone()).unwrap_or_default()
+                    } else {
+                        asked.product_id
+                    },
+                    variant_id: asked
+                        .variant_id
+                        .or_else(|| known.and_then(|k| k.variant_id.clone())),
+                    sku: asked.sku,
+                    requested_quantity: line.quantity.get(),
+                    available_quantity: convert::available_for_wire(available.unwrap_or(0)),
+                    is_available: status == AvailabilityStatus::InStock,
+                    status: status.as_str().to_owned(),
+                }
+            })
+            .collect();
+        let all_available = items.iter().all(|i| i.is_available);
+        metrics::CHECK_DURATION
+            .with_label_values(&[] as &[&str])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(Response::new(pb::InventoryAvailabilityResponse { items, all_available }))
+    }
+
+    async fn reserve_inventory(
+        &self,
+        request: Request<pb::ReserveInventoryRequest>,
+    ) -> Result<Response<pb::ReservationResponse>, Status> {
+        let result = async {
+            let cmd = convert::reserve(request.get_ref(), &self.limits)?;
+            self.store.reserve(&cmd).await
+        }
+        .await;
+        let outcome = match &result {
+            Ok(ReserveOutcome::Reserved(_)) => "reserved",
+            Ok(ReserveOutcome::Existing(..)) => "existing",
+            Ok(ReserveOutcome::Short(_)) => "insufficient",
+            Err(e) => metrics::error_outcome(e),
+        };
+        metrics::RESERVATIONS.with_label_values(&[outcome]).inc();
+        let reply = match result? {
+            ReserveOutcome::Reserved(id) => pb::ReservationResponse {
+                reservation_id: id.to_string(),
+                success: true,
+                message: "reserved".to_owned(),
+            },
+            ReserveOutcome::Existing(id, status) => pb::ReservationResponse {
+                reservation_id: id.to_string(),
+                success: true,
+                message: format!(
+                    "the reference already holds reservation {id} ({})",
+                    status.as_str().to_lowercase()
+                ),
+            },
+            ReserveOutcome::Short(shortages) => pb::ReservationResponse {
+                reservation_id: String::new(),
+                success: false,
+                message: convert::shortage_message(&shortages),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn commit_reservation(
+        &self,
+        request: Request<pb::CommitReservationRequest>,
+    ) -> Result<Response<pb::ReservationResponse>, Status> {
+        let reply = self
+            .settle(&request.get_ref().reservation_id, Settle::Commit, &metrics::COMMITS)
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn cancel_reservation(
+        &self,
+        request: Request<pb::CancelReservationRequest>,
+    ) -> Result<Response<pb::ReservationResponse>, Status> {
+        let reply = self
+            .settle(&request.get_ref().reservation_id, Settle::Cancel, &metrics::CANCELLATIONS)
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn upsert_inventory_item(
+        &self,
+        request: Request<pb::UpsertInventoryItemRequest>,
+    ) -> Result<Response<pb::InventoryItem>, Status> {
+        let cmd = convert::upsert(request.get_ref())?;
+        Ok(Response::new(convert::item(self.store.upsert(&cmd).await?)))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<pb::AdjustStockRequest>,
+    ) -> Result<Response<pb::InventoryItem>, Status> {
+        let cmd = convert::adjust(request.get_ref())?;
+        Ok(Response::new(convert::item(self.store.adjust(&cmd).await?)))
+    }
+
+    async fn get_inventory_item(
+        &self,
+        request: Request<pb::GetInventoryItemRequest>,
+    ) -> Result<Response<pb::InventoryItem>, Status> {
+        let sku = convert::sku(&request.get_ref().sku)?;
+        Ok(Response::new(convert::item(self.store.item(&sku).await?)))
+    }
+
+    async fn list_inventory_items(
+        &self,
+        request: Request<pb::ListInventoryItemsRequest>,
+    ) -> Result<Response<pb::ListInventoryItemsResponse>, Status> {
+        let page = convert::list_page(request.get_ref())?;
+        let (items, more) = self.store.list(&page).await?;
+        let next_page_token = match items.last() {
+            Some(last) if more => convert::page_token(&last.sku),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListInventoryItemsResponse {
+            items: items.into_iter().map(convert::item).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let id = convert::reservation_id(&request.get_ref().reservation_id)?;
+        Ok(Response::new(convert::reservation(self.store.reservation(id).await?)))
+    }
+}

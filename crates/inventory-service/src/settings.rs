@@ -1,0 +1,48 @@
+//! Settings from the environment (12-factor), each also a `--flag`.
+
+use std::net::SocketAddr;
+
+use common::settings::{DatabaseSettings, LogSettings};
+
+/// Everything the inventory server can be told at start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "inventory-service",
+    version,
+    about = "Inventory gRPC server: stock, holds, commits."
+)]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    #[command(flatten)]
+    pub log: LogSettings,
+
+    /// Address of the gRPC server.
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Address of the HTTP server exposing `/metrics`.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    pub metrics_addr: SocketAddr,
+
+    /// Minutes a hold lives when a reserve request asks for 0.
+    #[arg(long, env = "RESERVATION_DEFAULT_EXPIRY_MINUTES", default_value_t = 30)]
+    pub default_expiry_minutes: u32,
+
+    /// Longest hold a reserve request may ask for, in minutes.
+    #[arg(long, env = "RESERVATION_MAX_EXPIRY_MINUTES", default_value_t = 7 * 24 * 60)]
+    pub max_expiry_minutes: u32,
+
+    /// How often the sweeper releases expired holds, in milliseconds.
+    #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = 5_000)]
+    pub sweep_interval_ms: u64,
+
+    /// Most holds one sweep transaction releases.
+    #[arg(long, env = "SWEEP_BATCH_SIZE", default_value_t = 500)]
+    pub sweep_batch_size: u32,
+
+    /// Most items one check or reserve request may carry.
+    #[arg(long, env = "MAX_ITEMS_PER_REQUEST", default_value_t = 100)]
+    pub max_items_per_request: usize,
+}

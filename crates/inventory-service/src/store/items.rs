@@ -1,0 +1,247 @@
+//! Items and their stock: availability, the admin writes, and reads.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    ItemView, LevelView, SkuAvailability, Store,
+    ledger::{MovementKind, move_on_hand},
+};
+use crate::domain::{
+    Sku, WarehouseId,
+    commands::{Adjust, ListPage, Upsert},
+};
+use crate::error::InventoryError;
+
+/// A locked stock row's numbers.
+struct LockedLevel {
+    id: i64,
+    on_hand: i32,
+    reserved: i32,
+}
+
+impl Store {
+    /// Available units (summed over warehouses) of each known SKU among `skus`.
+    pub async fn availability(
+        &self,
+        skus: &[&str],
+    ) -> Result<Vec<SkuAvailability>, InventoryError> {
+        let rows = sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+            "select i.sku, i.product_id, i.variant_id,
+                    coalesce(sum(sl.on_hand - sl.reserved), 0)::bigint
+               from inventory.items i
+               left join inventory.stock_levels sl on sl.item_id = i.id
+              where i.sku = any($1)
+              group by i.id",
+        )
+        .bind(skus)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sku, product_id, variant_id, available)| SkuAvailability {
+                sku,
+                product_id,
+                variant_id,
+                available,
+            })
+            .collect())
+    }
+
+    /// Sets on_hand of (sku, warehouse), creating the item and the level as needed.
+    #[tracing::instrument(skip_all, fields(sku = %req.sku, warehouse_id = %req.warehouse))]
+    pub async fn upsert(&self, req: &Upsert) -> Result<ItemView, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let item_id: Uuid = sqlx::query_scalar(
+            "insert into inventory.items (id, sku, product_id, variant_id) values ($1, $2, $3, $4)
+             on conflict (sku) do update
+                set product_id = excluded.product_id, variant_id = excluded.variant_id,
+                    updated_at = now()
+             returning id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(req.sku.as_str())
+        .bind(&req.product_id)
+        .bind(&req.variant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let level = lock_level(&mut tx, item_id, &req.warehouse).await?;
+        if req.on_hand < level.reserved {
+            return Err(InventoryError::FailedPrecondition(format!(
+                "on_hand {} for {} in {} is below the {} units currently reserved",
+                req.on_hand, req.sku, req.warehouse, level.reserved
+            )));
+        }
+        let delta = req.on_hand - level.on_hand;
+        move_on_hand(&mut tx, level.id, delta, MovementKind::Set, Some("set by upsert")).await?;
+        let item = load_item(&mut tx, &req.sku).await?;
+        tx.commit().await?;
+        Ok(item)
+    }
+
+    /// Applies a relative change of on_hand once per idempotency key.
+    #[tracing::instrument(skip_all, fields(sku = %req.sku, warehouse_id = %req.warehouse, delta = req.delta))]
+    pub async fn adjust(&self, req: &Adjust) -> Result<ItemView, InventoryError> {
+        let mut tx = self.pool.begin().await?;
+        let item_id: Uuid = sqlx::query_scalar("select id from inventory.items where sku = $1")
+            .bind(req.sku.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| InventoryError::NotFound {
+                what: "inventory item",
+                key: req.sku.to_string(),
+            })?;
+        let level = lock_level(&mut tx, item_id, &req.warehouse).await?;
+
+        if let Some(key) = &req.key {
+            // Inserting the key first serialises racing retries on its unique index; the loser
+            // then finds the winner's row and replays its result instead of applying twice.
+            let fresh = sqlx::query(
+                "insert into inventory.adjustments (idempotency_key, stock_level_id, delta, reason)
+                 values ($1, $2, $3, $4) on conflict (idempotency_key) do nothing",
+            )
+            .bind(key.as_str())
+            .bind(level.id)
+            .bind(req.delta)
+            .bind(req.reason.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
+                let (prior_level, prior_delta): (i64, i32) = sqlx::query_as(
+                    "select stock_level_id, delta from inventory.adjustments where idempotency_key = $1",
+                )
+                .bind(key.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if prior_level != level.id || prior_delta != req.delta {
+                    return Err(InventoryError::invalid(
+                        "idempotency_key",
+                        "was already used for a different adjustment (sku, warehouse_id or delta differ)",
+                    ));
+                }
+                let item = load_item(&mut tx, &req.sku).await?;
+                tx.commit().await?;
+                return Ok(item);
+            }
+        }
+
+        let new_on_hand = i64::from(level.on_hand) + i64::from(req.delta);
+        if new_on_hand > i64::from(i32::MAX) {
+            return Err(InventoryError::invalid(
+                "delta",
+                format!("would take on_hand past {} (now {})", i32::MAX, level.on_hand),
+            ));
+        }
+        if new_on_hand < i64::from(level.reserved) {
+            return Err(InventoryError::FailedPrecondition(format!(
+                "adjusting {} in {} by {} would leave on_hand {new_on_hand}, below the {} units reserved",
+                req.sku, req.warehouse, req.delta, level.reserved
+            )));
+        }
+        move_on_hand(&mut tx, level.id, req.delta, MovementKind::Adjust, Some(req.reason.as_str()))
+            .await?;
+        let item = load_item(&mut tx, &req.sku).await?;
+        tx.commit().await?;
+        Ok(item)
+    }
+
+    /// One item by SKU with its levels.
+    pub async fn item(&self, sku: &Sku) -> Result<ItemView, InventoryError> {
+        let mut conn = self.pool.acquire().await?;
+        load_item(&mut conn, sku).await
+    }
+
+    /// A page of items ordered by SKU, and whether more follow.
+    pub async fn list(&self, page: &ListPage) -> Result<(Vec<ItemView>, bool), InventoryError> {
+        let limit = i64::from(page.size.get());
+        let mut rows = sqlx::query_as::<_, (Uuid, String, String, Option<String>)>(
+            "select id, sku, product_id, variant_id from inventory.items
+              where $1::text is null or sku > $1
+              order by sku
+              limit $2",
+        )
+        .bind(page.after.as_deref())
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(page.size.get() as usize);
+
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+        let mut levels = levels_of(&self.pool, &ids).await?;
+        let items = rows
+            .into_iter()
+            .map(|(id, sku, product_id, variant_id)| ItemView {
+                id,
+                sku,
+                product_id,
+                variant_id,
+                levels: levels.remove(&id).unwrap_or_default(),
+            })
+            .collect();
+        Ok((items, more))
+    }
+}
+
+/// Finds or creates (at zero) the level of (item, warehouse) and locks it.
+async fn lock_level(
+    conn: &mut PgConnection,
+    item_id: Uuid,
+    warehouse: &WarehouseId,
+) -> Result<LockedLevel, sqlx::Error> {
+    sqlx::query(
+        "insert into inventory.stock_levels (item_id, warehouse_id, on_hand) values ($1, $2, 0)
+         on conflict (item_id, warehouse_id) do nothing",
+    )
+    .bind(item_id)
+    .bind(warehouse.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let (id, on_hand, reserved) = sqlx::query_as::<_, (i64, i32, i32)>(
+        "select id, on_hand, reserved from inventory.stock_levels
+          where item_id = $1 and warehouse_id = $2 for update",
+    )
+    .bind(item_id)
+    .bind(warehouse.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(LockedLevel { id, on_hand, reserved })
+}
+
+async fn load_item(conn: &mut PgConnection, sku: &Sku) -> Result<ItemView, InventoryError> {
+    let (id, sku, product_id, variant_id) =
+        sqlx::query_as::<_, (Uuid, String, String, Option<String>)>(
+            "select id, sku, product_id, variant_id from inventory.items where sku = $1",
+        )
+        .bind(sku.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| InventoryError::NotFound { what: "inventory item", key: sku.to_string() })?;
+    let mut levels = levels_of(conn, &[id]).await?;
+    Ok(ItemView { id, sku, product_id, variant_id, levels: levels.remove(&id).unwrap_or_default() })
+}
+
+async fn levels_of<'c, E>(
+    conn: E,
+    items: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<LevelView>>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    let rows = sqlx::query_as::<_, (Uuid, String, i32, i32)>(
+        "select item_id, warehouse_id, on_hand, reserved from inventory.stock_levels
+          where item_id = any($1) order by item_id, warehouse_id",
+    )
+    .bind(items)
+    .fetch_all(conn)
+    .await?;
+    let mut by_item: HashMap<Uuid, Vec<LevelView>> = HashMap::new();
+    for (item_id, warehouse_id, on_hand, reserved) in rows {
+        by_item.entry(item_id).or_default().push(LevelView { warehouse_id, on_hand, reserved });
+    }
+    Ok(by_item)
+}

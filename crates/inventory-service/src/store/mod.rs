@@ -1,0 +1,100 @@
+//! All SQL of the inventory server. Every multi-row change is one transaction, and every
+//! change to on_hand or reserved writes its movement row in that same transaction.
+
+mod items;
+mod ledger;
+mod reservations;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{ReservationId, ReservationStatus, allocation::Shortage};
+
+pub use reservations::SweepReport;
+
+/// Handle on the `inventory` schema.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps a pool whose database has the inventory migrations applied.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool (tests and health checks use it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// An item with its stock in each warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemView {
+    pub id: Uuid,
+    pub sku: String,
+    pub product_id: String,
+    pub variant_id: Option<String>,
+    pub levels: Vec<LevelView>,
+}
+
+/// One warehouse's stock of an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelView {
+    pub warehouse_id: String,
+    pub on_hand: i32,
+    pub reserved: i32,
+}
+
+/// Availability of one SKU summed over its warehouses; None when the SKU is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuAvailability {
+    pub sku: String,
+    pub product_id: String,
+    pub variant_id: Option<String>,
+    pub available: i64,
+}
+
+/// A hold with its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationView {
+    pub id: ReservationId,
+    pub reference_type: String,
+    pub reference_id: String,
+    pub status: ReservationStatus,
+    pub expires_at: DateTime<Utc>,
+    pub items: Vec<ReservedLine>,
+}
+
+/// Units of one SKU held in one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedLine {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: i32,
+}
+
+/// What a reserve request achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// A new hold was taken.
+    Reserved(ReservationId),
+    /// The reference already had a live hold; nothing new was taken.
+    Existing(ReservationId, ReservationStatus),
+    /// Not enough stock; nothing was taken.
+    Short(Vec<Shortage>),
+}
+
+/// What a commit or cancel achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// The hold moved to the requested state now.
+    Applied,
+    /// The hold was already in the requested state (or an equivalent one, for cancel).
+    AlreadyDone(ReservationStatus),
+    /// The hold is in a state the request cannot leave.
+    Refused(ReservationStatus),
+}
