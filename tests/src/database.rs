@@ -1,0 +1,44 @@
+//! One throwaway database per test, so tests run in parallel without seeing each other.
+
+use std::str::FromStr;
+
+use sqlx::{
+    ConnectOptions, Connection, PgPool,
+    postgres::{PgConnectOptions, PgConnection},
+};
+
+/// A database created for one test; `scripts/test` drops leftovers before each run.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    /// The database's name (`test_<uuid>`).
+    pub name: String,
+    /// A URL the servers under test connect with.
+    pub url: String,
+    /// A pool for the test's own direct SQL (assertions and deliberate corruption).
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates an empty database in the cluster named by `TEST_DATABASE_URL`.
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin_url = std::env::var("TEST_DATABASE_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "TEST_DATABASE_URL is not set: run the tests through scripts/test, which starts \
+                 a private PostgreSQL and sets it"
+            )
+        })?;
+        let admin = PgConnectOptions::from_str(&admin_url)?;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect_with(&admin).await?;
+        // The name is ours (a UUID), never input, so formatting it into DDL is safe.
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let options = admin.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().max_connections(5).connect_with(options).await?;
+        Ok(Self { name, url, pool })
+    }
+}

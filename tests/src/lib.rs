@@ -1,0 +1,66 @@
+//! Test support: a fresh database per test inside the cluster `scripts/test` starts, and the
+//! real servers on loopback port 0, with typed helpers so tests read like a client's story.
+
+mod database;
+mod inventory;
+
+pub use database::TestDb;
+pub use inventory::{InventoryClient, TestInventory, reserve_request, test_settings};
+
+/// A connected channel to a loopback server.
+pub async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?)
+}
+
+/// Waits until the health service reports `service` as SERVING, or fails after `timeout`.
+pub async fn wait_serving(
+    addr: std::net::SocketAddr,
+    service: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(channel) = channel(addr).await {
+            let mut client = HealthClient::new(channel);
+            let req = HealthCheckRequest { service: service.to_owned() };
+            if let Ok(resp) = client.check(req).await
+                && resp.into_inner().status == ServingStatus::Serving as i32
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{service} at {addr} not SERVING after {timeout:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A minimal HTTP/1.0 GET over loopback, enough to read `/metrics` without an HTTP client.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    let (head, rest) = body.split_once("\r\n\r\n").unwrap_or((&body, ""));
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "GET {path}: {head}"
+    );
+    Ok(rest.to_owned())
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text page (0 when absent).
+pub fn metric_value(page: &str, name_and_labels: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            (key == name_and_labels).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

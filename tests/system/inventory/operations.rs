@@ -1,0 +1,132 @@
+//! What operators rely on: health, reflection, metrics, outages and graceful shutdown.
+
+use std::time::Duration;
+
+use system_tests::{TestDb, TestInventory, metric_value, reserve_request, test_settings};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+#[tokio::test]
+async fn health_reports_serving_once_migrated() -> anyhow::Result<()> {
+    let inv = TestInventory::start().await?;
+    let mut health = HealthClient::new(system_tests::channel(inv.addr).await?);
+    for service in ["", "inventory.v1.InventoryService"] {
+        let resp = health.check(HealthCheckRequest { service: service.into() }).await?.into_inner();
+        assert_eq!(resp.status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    let applied: i64 = sqlx::query_scalar("select count(*) from inventory._sqlx_migrations")
+        .fetch_one(&inv.db.pool)
+        .await?;
+    assert!(applied >= 1, "the migration history lives in the inventory schema");
+    Ok(())
+}
+
+#[tokio::test]
+async fn database_down_is_unavailable_and_not_serving() -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    // Nothing listens on port 1: the server starts, but its database never answers.
+    let mut settings = test_settings("postgres://postgres@127.0.0.1:1/nothing");
+    settings.database.db_acquire_timeout_ms = 300;
+    let inv = TestInventory::spawn(db, settings).await?;
+
+    let started = std::time::Instant::now();
+    let err = inv.client.clone().reserve_inventory(reserve_request("o", &[("A", 1)])).await.err();
+    assert_eq!(err.map(|s| s.code()), Some(tonic::Code::Unavailable));
+    assert!(started.elapsed() < Duration::from_secs(10), "answered in {:?}", started.elapsed());
+
+    let mut health = HealthClient::new(system_tests::channel(inv.addr).await?);
+    let resp = health
+        .check(HealthCheckRequest { service: "inventory.v1.InventoryService".into() })
+        .await?
+        .into_inner();
+    assert_eq!(resp.status, ServingStatus::NotServing as i32);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reflection_lists_the_contract() -> anyhow::Result<()> {
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let inv = TestInventory::start().await?;
+    let mut client = ServerReflectionClient::new(system_tests::channel(inv.addr).await?);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await?.into_inner();
+    let Some(resp) = stream.next().await.transpose()? else {
+        anyhow::bail!("no reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        anyhow::bail!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"inventory.v1.InventoryService".to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_rpcs_and_outcomes() -> anyhow::Result<()> {
+    let inv = TestInventory::start().await?;
+    inv.stock("A", 1).await?;
+    let page = inv.metrics_text().await?;
+    let ok = r#"grpc_server_handled_total{grpc_code="OK",grpc_method="ReserveInventory",grpc_service="inventory.v1.InventoryService",grpc_type="unary"}"#;
+    let invalid = r#"grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="ReserveInventory",grpc_service="inventory.v1.InventoryService",grpc_type="unary"}"#;
+    let reserved = r#"inventory_reservations_total{outcome="reserved"}"#;
+    let short = r#"inventory_reservations_total{outcome="insufficient"}"#;
+    let (ok0, invalid0, reserved0, short0) = (
+        metric_value(&page, ok),
+        metric_value(&page, invalid),
+        metric_value(&page, reserved),
+        metric_value(&page, short),
+    );
+
+    assert!(inv.reserve("o-1", &[("A", 1)]).await?.success);
+    assert!(!inv.reserve("o-2", &[("A", 1)]).await?.success);
+    let _ = inv.client.clone().reserve_inventory(reserve_request("o-3", &[])).await;
+
+    // Counters are process-wide and other tests run beside this one: assert growth.
+    let page = inv.metrics_text().await?;
+    assert!(metric_value(&page, ok) >= ok0 + 2.0);
+    assert!(metric_value(&page, invalid) > invalid0);
+    assert!(metric_value(&page, reserved) > reserved0);
+    assert!(metric_value(&page, short) > short0);
+    assert!(page.contains("grpc_server_handling_seconds_bucket"));
+    assert!(page.contains("inventory_check_duration_seconds"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_calls_in_flight() -> anyhow::Result<()> {
+    let mut inv = TestInventory::start().await?;
+    inv.stock("A", 5).await?;
+
+    // Hold the stock row's lock so the next reserve waits inside the server.
+    let mut blocker = inv.db.pool.begin().await?;
+    sqlx::query("select 1 from inventory.stock_levels for update").execute(&mut *blocker).await?;
+    let mut client = inv.client.clone();
+    let in_flight =
+        tokio::spawn(
+            async move { client.reserve_inventory(reserve_request("o-1", &[("A", 2)])).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let server = inv.begin_stop().ok_or_else(|| anyhow::anyhow!("server already stopped"))?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!server.is_finished(), "the server waits for the call in flight");
+    blocker.rollback().await?;
+
+    let resp = in_flight.await??.into_inner();
+    assert!(resp.success, "{}", resp.message);
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    let reserved: i32 = sqlx::query_scalar("select reserved from inventory.stock_levels")
+        .fetch_one(&inv.db.pool)
+        .await?;
+    assert_eq!(reserved, 2);
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests: real PostgreSQL (one database per test), real servers on loopback.
+
+mod inventory;
