@@ -1,0 +1,78 @@
+//! The one error type of the stand-ins and its one mapping to a gRPC status.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::fields::FieldViolation;
+
+/// Everything a stand-in call can fail with. Business outcomes (a declined payment) are
+/// responses, not variants here.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StandinError {
+    /// The request is malformed; each violation names its field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// A named thing does not exist.
+    #[error("{what} not found: {key}")]
+    NotFound { what: &'static str, key: String },
+    /// The request is well-formed but the current state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A failure injected through [`crate::Faults`].
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// A bug in the stand-in; logged and answered INTERNAL.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<FieldViolation> for StandinError {
+    fn from(violation: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![violation])
+    }
+}
+
+impl StandinError {
+    /// Shorthand for a single field violation.
+    pub(crate) fn invalid(field: &'static str, description: impl Into<String>) -> Self {
+        FieldViolation::new(field, description).into()
+    }
+
+    /// Shorthand for a missing thing.
+    pub(crate) fn not_found(what: &'static str, key: impl Into<String>) -> Self {
+        Self::NotFound { what, key: key.into() }
+    }
+}
+
+impl From<StandinError> for Status {
+    fn from(err: StandinError) -> Self {
+        let message = err.to_string();
+        match err {
+            StandinError::InvalidArgument(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
+                }
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            StandinError::NotFound { what, key } => {
+                let details = ErrorDetails::with_resource_info(what, key, "", "");
+                Status::with_error_details(Code::NotFound, message, details)
+            }
+            StandinError::FailedPrecondition(_) => Status::failed_precondition(message),
+            StandinError::Unavailable(_) => Status::unavailable(message),
+            StandinError::Internal(_) => {
+                tracing::error!(error = %message, "stand-in bug");
+                Status::internal(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The command tree: global flags, one subcommand group per service, and the parsers of
+//! item arguments (`SKU=QTY[@WAREHOUSE]`).
+//!
+//! Inventory commands sit at the top level (`stock ...`, `reserve`, `commit`, ...); order
+//! commands will join them as one more group (`order create|show|list|cancel`) with its own
+//! `--order-url`, without touching these.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `shopctl`: talk to the shop's gRPC services from a terminal.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shopctl",
+    version,
+    about = "Talk to the shop's gRPC services from a terminal.",
+    long_about = "Talk to the shop's gRPC services from a terminal.\n\n\
+        Exit codes: 0 success; 1 server unreachable or internal error; 2 invalid input, \
+        not found or failed precondition; 3 reservation refused (success=false)."
+)]
+pub struct Cli {
+    /// Flags every subcommand accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// URL of the inventory service.
+    #[arg(
+        long,
+        env = "INVENTORY_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub inventory_url: String,
+
+    /// Print the response as JSON (proto3 field names in lowerCamelCase) instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Deadline of every call, in milliseconds.
+    #[arg(
+        long,
+        default_value_t = 5000,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub timeout_ms: u64,
+}
+
+impl GlobalArgs {
+    /// The per-call deadline.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stock items: set, adjust, show, list, check.
+    #[command(subcommand)]
+    Stock(StockCommand),
+
+    /// Hold stock for a reference, all items or none.
+    Reserve(ReserveArgs),
+
+    /// Commit a pending reservation: the held units leave stock.
+    Commit(ReservationIdArg),
+
+    /// Cancel a pending reservation: the held units become available again.
+    Cancel(ReservationIdArg),
+
+    /// Read reservations.
+    #[command(subcommand)]
+    Reservation(ReservationCommand),
+}
+
+/// `shopctl stock ...`
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Set on_hand of a SKU in one warehouse, creating the item as needed.
+    Set(SetArgs),
+
+    /// Change on_hand of a SKU by DELTA (negative to remove), with a reason.
+    Adjust(AdjustArgs),
+
+    /// Show one item with its per-warehouse levels.
+    Show {
+        /// The item's SKU.
+        sku: String,
+    },
+
+    /// List items by SKU.
+    List(ListArgs),
+
+    /// Check whether quantities are available (summed over warehouses).
+    Check {
+        /// Items to check.
+        #[arg(required = true, value_name = "SKU=QTY", value_parser = parse_check_item)]
+        items: Vec<ItemSpec>,
+    },
+}
+
+/// Arguments of `stock set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The item's SKU.
+    pub sku: String,
+
+    /// Units on hand in the warehouse.
+    #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+    pub on_hand: i32,
+
+    /// Product id of the item [default: the SKU].
+    #[arg(long = "product", value_name = "ID")]
+    pub product_id: Option<String>,
+
+    /// Variant id of the item.
+    #[arg(long = "variant", value_name = "ID")]
+    pub variant_id: Option<String>,
+
+    /// Warehouse [default: the server's "default"].
+    #[arg(long, value_name = "W")]
+    pub warehouse: Option<String>,
+}
+
+/// Arguments of `stock adjust`.
+#[derive(Debug, Args)]
+pub struct AdjustArgs {
+    /// The item's SKU.
+    pub sku: String,
+
+    /// Change of on_hand, e.g. 5 or -3.
+    #[arg(allow_negative_numbers = true)]
+    pub delta: i32,
+
+    /// Why (kept in the stock ledger).
+    #[arg(long)]
+    pub reason: String,
+
+    /// Warehouse [default: the server's "default"].
+    #[arg(long, value_name = "W")]
+    pub warehouse: Option<String>,
+
+    /// Idempotency key: an adjustment with the same key applies once.
+    #[arg(long = "key", value_name = "IDEMPOTENCY_KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Arguments of `stock list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Items per page [default: the server's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: Option<i32>,
+
+    /// Follow the pages to the end instead of showing the first one.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `reserve`.
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    /// Reference the hold belongs to, e.g. an order id; the same reference gets the same hold.
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference_id: String,
+
+    /// Kind of the reference.
+    #[arg(long = "ref-type", value_name = "TYPE", default_value = "ORDER")]
+    pub reference_type: String,
+
+    /// Minutes until the hold expires [default: the server's, 30].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub minutes: Option<i32>,
+
+    /// Items to hold; without @WAREHOUSE the server picks the warehouses.
+    #[arg(required = true, value_name = "SKU=QTY[@WAREHOUSE]", value_parser = parse_reserve_item)]
+    pub items: Vec<ItemSpec>,
+}
+
+/// A reservation id argument.
+#[derive(Debug, Args)]
+pub struct ReservationIdArg {
+    /// The reservation's id.
+    pub reservation_id: String,
+}
+
+/// `shopctl reservation ...`
+#[derive(Debug, Subcommand)]
+pub enum ReservationCommand {
+    /// Show a reservation: status, expiry and held items.
+    Show(ReservationIdArg),
+}
+
+/// One `SKU=QTY[@WAREHOUSE]` argument. Only the syntax is checked here; the server judges
+/// the values (a zero quantity comes back as a field violation naming the item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemSpec {
+    /// The SKU (or, for reserve, the item id).
+    pub sku: String,
+    /// Requested units.
+    pub quantity: i32,
+    /// Warehouse, when one was named after `@`.
+    pub warehouse: Option<String>,
+}
+
+/// Why an item argument did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemSpecError(String);
+
+impl fmt::Display for ItemSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ItemSpecError {}
+
+impl FromStr for ItemSpec {
+    type Err = ItemSpecError;
+
+    /// Parses `SKU=QTY` or `SKU=QTY@WAREHOUSE`; the SKU ends at the last `=`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((sku, rest)) = s.rsplit_once('=') else {
+            return Err(ItemSpecError(format!("expected SKU=QTY, got '{s}'")));
+        };
+        if sku.is_empty() {
+            return Err(ItemSpecError(format!("missing SKU before '=' in '{s}'")));
+        }
+        let (qty, warehouse) = match rest.split_once('@') {
+            Some((_, "")) => {
+                return Err(ItemSpecError(format!("missing warehouse after '@' in '{s}'")));
+            }
+            Some((qty, wh)) => (qty, Some(wh.to_owned())),
+            None => (rest, None),
+        };
+        let quantity = qty.trim().parse::<i32>().map_err(|_| {
+            ItemSpecError(format!("quantity '{qty}' in '{s}' is not a whole number"))
+        })?;
+        Ok(Self { sku: sku.to_owned(), quantity, warehouse })
+    }
+}
+
+/// Value parser of `reserve` items: `SKU=QTY[@WAREHOUSE]`.
+pub fn parse_reserve_item(s: &str) -> Result<ItemSpec, ItemSpecError> {
+    s.parse()
+}
+
+/// Value parser of `stock check` items: `SKU=QTY` (availability sums every warehouse).
+pub fn parse_check_item(s: &str) -> Result<ItemSpec, ItemSpecError> {
+    let spec: ItemSpec = s.parse()?;
+    if spec.warehouse.is_some() {
+        return Err(ItemSpecError(format!(
+            "'{s}': check takes SKU=QTY; availability is summed over all warehouses"
+        )));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn spec(sku: &str, quantity: i32, warehouse: Option<&str>) -> ItemSpec {
+        ItemSpec { sku: sku.into(), quantity, warehouse: warehouse.map(Into::into) }
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn item_specs_parse() {
+        assert_eq!("MUG=2".parse(), Ok(spec("MUG", 2, None)));
+        assert_eq!("MUG=2@east".parse(), Ok(spec("MUG", 2, Some("east"))));
+        assert_eq!("A=B=3".parse(), Ok(spec("A=B", 3, None)));
+        assert_eq!("MUG=0".parse(), Ok(spec("MUG", 0, None)));
+        assert_eq!("MUG=-1@w".parse(), Ok(spec("MUG", -1, Some("w"))));
+        assert_eq!("team@x=1".parse(), Ok(spec("team@x", 1, None)));
+    }
+
+    #[test]
+    fn malformed_item_specs_say_why() {
+        for (input, needle) in [
+            ("MUG", "expected SKU=QTY"),
+            ("=2", "missing SKU"),
+            ("MUG=", "not a whole number"),
+            ("MUG=two", "not a whole number"),
+            ("MUG=2@", "missing warehouse"),
+            ("MUG=99999999999", "not a whole number"),
+        ] {
+            let err = input.parse::<ItemSpec>().expect_err(input);
+            assert!(err.to_string().contains(needle), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn check_items_take_no_warehouse() {
+        assert_eq!(parse_check_item("MUG=2"), Ok(spec("MUG", 2, None)));
+        assert!(parse_check_item("MUG=2@east").is_err());
+    }
+
+    #[test]
+    fn adjust_takes_a_negative_delta() {
+        let cli = Cli::try_parse_from(["shopctl", "stock", "adjust", "MUG", "-3", "--reason", "x"])
+            .unwrap();
+        let Command::Stock(StockCommand::Adjust(args)) = cli.command else {
+            panic!("not adjust: {:?}", cli.command);
+        };
+        assert_eq!(args.delta, -3);
+        assert_eq!(args.reason, "x");
+    }
+
+    #[test]
+    fn reserve_collects_items_and_global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "shopctl",
+            "reserve",
+            "--ref",
+            "demo-1",
+            "MUG=2",
+            "TEE=1@east",
+            "--json",
+            "--timeout-ms",
+            "250",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.timeout(), Duration::from_millis(250));
+        let Command::Reserve(args) = cli.command else { panic!("not reserve") };
+        assert_eq!(args.reference_id, "demo-1");
+        assert_eq!(args.reference_type, "ORDER");
+        assert_eq!(args.minutes, None);
+        assert_eq!(args.items, vec![spec("MUG", 2, None), spec("TEE", 1, Some("east"))]);
+    }
+
+    #[test]
+    fn reserve_needs_a_reference_and_items() {
+        assert!(Cli::try_parse_from(["shopctl", "reserve", "MUG=1"]).is_err());
+        assert!(Cli::try_parse_from(["shopctl", "reserve", "--ref", "r"]).is_err());
+        assert!(Cli::try_parse_from(["shopctl", "reserve", "--ref", "r", "MUG"]).is_err());
+    }
+
+    #[test]
+    fn set_refuses_a_negative_on_hand_and_zero_timeout() {
+        assert!(Cli::try_parse_from(["shopctl", "stock", "set", "MUG", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["shopctl", "--timeout-ms", "0", "stock", "list"]).is_err());
+    }
+}

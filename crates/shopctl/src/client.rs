@@ -1,0 +1,52 @@
+//! Channels to the services, shared by every command module: URL handling and deadlines.
+
+use std::time::Duration;
+
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CliError;
+
+/// `url` with `http://` in front when it names no scheme (`127.0.0.1:50051`).
+pub fn normalize_url(url: &str) -> String {
+    if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
+}
+
+/// A lazily connecting channel to `url` (the value of `--{flag}`): connecting and every call
+/// must finish within `deadline`.
+pub fn channel(flag: &str, url: &str, deadline: Duration) -> Result<Channel, CliError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| CliError::Usage(format!("invalid --{flag} '{url}': {e}")))?;
+    if endpoint.uri().host().is_none() {
+        return Err(CliError::Usage(format!("invalid --{flag} '{url}': no host")));
+    }
+    Ok(endpoint.connect_timeout(deadline).timeout(deadline).connect_lazy())
+}
+
+/// A request carrying `deadline`, which is also sent to the server as `grpc-timeout`.
+pub fn request<T>(message: T, deadline: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(deadline);
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_address_gets_http() {
+        assert_eq!(normalize_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(normalize_url("https://inv.example:443"), "https://inv.example:443");
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_are_usage_errors() {
+        let deadline = Duration::from_secs(1);
+        for url in ["not a url", "http://", ""] {
+            let err = channel("inventory-url", url, deadline).expect_err(url);
+            assert_eq!(err.exit_code(), 2, "{url}");
+        }
+        assert!(channel("inventory-url", "http://127.0.0.1:1", deadline).is_ok());
+    }
+}

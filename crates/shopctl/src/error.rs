@@ -1,0 +1,161 @@
+//! Everything a command can fail with, how it reads on stderr, and its exit code.
+
+use std::fmt::Write as _;
+use std::io;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// A failed command.
+#[derive(Debug)]
+pub enum CliError {
+    /// The server answered with an error status, or could not be reached in time.
+    Rpc {
+        /// The status as received (a client-side timeout is turned into `DEADLINE_EXCEEDED`).
+        status: Status,
+        /// The URL that was called, named when the server looks unreachable.
+        url: String,
+    },
+    /// A reservation call was answered with `success=false`; holds the server's message.
+    Refused(String),
+    /// The command line cannot be used as given (e.g. a malformed URL).
+    Usage(String),
+    /// Writing the output failed.
+    Output(io::Error),
+}
+
+impl CliError {
+    /// An error status from a call to `url` made with `deadline`.
+    pub fn rpc(status: Status, url: &str, deadline: Duration) -> Self {
+        // tonic reports its own deadline as CANCELLED "Timeout expired"; callers and the gRPC
+        // spec call that DEADLINE_EXCEEDED.
+        let status = if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+            Status::deadline_exceeded(format!("no answer within {} ms", deadline.as_millis()))
+        } else {
+            status
+        };
+        Self::Rpc { status, url: url.to_owned() }
+    }
+
+    /// The process exit code: 2 for a request the server judged wrong (invalid, unknown,
+    /// not allowed now) or an unusable command line, 3 for a refused reservation, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Rpc { status, .. } => match status.code() {
+                Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition => 2,
+                _ => 1,
+            },
+            Self::Refused(_) => 3,
+            Self::Usage(_) => 2,
+            Self::Output(_) => 1,
+        }
+    }
+
+    /// The lines to print on stderr, each ending in a newline.
+    pub fn report(&self) -> String {
+        match self {
+            Self::Rpc { status, url } => report_status(status, url),
+            Self::Refused(message) => format!("refused: {message}\n"),
+            Self::Usage(message) => format!("error: {message}\n"),
+            Self::Output(err) => format!("error: writing output: {err}\n"),
+        }
+    }
+}
+
+fn report_status(status: &Status, url: &str) -> String {
+    let mut out = format!("error: {}", code_name(status.code()));
+    if !status.message().is_empty() {
+        let _ = write!(out, ": {}", status.message());
+    }
+    // Transport failures keep the useful part ("Connection refused") in the source chain.
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            let _ = write!(out, ": {text}");
+        }
+        source = cause.source();
+    }
+    out.push('\n');
+    if let Some(bad_request) = status.get_details_bad_request() {
+        for v in &bad_request.field_violations {
+            let _ = writeln!(out, "  {}: {}", v.field, v.description);
+        }
+    }
+    if let Some(info) = status.get_details_error_info() {
+        let _ = writeln!(out, "  reason: {} ({})", info.reason, info.domain);
+    }
+    if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) {
+        let _ = writeln!(out, "  is the service at {url} up? (scripts/up starts it)");
+    }
+    out
+}
+
+/// The canonical name of a gRPC status code, as the gRPC spec and other tools spell it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    const URL: &str = "http://127.0.0.1:50051";
+
+    fn rpc(status: Status) -> CliError {
+        CliError::rpc(status, URL, Duration::from_millis(5000))
+    }
+
+    #[test]
+    fn field_violations_are_listed_one_per_line() {
+        let mut details = ErrorDetails::new();
+        details.add_bad_request_violation("items[0].quantity", "must be at least 1");
+        details.add_bad_request_violation("reference_id", "must not be empty");
+        let err = rpc(Status::with_error_details(Code::InvalidArgument, "invalid", details));
+        assert_eq!(
+            err.report(),
+            "error: INVALID_ARGUMENT: invalid\n  items[0].quantity: must be at least 1\n  \
+             reference_id: must not be empty\n"
+        );
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_kind_of_failure() {
+        assert_eq!(rpc(Status::not_found("x")).exit_code(), 2);
+        assert_eq!(rpc(Status::failed_precondition("x")).exit_code(), 2);
+        assert_eq!(rpc(Status::unavailable("x")).exit_code(), 1);
+        assert_eq!(rpc(Status::internal("x")).exit_code(), 1);
+        assert_eq!(CliError::Refused("short".into()).exit_code(), 3);
+    }
+
+    #[test]
+    fn a_client_timeout_reads_as_deadline_exceeded() {
+        let err = rpc(Status::cancelled("Timeout expired"));
+        let report = err.report();
+        assert!(report.starts_with("error: DEADLINE_EXCEEDED: no answer within 5000 ms\n"));
+        assert!(report.contains(URL), "{report}");
+        assert_eq!(err.exit_code(), 1);
+    }
+}

@@ -1,0 +1,35 @@
+//! `shopctl`: a command-line client for the shop's gRPC services, for people at a terminal.
+//!
+//! `main.rs` only parses, calls [`run`] and maps the result to an exit code; each service has
+//! its own module of commands (inventory today; orders join as `order.rs` and one more arm
+//! in [`run`]).
+
+/// The command tree (clap types) and the parsers of item arguments.
+pub mod cli;
+/// Channels to the services: URL handling and per-call deadlines.
+pub mod client;
+/// Failures, their stderr report and exit codes.
+pub mod error;
+/// Inventory commands: stock, reservations.
+pub mod inventory;
+/// Responses as JSON.
+pub mod json;
+/// Printing responses: JSON or tables.
+pub mod output;
+/// A tiny plain-text table formatter.
+pub mod table;
+
+use cli::{Cli, Command};
+use error::CliError;
+use inventory::Inventory;
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Stock(command) => Inventory::new(&cli.global)?.stock(command).await,
+        Command::Reserve(args) => Inventory::new(&cli.global)?.reserve(args).await,
+        Command::Commit(arg) => Inventory::new(&cli.global)?.commit(arg.reservation_id).await,
+        Command::Cancel(arg) => Inventory::new(&cli.global)?.cancel(arg.reservation_id).await,
+        Command::Reservation(command) => Inventory::new(&cli.global)?.reservation(command).await,
+    }
+}
