@@ -70,6 +70,55 @@ async fn reflection_lists_the_contract() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What grpcurl does: fetch the file declaring the service by symbol and read its methods.
+#[tokio::test]
+async fn reflection_serves_every_rpc_by_symbol() -> anyhow::Result<()> {
+    use prost::Message;
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let inv = TestInventory::start().await?;
+    let mut client = ServerReflectionClient::new(system_tests::channel(inv.addr).await?);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "inventory.v1.InventoryService".into(),
+        )),
+    };
+    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await?.into_inner();
+    let Some(resp) = stream.next().await.transpose()? else {
+        anyhow::bail!("no reflection answer")
+    };
+    let Some(MessageResponse::FileDescriptorResponse(files)) = resp.message_response else {
+        anyhow::bail!("unexpected reflection answer")
+    };
+    let mut methods = Vec::new();
+    for bytes in files.file_descriptor_proto {
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice())?;
+        for service in file.service.iter().filter(|s| s.name() == "InventoryService") {
+            methods.extend(service.method.iter().map(|m| m.name().to_owned()));
+        }
+    }
+    methods.sort();
+    assert_eq!(
+        methods,
+        [
+            "AdjustStock",
+            "CancelReservation",
+            "CheckInventoryAvailability",
+            "CommitReservation",
+            "GetInventoryItem",
+            "GetReservation",
+            "ListInventoryItems",
+            "ReserveInventory",
+            "UpsertInventoryItem",
+        ]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn metrics_count_rpcs_and_outcomes() -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
