@@ -13,5 +13,7 @@ pub mod server;
 pub mod settings;
 /// Graceful shutdown on SIGTERM or Ctrl-C.
 pub mod shutdown;
+/// Rich gRPC errors: BadRequest field violations and ResourceInfo, built one way.
+pub mod status;
 /// Global `tracing` subscriber setup for servers and tests.
 pub mod telemetry;

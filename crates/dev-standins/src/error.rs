@@ -1,7 +1,7 @@
 //! The one error type of the stand-ins and its one mapping to a gRPC status.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use common::status::describe;
+use tonic::Status;
 
 use crate::fields::FieldViolation;
 
@@ -24,14 +24,6 @@ pub(crate) enum StandinError {
     /// A bug in the stand-in; logged and answered INTERNAL.
     #[error("internal error: {0}")]
     Internal(&'static str),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl From<FieldViolation> for StandinError {
@@ -57,16 +49,9 @@ impl From<StandinError> for Status {
         let message = err.to_string();
         match err {
             StandinError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, message, details)
+                common::status::invalid_argument(&violations)
             }
-            StandinError::NotFound { what, key } => {
-                let details = ErrorDetails::with_resource_info(what, key, "", "");
-                Status::with_error_details(Code::NotFound, message, details)
-            }
+            StandinError::NotFound { what, key } => common::status::not_found(what, &key),
             StandinError::FailedPrecondition(_) => Status::failed_precondition(message),
             StandinError::Unavailable(_) => Status::unavailable(message),
             StandinError::Internal(_) => {

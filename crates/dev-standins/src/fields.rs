@@ -1,18 +1,6 @@
 //! Field checks shared by the stand-ins' requests and data files.
 
-/// One reason a request field was refused; `field` is the proto field name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FieldViolation {
-    pub(crate) field: &'static str,
-    pub(crate) description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field` described by `description`.
-    pub(crate) fn new(field: &'static str, description: impl Into<String>) -> Self {
-        Self { field, description: description.into() }
-    }
-}
+pub(crate) use common::status::FieldViolation;
 
 /// Collects every violation of a request, so one answer names all bad fields at once.
 #[derive(Debug, Default)]

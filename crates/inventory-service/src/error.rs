@@ -1,7 +1,7 @@
 //! The one error type of the inventory server and its one mapping to a gRPC status.
 
+use common::status::describe;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::FieldViolation;
 
@@ -24,14 +24,6 @@ pub enum InventoryError {
     /// A bug or an unexpected database failure; details are logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl From<FieldViolation> for InventoryError {
@@ -72,16 +64,9 @@ impl From<InventoryError> for Status {
     fn from(err: InventoryError) -> Self {
         match &err {
             InventoryError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
+                common::status::invalid_argument(violations)
             }
-            InventoryError::NotFound { what, key } => {
-                let details = ErrorDetails::with_resource_info(*what, key.clone(), "", "");
-                Status::with_error_details(Code::NotFound, err.to_string(), details)
-            }
+            InventoryError::NotFound { what, key } => common::status::not_found(what, key),
             InventoryError::FailedPrecondition(message) => Status::failed_precondition(message),
             InventoryError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");

@@ -163,7 +163,7 @@ mod tests {
         })
         .unwrap_err();
         let StandinError::InvalidArgument(violations) = err else { panic!("{err:?}") };
-        let fields: Vec<_> = violations.iter().map(|v| v.field).collect();
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["order_id", "amount_minor", "currency", "method", "idempotency_key"]);
     }
 }

@@ -10,19 +10,7 @@ const MAX_REFERENCE_ID_LEN: usize = 128;
 const MAX_REASON_LEN: usize = 500;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
-/// One reason a request field was refused; `field` is the proto path, e.g. `items[2].quantity`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field` described by `description`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
-    }
-}
+pub use common::status::FieldViolation;
 
 fn key(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
     if value.is_empty() {
