@@ -1,0 +1,181 @@
+//! Clients of the peer services. Each call carries a deadline and is retried inline a few
+//! times on transient errors (every call here is idempotent on the peer's side); protobuf
+//! types of the peers stop in these modules.
+
+pub mod inventory;
+pub mod payment;
+pub mod product;
+pub mod user;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::backoff;
+use crate::error::OrderError;
+use crate::settings::Settings;
+
+pub use inventory::InventoryPeer;
+pub use payment::PaymentPeer;
+pub use product::ProductPeer;
+pub use user::UserPeer;
+
+/// First wait between two inline attempts of one call.
+const INLINE_FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest wait between two inline attempts: inline retries ride out blips, not outages.
+const INLINE_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Deadline and inline retries of every peer call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// Every peer the order server talks to, over channels built once and shared.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    pub inventory: InventoryPeer,
+    pub product: ProductPeer,
+    pub payment: PaymentPeer,
+    /// Present when `USER_SERVICE_URL` is set.
+    pub user: Option<UserPeer>,
+}
+
+impl Peers {
+    /// Lazily connecting clients for the URLs in `settings` (nothing is dialled until the
+    /// first call, so the server starts while peers are still down).
+    pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
+        let policy = CallPolicy {
+            timeout: Duration::from_millis(settings.peer_timeout_ms.max(1)),
+            retries: settings.peer_retries,
+        };
+        let user = match settings.user_service_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => Some(UserPeer::new(channel("user", url, policy)?, policy)),
+            None => None,
+        };
+        Ok(Self {
+            inventory: InventoryPeer::new(
+                channel("inventory", &settings.inventory_service_url, policy)?,
+                policy,
+            ),
+            product: ProductPeer::new(
+                channel("product", &settings.product_service_url, policy)?,
+                policy,
+            ),
+            payment: PaymentPeer::new(
+                channel("payment", &settings.payment_service_url, policy)?,
+                policy,
+            ),
+            user,
+        })
+    }
+}
+
+fn channel(peer: &str, url: &str, policy: CallPolicy) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{peer} service URL {url:?}"))?
+        .connect_timeout(policy.timeout)
+        .connect_lazy())
+}
+
+/// A failed call to a peer, after any inline retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{peer} {call}: {}: {}", common::metrics::grpc_code_name(status.code()), status.message())]
+pub struct PeerError {
+    pub peer: &'static str,
+    pub call: &'static str,
+    pub status: Status,
+}
+
+impl PeerError {
+    /// The gRPC code of the last attempt.
+    pub fn code(&self) -> Code {
+        self.status.code()
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        is_transient(self.code())
+    }
+
+    /// The error a request gets when a peer call fails before anything was written: a
+    /// transient failure is UNAVAILABLE, anything else a broken peer contract (internal).
+    pub fn into_request_error(self) -> OrderError {
+        if self.is_transient() {
+            OrderError::PeerUnavailable {
+                peer: self.peer,
+                message: self.status.message().to_owned(),
+            }
+        } else {
+            OrderError::Internal(anyhow::Error::new(self))
+        }
+    }
+}
+
+/// Codes after which the same call may succeed. CANCELLED is included because a peer that
+/// shuts down resets the calls in flight with it; every call here is safe to repeat.
+pub fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Cancelled
+    )
+}
+
+/// `msg` as a request that tells the peer our deadline (`grpc-timeout`).
+fn request<T>(policy: CallPolicy, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.set_timeout(policy.timeout);
+    req
+}
+
+/// Awaits one attempt, failing with DEADLINE_EXCEEDED when the peer does not answer in time
+/// (a peer that ignores `grpc-timeout`, or a connection that hangs).
+async fn with_deadline<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map(Response::into_inner),
+        Err(_) => Err(Status::deadline_exceeded(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `policy.retries` retries of
+/// transient failures are spent, waiting a jittered, growing delay between attempts.
+async fn retrying<T, F, Fut>(
+    policy: CallPolicy,
+    peer: &'static str,
+    call: &'static str,
+    mut attempt: F,
+) -> Result<T, PeerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(status) if is_transient(status.code()) && retries < policy.retries => {
+                tracing::debug!(peer, call, code = ?status.code(), message = status.message(), "transient peer error, retrying");
+                tokio::time::sleep(backoff::delay(
+                    INLINE_FIRST_BACKOFF,
+                    retries,
+                    INLINE_MAX_BACKOFF,
+                ))
+                .await;
+                retries += 1;
+            }
+            Err(status) => return Err(PeerError { peer, call, status }),
+        }
+    }
+}

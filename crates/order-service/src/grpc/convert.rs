@@ -1,0 +1,232 @@
+//! Protobuf <-> domain conversion: requests are parsed into commands (naming every offending
+//! field), store views are turned into replies. Protobuf types of `order.v1` stop here.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use common::proto::order::v1 as pb;
+use uuid::Uuid;
+
+use crate::domain::commands::{CancelOrder, CreateOrder, Cursor, ListPage, OrderLine};
+use crate::domain::{
+    Currency, FieldViolation, IdempotencyKey, OrderId, PageSize, PaymentMethod, ProductId,
+    Quantity, UserId, VariantId,
+};
+use crate::error::OrderError;
+use crate::store::OrderView;
+
+/// Most lines one order may have.
+pub const MAX_ITEMS: usize = 100;
+/// Longest cancel reason kept.
+const MAX_REASON_LEN: usize = 500;
+/// Reason recorded when a cancel request gives none.
+pub const DEFAULT_CANCEL_REASON: &str = "cancelled by request";
+
+/// Collects every violation of a request instead of stopping at the first.
+#[derive(Default)]
+struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    fn take<T>(&mut self, r: Result<T, FieldViolation>) -> Option<T> {
+        r.map_err(|v| self.0.push(v)).ok()
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, OrderError> {
+        if !self.0.is_empty() {
+            return Err(OrderError::InvalidArgument(self.0));
+        }
+        value().ok_or_else(|| OrderError::internal("validation lost a value"))
+    }
+}
+
+/// Parses a CreateOrder request.
+pub fn create_order(req: &pb::CreateOrderRequest) -> Result<CreateOrder, OrderError> {
+    let mut v = Violations::default();
+    let user_id = v.take(UserId::parse("user_id", &req.user_id));
+    if req.items.is_empty() {
+        v.0.push(FieldViolation::new("items", "must contain at least one item"));
+    } else if req.items.len() > MAX_ITEMS {
+        v.0.push(FieldViolation::new("items", format!("must contain at most {MAX_ITEMS} items")));
+    }
+    let lines: Vec<Option<OrderLine>> = req
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let product_id =
+                v.take(ProductId::parse(&format!("items[{i}].product_id"), &item.product_id));
+            let variant_id = match &item.variant_id {
+                None => Some(None),
+                Some(variant) => {
+                    v.take(VariantId::parse(&format!("items[{i}].variant_id"), variant).map(Some))
+                }
+            };
+            let quantity = v.take(Quantity::parse(&format!("items[{i}].quantity"), item.quantity));
+            Some(OrderLine {
+                product_id: product_id?,
+                variant_id: variant_id?,
+                quantity: quantity?,
+            })
+        })
+        .collect();
+    let currency = v.take(Currency::parse("currency", &req.currency));
+    let payment_method = v.take(PaymentMethod::parse("payment_method", &req.payment_method));
+    let idempotency_key = if req.idempotency_key.is_empty() {
+        Some(None)
+    } else {
+        v.take(IdempotencyKey::parse("idempotency_key", &req.idempotency_key).map(Some))
+    };
+    v.finish(|| {
+        Some(CreateOrder {
+            user_id: user_id?,
+            lines: lines.into_iter().collect::<Option<_>>()?,
+            currency: currency?,
+            payment_method: payment_method?,
+            idempotency_key: idempotency_key?,
+        })
+    })
+}
+
+/// Parses the order id of a get or cancel request.
+pub fn order_id(value: &str) -> Result<OrderId, OrderError> {
+    Ok(OrderId::parse("order_id", value)?)
+}
+
+/// Parses a CancelOrder request; an empty reason becomes [`DEFAULT_CANCEL_REASON`].
+pub fn cancel_order(req: &pb::CancelOrderRequest) -> Result<CancelOrder, OrderError> {
+    let mut v = Violations::default();
+    let order_id = v.take(OrderId::parse("order_id", &req.order_id));
+    let reason = req.reason.trim();
+    if reason.chars().count() > MAX_REASON_LEN {
+        v.0.push(FieldViolation::new(
+            "reason",
+            format!("must be at most {MAX_REASON_LEN} characters"),
+        ));
+    }
+    let reason = if reason.is_empty() { DEFAULT_CANCEL_REASON } else { reason };
+    v.finish(|| Some(CancelOrder { order_id: order_id?, reason: reason.to_owned() }))
+}
+
+/// Parses a ListOrders request; the page token is the (created_at, id) of the last order of
+/// the previous page, encoded.
+pub fn list_page(req: &pb::ListOrdersRequest) -> Result<ListPage, OrderError> {
+    let mut v = Violations::default();
+    let user_id = v.take(UserId::parse("user_id", &req.user_id));
+    let size = v.take(PageSize::parse("page_size", req.page_size));
+    let after = if req.page_token.is_empty() {
+        Some(None)
+    } else {
+        v.take(decode_cursor(&req.page_token).map(Some))
+    };
+    v.finish(|| Some(ListPage { user_id: user_id?, size: size?, after: after? }))
+}
+
+/// The page token that continues after `order`.
+pub fn page_token(order: &OrderView) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", order.created_at.timestamp_micros(), order.id))
+}
+
+fn decode_cursor(token: &str) -> Result<Cursor, FieldViolation> {
+    let bad = || FieldViolation::new("page_token", "is not a token this server issued");
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let created_at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
+    let id = Uuid::parse_str(id).map_err(|_| bad())?;
+    Ok(Cursor { created_at, id })
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// An order as the wire shows it.
+pub fn order(view: OrderView) -> pb::Order {
+    pb::Order {
+        id: view.id.to_string(),
+        user_id: view.user_id,
+        status: view.status.as_str().to_owned(),
+        items: view
+            .items
+            .into_iter()
+            .map(|i| pb::OrderItem {
+                product_id: i.product_id,
+                variant_id: i.variant_id,
+                sku: i.sku,
+                quantity: i.quantity,
+                unit_price_minor: i.unit_price_minor,
+            })
+            .collect(),
+        total_amount_minor: view.total_amount_minor,
+        currency: view.currency,
+        payment_method: view.payment_method,
+        payment_status: view.payment_status.as_str().to_owned(),
+        inventory_reservation_id: view.reservation_id.map(|r| r.to_string()).unwrap_or_default(),
+        status_reason: view.status_reason,
+        created_at: Some(timestamp(view.created_at)),
+        updated_at: Some(timestamp(view.updated_at)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn fields(err: OrderError) -> Vec<String> {
+        match err {
+            OrderError::InvalidArgument(v) => v.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected invalid argument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_collects_every_violation() {
+        let req = pb::CreateOrderRequest {
+            user_id: String::new(),
+            items: vec![
+                pb::OrderItemInput { product_id: "p".into(), variant_id: None, quantity: 1 },
+                pb::OrderItemInput {
+                    product_id: String::new(),
+                    variant_id: Some(String::new()),
+                    quantity: 0,
+                },
+            ],
+            currency: "EURO".into(),
+            payment_method: String::new(),
+            idempotency_key: "k".repeat(129),
+        };
+        let got = fields(create_order(&req).unwrap_err());
+        for field in [
+            "user_id",
+            "items[1].product_id",
+            "items[1].variant_id",
+            "items[1].quantity",
+            "currency",
+            "payment_method",
+            "idempotency_key",
+        ] {
+            assert!(got.iter().any(|f| f == field), "{got:?} lacks {field}");
+        }
+        let no_items = pb::CreateOrderRequest {
+            user_id: "u".into(),
+            currency: "EUR".into(),
+            payment_method: "card".into(),
+            ..Default::default()
+        };
+        assert_eq!(fields(create_order(&no_items).unwrap_err()), vec!["items".to_owned()]);
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        let at = DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        let token = URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()));
+        assert_eq!(decode_cursor(&token).unwrap(), Cursor { created_at: at, id });
+        assert!(decode_cursor("%%%").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("12:nope")).is_err());
+    }
+}

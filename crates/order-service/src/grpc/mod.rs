@@ -1,0 +1,64 @@
+//! The `order.v1.OrderService` handlers: parse, run the use case, answer.
+
+pub mod convert;
+
+use common::proto::order::v1::{self as pb, order_service_server::OrderService};
+use tonic::{Request, Response, Status};
+
+use crate::orders::Orders;
+
+/// The gRPC face of the order use cases.
+#[derive(Debug, Clone)]
+pub struct OrderApi {
+    orders: Orders,
+}
+
+impl OrderApi {
+    /// A handler set over `orders`.
+    pub fn new(orders: Orders) -> Self {
+        Self { orders }
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cmd = convert::create_order(request.get_ref())?;
+        Ok(Response::new(convert::order(self.orders.create(cmd).await?)))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let id = convert::order_id(&request.get_ref().order_id)?;
+        Ok(Response::new(convert::order(self.orders.get(id).await?)))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let page = convert::list_page(request.get_ref())?;
+        let (orders, more) = self.orders.list(&page).await?;
+        let next_page_token = match orders.last() {
+            Some(last) if more => convert::page_token(last),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: orders.into_iter().map(convert::order).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let cmd = convert::cancel_order(request.get_ref())?;
+        Ok(Response::new(convert::order(self.orders.cancel(cmd).await?)))
+    }
+}

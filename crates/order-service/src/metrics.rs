@@ -1,0 +1,124 @@
+//! The order server's own metrics (the per-RPC gRPC server metrics come from `common`).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use common::metrics::{register_counter_vec, register_histogram_vec, register_int_gauge};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge};
+use tonic::Code;
+
+use crate::domain::{NextAction, OrderStatus};
+
+/// The inventory calls the order server makes, as the `call` label names them.
+pub const INVENTORY_CALLS: [&str; 4] = ["check", "reserve", "commit", "cancel"];
+
+/// Client-side latency of each inventory call attempt, by call.
+pub static INVENTORY_CALL_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec(
+        "order_inventory_call_duration_seconds",
+        "Latency of the order server's calls to the inventory service, per attempt.",
+        &["call"],
+        common::metrics::LATENCY_BUCKETS,
+    )
+});
+
+/// Inventory call attempts by call and outcome: ok, refused (success=false) or a gRPC code.
+pub static INVENTORY_CALLS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_inventory_calls_total",
+        "The order server's calls to the inventory service, by call and outcome.",
+        &["call", "outcome"],
+    )
+});
+
+/// Saga step attempts by action and outcome.
+pub static SAGA_STEPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_saga_steps_total",
+        "Saga steps run, by action and outcome.",
+        &["action", "outcome"],
+    )
+});
+
+/// Orders with a saga step still to do, as the recovery worker last counted them.
+pub static SAGA_BACKLOG: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge("order_saga_backlog", "Orders whose saga still has a step to do.")
+});
+
+/// Age of the oldest order with a saga step still to do.
+pub static SAGA_OLDEST_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "order_saga_oldest_pending_seconds",
+        "Age in seconds of the oldest order whose saga still has a step to do (0 when none).",
+    )
+});
+
+/// Orders created, by the status CreateOrder answered with.
+pub static ORDERS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "orders_created_total",
+        "Orders created, by the status they had when CreateOrder answered.",
+        &["status"],
+    )
+});
+
+/// The saga step outcomes the engine reports (besides a transient `retry`).
+pub const STEP_OUTCOMES: [&str; 9] = [
+    "ok",
+    "short",
+    "rejected",
+    "declined",
+    "failed",
+    "hold_lost",
+    "nothing_held",
+    "retry",
+    "superseded",
+];
+
+/// Records one inventory call attempt.
+pub fn observe_inventory(call: &'static str, outcome: InventoryOutcome, elapsed: Duration) {
+    INVENTORY_CALL_DURATION.with_label_values(&[call]).observe(elapsed.as_secs_f64());
+    let label = match outcome {
+        InventoryOutcome::Ok => "ok",
+        InventoryOutcome::Refused => "refused",
+        InventoryOutcome::Error(code) => common::metrics::grpc_code_name(code),
+    };
+    INVENTORY_CALLS_TOTAL.with_label_values(&[call, label]).inc();
+}
+
+/// How one inventory call attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryOutcome {
+    /// Answered with success (or, for check, all available).
+    Ok,
+    /// Answered, but refused: `success=false` (or, for check, not all available).
+    Refused,
+    /// Failed with this gRPC code.
+    Error(Code),
+}
+
+/// Records one saga step attempt.
+pub fn saga_step(action: NextAction, outcome: &str) {
+    SAGA_STEPS.with_label_values(&[action.as_str(), outcome]).inc();
+}
+
+/// Creates every known series at zero, so dashboards and alert rules see them (and their
+/// rates) before the first event instead of "no data".
+pub fn init() {
+    LazyLock::force(&SAGA_BACKLOG);
+    LazyLock::force(&SAGA_OLDEST_PENDING);
+    for call in INVENTORY_CALLS {
+        INVENTORY_CALL_DURATION.with_label_values(&[call]);
+        for outcome in ["ok", "refused", "Unavailable", "DeadlineExceeded", "NotFound"] {
+            INVENTORY_CALLS_TOTAL.with_label_values(&[call, outcome]);
+        }
+    }
+    for action in NextAction::ALL {
+        for outcome in STEP_OUTCOMES {
+            SAGA_STEPS.with_label_values(&[action.as_str(), outcome]);
+        }
+    }
+    for status in OrderStatus::ALL {
+        ORDERS_CREATED.with_label_values(&[status.as_str()]);
+    }
+}

@@ -1,0 +1,103 @@
+//! The order use cases behind the RPCs: place, read, list and cancel. They hold no protobuf
+//! and no SQL; they sequence the peers, the store and the saga engine.
+
+mod cancel;
+mod place;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::clients::Peers;
+use crate::domain::OrderId;
+use crate::domain::commands::ListPage;
+use crate::error::OrderError;
+use crate::saga::{DriveEnd, Engine};
+use crate::store::{OrderView, Store};
+
+/// How long the use cases wait and hold, from the server's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OrdersConfig {
+    /// Lease a request takes on the order it drives.
+    pub lease: Duration,
+    /// How long a request drives (or waits for) a saga before answering with its state.
+    pub budget: Duration,
+}
+
+/// The order use cases; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Orders {
+    store: Store,
+    peers: Peers,
+    engine: Engine,
+    tasks: TaskTracker,
+    config: OrdersConfig,
+}
+
+/// Pause between two reads of an order someone else is driving.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+impl Orders {
+    /// Use cases over `store` and `peers`; sagas run on `tasks` so they outlive the request
+    /// that started them (a client that hangs up does not stop its order halfway).
+    pub fn new(
+        store: Store,
+        peers: Peers,
+        engine: Engine,
+        tasks: TaskTracker,
+        config: OrdersConfig,
+    ) -> Self {
+        Self { store, peers, engine, tasks, config }
+    }
+
+    /// The order `id`.
+    pub async fn get(&self, id: OrderId) -> Result<OrderView, OrderError> {
+        self.store
+            .order(id)
+            .await?
+            .ok_or_else(|| OrderError::NotFound { what: "order", key: id.to_string() })
+    }
+
+    /// One page of a user's orders, newest first, and whether more follow.
+    pub async fn list(&self, page: &ListPage) -> Result<(Vec<OrderView>, bool), OrderError> {
+        self.store.list_orders(page).await
+    }
+
+    /// Drives order `id` as lease holder `owner` for at most the request budget, then
+    /// answers with the state reached. The drive runs as its own task: when the budget is
+    /// spent it simply carries on in the background.
+    async fn drive_within_budget(&self, id: OrderId, owner: Uuid) -> Result<OrderView, OrderError> {
+        let deadline = Instant::now() + self.config.budget;
+        let engine = self.engine.clone();
+        // in_current_span: the saga's log lines stay inside the request's span.
+        let drive =
+            self.tasks.spawn(async move { engine.drive(id, owner).await }.in_current_span());
+        match tokio::time::timeout_at(deadline, drive).await {
+            Ok(Ok(Ok(DriveEnd::Elsewhere))) => return self.wait_settled(id, deadline).await,
+            Ok(Ok(Ok(end))) => tracing::debug!(order_id = %id, ?end, "inline drive ended"),
+            Ok(Ok(Err(err))) => {
+                tracing::warn!(order_id = %id, error = %err, "inline drive failed; the recovery worker resumes the order")
+            }
+            Ok(Err(err)) => tracing::error!(order_id = %id, error = %err, "inline drive panicked"),
+            Err(_) => {
+                tracing::info!(order_id = %id, "request budget spent; the saga continues in the background")
+            }
+        }
+        self.get(id).await
+    }
+
+    /// Reads order `id` until its saga has settled or `deadline` passes, then answers with it.
+    async fn wait_settled(&self, id: OrderId, deadline: Instant) -> Result<OrderView, OrderError> {
+        loop {
+            let order = self.get(id).await?;
+            let now = Instant::now();
+            if order.next_action.is_none() || now >= deadline {
+                return Ok(order);
+            }
+            tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
+        }
+    }
+}

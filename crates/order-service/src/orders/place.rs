@@ -1,0 +1,174 @@
+//! CreateOrder: validate -> idempotent replay -> user -> prices -> availability -> order row ->
+//! the saga, driven inline for the request's budget.
+
+use std::collections::HashMap;
+
+use futures::future::try_join_all;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::Orders;
+use crate::clients::user::UserStanding;
+use crate::domain::commands::CreateOrder;
+use crate::domain::pricing::{self, PricingError, Product, SkuDemand};
+use crate::domain::{OrderId, Shortage};
+use crate::error::OrderError;
+use crate::metrics;
+use crate::store::{NewOrder, OrderView};
+
+impl Orders {
+    /// Places an order, or returns the one the same idempotency key already placed.
+    #[tracing::instrument(skip_all, fields(user_id = %cmd.user_id, order_id))]
+    pub async fn create(&self, cmd: CreateOrder) -> Result<OrderView, OrderError> {
+        let fingerprint = cmd.fingerprint();
+        if let Some(key) = &cmd.idempotency_key
+            && let Some(existing) =
+                self.store.order_by_key(cmd.user_id.as_str(), key.as_str()).await?
+        {
+            return self.replay(existing, &fingerprint).await;
+        }
+
+        self.check_user(&cmd).await?;
+        let catalog = self.products(&cmd).await?;
+        let priced = pricing::price(&cmd.lines, &catalog, &cmd.currency)
+            .map_err(|e| pricing_error(e, &cmd))?;
+        let demand = pricing::demand(
+            priced.lines.iter().map(|l| (l.sku.as_str(), l.product_id.as_str(), l.quantity.get())),
+        )
+        .ok_or_else(|| {
+            OrderError::invalid("items", "the quantities of one SKU add up past 2147483647")
+        })?;
+        self.check_stock(&demand).await?;
+
+        let id = OrderId::new();
+        tracing::Span::current().record("order_id", tracing::field::display(id));
+        // A per-request lease owner: this request drives the saga it creates.
+        let owner = Uuid::new_v4();
+        let order = NewOrder {
+            id,
+            user_id: cmd.user_id.as_str().to_owned(),
+            idempotency_key: cmd.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            fingerprint: fingerprint.clone(),
+            currency: cmd.currency.as_str().to_owned(),
+            payment_method: cmd.payment_method.as_str().to_owned(),
+            total_amount_minor: priced.total_minor,
+            lines: priced.lines,
+            lease_owner: owner,
+            lease: self.config.lease,
+        };
+        if !self.store.insert_order(&order).await? {
+            // A racing call with the same key inserted first: answer with its order.
+            let key = order.idempotency_key.as_deref().unwrap_or_default();
+            let winner =
+                self.store.order_by_key(&order.user_id, key).await?.ok_or_else(|| {
+                    OrderError::internal("idempotency key conflict without an order")
+                })?;
+            return self.replay(winner, &fingerprint).await;
+        }
+        tracing::info!(total_amount_minor = order.total_amount_minor, currency = %order.currency, "order created");
+        let placed = self.drive_within_budget(id, owner).await?;
+        metrics::ORDERS_CREATED.with_label_values(&[placed.status.as_str()]).inc();
+        Ok(placed)
+    }
+
+    /// The answer to a repeated key: the same order (once its saga settles, within the
+    /// budget), or INVALID_ARGUMENT when the key was used for a different request.
+    async fn replay(
+        &self,
+        existing: OrderView,
+        fingerprint: &str,
+    ) -> Result<OrderView, OrderError> {
+        tracing::Span::current().record("order_id", tracing::field::display(existing.id));
+        if existing.fingerprint != fingerprint {
+            return Err(OrderError::invalid(
+                "idempotency_key",
+                "was already used by this user for a different request",
+            ));
+        }
+        self.wait_settled(existing.id, Instant::now() + self.config.budget).await
+    }
+
+    async fn check_user(&self, cmd: &CreateOrder) -> Result<(), OrderError> {
+        let Some(users) = &self.peers.user else {
+            return Ok(());
+        };
+        let user = cmd.user_id.as_str();
+        match users.standing(user).await.map_err(|e| e.into_request_error())? {
+            UserStanding::Active => Ok(()),
+            UserStanding::Unknown => {
+                Err(OrderError::NotFound { what: "user", key: user.to_owned() })
+            }
+            UserStanding::Blocked => {
+                Err(OrderError::FailedPrecondition(format!("user {user} is blocked")))
+            }
+            UserStanding::Other(status) => Err(OrderError::FailedPrecondition(format!(
+                "user {user} has status {status:?} and cannot order"
+            ))),
+        }
+    }
+
+    /// Every distinct product of the order, looked up concurrently.
+    async fn products(&self, cmd: &CreateOrder) -> Result<HashMap<String, Product>, OrderError> {
+        let mut ids: Vec<&str> = Vec::new();
+        for line in &cmd.lines {
+            if !ids.contains(&line.product_id.as_str()) {
+                ids.push(line.product_id.as_str());
+            }
+        }
+        let found = try_join_all(ids.iter().map(|id| async move {
+            match self.peers.product.get(id).await {
+                Ok(Some(product)) => Ok(((*id).to_owned(), product)),
+                Ok(None) => Err(OrderError::NotFound { what: "product", key: (*id).to_owned() }),
+                Err(err) => Err(err.into_request_error()),
+            }
+        }))
+        .await?;
+        Ok(found.into_iter().collect())
+    }
+
+    /// Refuses the order, writing nothing, when the inventory cannot supply all of it now.
+    async fn check_stock(&self, demand: &[SkuDemand]) -> Result<(), OrderError> {
+        let answers =
+            self.peers.inventory.check(demand).await.map_err(|e| e.into_request_error())?;
+        let by_sku: HashMap<&str, _> = answers.iter().map(|a| (a.sku.as_str(), a)).collect();
+        let shortages: Vec<Shortage> = demand
+            .iter()
+            .filter_map(|d| {
+                let answer = by_sku.get(d.sku.as_str());
+                let available = answer.map_or(0, |a| a.available);
+                let enough = answer.is_some_and(|a| a.is_available && a.available >= d.quantity);
+                (!enough).then(|| Shortage {
+                    product_id: d.product_id.clone(),
+                    sku: d.sku.clone(),
+                    requested: d.quantity,
+                    available,
+                })
+            })
+            .collect();
+        if shortages.is_empty() { Ok(()) } else { Err(OrderError::InventoryUnavailable(shortages)) }
+    }
+}
+
+fn pricing_error(err: PricingError, cmd: &CreateOrder) -> OrderError {
+    match err {
+        PricingError::UnknownProduct { product_id, .. } => {
+            OrderError::NotFound { what: "product", key: product_id }
+        }
+        PricingError::UnknownVariant { product_id, variant_id, .. } => OrderError::NotFound {
+            what: "product variant",
+            key: format!("{product_id} variant {variant_id}"),
+        },
+        PricingError::CurrencyMismatch { product_id, product_currency } => {
+            OrderError::FailedPrecondition(format!(
+                "product {product_id} is sold in {product_currency}, not {}",
+                cmd.currency
+            ))
+        }
+        PricingError::BadCatalogEntry { product_id, problem } => OrderError::FailedPrecondition(
+            format!("product {product_id} cannot be sold: the catalog entry {problem}"),
+        ),
+        PricingError::Overflow => {
+            OrderError::invalid("items", "the order total is larger than this service can charge")
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The order saga: one step engine, driven inline by the request that holds an order's lease
+//! and by the recovery worker for orders whose lease lapsed or whose retry is due.
+
+pub mod engine;
+pub mod recovery;
+
+pub use engine::{DriveEnd, Engine, EngineConfig};

@@ -1,0 +1,104 @@
+//! The recovery worker: resumes every order whose saga step is due and whose lease is free or
+//! lapsed (its driver crashed, a step is waiting for its retry, or a request ran out of
+//! budget). It runs at start, so a restart resumes everything, and on every replica: claims
+//! use `FOR UPDATE SKIP LOCKED`, and a claimed order is leased to one driver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::server::Readiness;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::Engine;
+use crate::error::OrderError;
+use crate::metrics;
+use crate::store::Store;
+
+/// How the worker runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryConfig {
+    /// Pause between two scans.
+    pub interval: Duration,
+    /// Most orders this replica drives at once.
+    pub batch: u32,
+    /// Lease a claim takes on each order.
+    pub lease: Duration,
+}
+
+/// Scans every `config.interval` until `stop` is cancelled, driving claimed orders on
+/// `tasks`; scans only while `readiness` says the database is reachable and migrated.
+pub async fn run(
+    engine: Engine,
+    store: Store,
+    config: RecoveryConfig,
+    readiness: Readiness,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+) {
+    // One owner id per worker: its leases are told apart from request-held ones.
+    let owner = Uuid::now_v7();
+    let batch = config.batch.max(1);
+    let permits = Arc::new(Semaphore::new(usize::try_from(batch).unwrap_or(1)));
+    let mut failing = false;
+    loop {
+        if readiness.is_serving() {
+            match scan(&engine, &store, &config, owner, &permits, &tasks).await {
+                Ok(()) if failing => {
+                    tracing::info!("saga recovery scan recovered");
+                    failing = false;
+                }
+                Ok(()) => {}
+                // Logged once per outage: the database being down is already visible
+                // through health and every RPC.
+                Err(err) if !failing => {
+                    tracing::warn!(error = %err, "saga recovery scan failed; retrying every interval");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.interval) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn scan(
+    engine: &Engine,
+    store: &Store,
+    config: &RecoveryConfig,
+    owner: Uuid,
+    permits: &Arc<Semaphore>,
+    tasks: &TaskTracker,
+) -> Result<(), OrderError> {
+    let backlog = store.backlog().await?;
+    metrics::SAGA_BACKLOG.set(backlog.count);
+    metrics::SAGA_OLDEST_PENDING.set(backlog.oldest_seconds);
+
+    let free = u32::try_from(permits.available_permits()).unwrap_or(u32::MAX);
+    if free == 0 {
+        return Ok(());
+    }
+    for id in store.claim_due(owner, config.lease, free).await? {
+        let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+            // Cannot happen (only this loop takes permits), but never strand a claim.
+            store.release_lease(id, owner).await?;
+            continue;
+        };
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            match engine.drive(id, owner).await {
+                Ok(end) => tracing::debug!(order_id = %id, ?end, "recovery drive ended"),
+                Err(err) => {
+                    tracing::warn!(order_id = %id, error = %err, "recovery drive failed; the order stays due")
+                }
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! All SQL of the order server. An order and its lines are written in one transaction; every
+//! saga write is guarded by the version it read and appends its audit row in the same
+//! transaction.
+
+mod orders;
+mod saga;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::pricing::PricedLine;
+use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
+use crate::error::OrderError;
+
+pub use orders::CancelOutcome;
+
+/// Handle on the `orders` schema.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Wraps a pool whose database has the order migrations applied.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// An order as the API shows it, plus what idempotent replays and pollers need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub user_id: String,
+    pub status: OrderStatus,
+    pub status_reason: String,
+    pub items: Vec<OrderItemView>,
+    pub total_amount_minor: i64,
+    pub currency: String,
+    pub payment_method: String,
+    pub payment_status: PaymentStatus,
+    pub reservation_id: Option<Uuid>,
+    pub next_action: Option<NextAction>,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One line of an order, with the SKU and unit price it was priced at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItemView {
+    pub product_id: String,
+    pub variant_id: Option<String>,
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+}
+
+/// A priced order about to be written, with the lease of the request that creates it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: OrderId,
+    pub user_id: String,
+    pub idempotency_key: Option<String>,
+    pub fingerprint: String,
+    pub currency: String,
+    pub payment_method: String,
+    pub total_amount_minor: i64,
+    pub lines: Vec<PricedLine>,
+    pub lease_owner: Uuid,
+    pub lease: Duration,
+}
+
+/// The saga's view of an order: what to do next and what it needs to do it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaState {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub status_reason: String,
+    pub payment_status: PaymentStatus,
+    pub payment_id: Option<String>,
+    pub reservation_id: Option<Uuid>,
+    pub next_action: Option<NextAction>,
+    pub attempts: i32,
+    pub version: i64,
+    pub total_amount_minor: i64,
+    pub currency: String,
+    pub payment_method: String,
+    pub lease_owner: Option<Uuid>,
+    /// Whether `leased_until` is still in the future.
+    pub lease_active: bool,
+}
+
+/// What one saga step writes: the order's new state and the following action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub status: OrderStatus,
+    pub status_reason: String,
+    pub payment_status: PaymentStatus,
+    pub payment_id: Option<String>,
+    pub reservation_id: Option<Uuid>,
+    pub next_action: Option<NextAction>,
+}
+
+impl Transition {
+    /// The state as it is now, to be changed field by field.
+    pub fn from_state(state: &SagaState) -> Self {
+        Self {
+            status: state.status,
+            status_reason: state.status_reason.clone(),
+            payment_status: state.payment_status,
+            payment_id: state.payment_id.clone(),
+            reservation_id: state.reservation_id,
+            next_action: state.next_action,
+        }
+    }
+}
+
+/// One row of the saga audit (`orders.saga_steps`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub detail: String,
+}
+
+/// Orders whose saga still has a step to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub count: i64,
+    pub oldest_seconds: i64,
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn parse_status(value: &str) -> Result<OrderStatus, OrderError> {
+    OrderStatus::from_db(value).ok_or_else(|| {
+        OrderError::internal(format!("unknown order status {value:?} in the database"))
+    })
+}
+
+fn parse_payment_status(value: &str) -> Result<PaymentStatus, OrderError> {
+    PaymentStatus::from_db(value).ok_or_else(|| {
+        OrderError::internal(format!("unknown payment status {value:?} in the database"))
+    })
+}
+
+fn parse_next_action(value: Option<&str>) -> Result<Option<NextAction>, OrderError> {
+    value
+        .map(|v| {
+            NextAction::from_db(v).ok_or_else(|| {
+                OrderError::internal(format!("unknown next action {v:?} in the database"))
+            })
+        })
+        .transpose()
+}

@@ -1,0 +1,279 @@
+//! Orders as the API reads and writes them: create, read, list, cancel.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    NewOrder, OrderItemView, OrderView, Store, lease_ms, parse_next_action, parse_payment_status,
+    parse_status,
+};
+use crate::domain::cancellation::{CancelDecision, decide};
+use crate::domain::commands::{CancelOrder, ListPage};
+use crate::domain::{NextAction, OrderId, OrderStatus};
+use crate::error::OrderError;
+
+const ORDER_COLUMNS: &str = "id, user_id, status, status_reason, total_amount_minor, currency, \
+     payment_method, payment_status, reservation_id, next_action, request_fingerprint, \
+     created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: Uuid,
+    user_id: String,
+    status: String,
+    status_reason: String,
+    total_amount_minor: i64,
+    currency: String,
+    payment_method: String,
+    payment_status: String,
+    reservation_id: Option<Uuid>,
+    next_action: Option<String>,
+    request_fingerprint: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    order_id: Uuid,
+    product_id: String,
+    variant_id: Option<String>,
+    sku: String,
+    quantity: i32,
+    unit_price_minor: i64,
+}
+
+/// What CancelOrder achieved on the order row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Now CANCELLED with its hold to release; `leased` when this call took the saga's lease
+    /// (so it may drive the release itself).
+    Cancelled { leased: bool },
+    /// It was already cancelled.
+    AlreadyCancelled,
+    /// Its state forbids a cancel, for this reason.
+    Refused(String),
+}
+
+impl Store {
+    /// Writes the order and its lines in one transaction, leased to the creating request.
+    /// Returns false, writing nothing, when the user's idempotency key is already taken (a
+    /// racing twin won).
+    #[tracing::instrument(skip_all, fields(order_id = %order.id))]
+    pub async fn insert_order(&self, order: &NewOrder) -> Result<bool, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "insert into orders.orders
+                 (id, user_id, idempotency_key, request_fingerprint, status, currency,
+                  payment_method, total_amount_minor, next_action, lease_owner, leased_until)
+             values ($1, $2, $3, $4, 'PENDING', $5, $6, $7, 'reserve', $8,
+                     now() + $9 * interval '1 millisecond')
+             on conflict (user_id, idempotency_key) do nothing
+             returning id",
+        )
+        .bind(order.id.uuid())
+        .bind(&order.user_id)
+        .bind(&order.idempotency_key)
+        .bind(&order.fingerprint)
+        .bind(&order.currency)
+        .bind(&order.payment_method)
+        .bind(order.total_amount_minor)
+        .bind(order.lease_owner)
+        .bind(lease_ms(order.lease))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let lines = &order.lines;
+        let line_numbers: Vec<i32> = (0..).take(lines.len()).collect();
+        let product_ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
+        let variant_ids: Vec<Option<&str>> =
+            lines.iter().map(|l| l.variant_id.as_ref().map(|v| v.as_str())).collect();
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let quantities: Vec<i32> = lines.iter().map(|l| l.quantity.get()).collect();
+        let prices: Vec<i64> = lines.iter().map(|l| l.unit_price_minor).collect();
+        sqlx::query(
+            "insert into orders.order_items
+                 (order_id, line, product_id, variant_id, sku, quantity, unit_price_minor)
+             select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int8[])",
+        )
+        .bind(order.id.uuid())
+        .bind(&line_numbers)
+        .bind(&product_ids)
+        .bind(&variant_ids)
+        .bind(&skus)
+        .bind(&quantities)
+        .bind(&prices)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into orders.saga_steps (order_id, action, outcome, detail)
+             values ($1, 'create', 'accepted', '')",
+        )
+        .bind(order.id.uuid())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The order `id`, if it exists.
+    pub async fn order(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
+        let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {ORDER_COLUMNS} from orders.orders where id = $1"
+        )))
+        .bind(id.uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(self.with_items(row.into_iter().collect()).await?.pop())
+    }
+
+    /// The user's order created with `key`, if any.
+    pub async fn order_by_key(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<OrderView>, OrderError> {
+        let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {ORDER_COLUMNS} from orders.orders where user_id = $1 and idempotency_key = $2"
+        )))
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(self.with_items(row.into_iter().collect()).await?.pop())
+    }
+
+    /// One page of the user's orders, newest first; the flag says whether more follow.
+    pub async fn list_orders(&self, page: &ListPage) -> Result<(Vec<OrderView>, bool), OrderError> {
+        let size = i64::from(page.size.get());
+        let (after_at, after_id) = match page.after {
+            Some(c) => (Some(c.created_at), Some(c.id)),
+            None => (None, None),
+        };
+        let mut rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {ORDER_COLUMNS} from orders.orders
+              where user_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2, $3))
+              order by created_at desc, id desc
+              limit $4"
+        )))
+        .bind(page.user_id.as_str())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(size + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        Ok((self.with_items(rows).await?, more))
+    }
+
+    /// Cancels the order if its state allows, under its row lock, taking the saga's lease
+    /// when nobody holds it.
+    #[tracing::instrument(skip_all, fields(order_id = %cmd.order_id))]
+    pub async fn cancel_order(
+        &self,
+        cmd: &CancelOrder,
+        owner: Uuid,
+        lease: std::time::Duration,
+    ) -> Result<CancelOutcome, OrderError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, Option<String>, i32, bool)> = sqlx::query_as(
+            "select status, next_action, attempts, coalesce(leased_until > now(), false)
+               from orders.orders where id = $1 for update",
+        )
+        .bind(cmd.order_id.uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((status, next, attempts, leased)) = row else {
+            return Err(OrderError::NotFound { what: "order", key: cmd.order_id.to_string() });
+        };
+        let status = parse_status(&status)?;
+        let next = parse_next_action(next.as_deref())?;
+        match decide(status, next, attempts) {
+            CancelDecision::AlreadyCancelled => return Ok(CancelOutcome::AlreadyCancelled),
+            CancelDecision::Refuse(reason) => return Ok(CancelOutcome::Refused(reason)),
+            CancelDecision::Cancel => {}
+        }
+        // The version bump makes an in-flight step of the driver (if any) lose its guarded
+        // write, reload, and continue with the release instead.
+        sqlx::query(
+            "update orders.orders
+                set status = $2, status_reason = $3, next_action = $4, attempts = 0,
+                    next_attempt_at = now(), last_error = null, version = version + 1,
+                    updated_at = now(),
+                    lease_owner = case when $5 then lease_owner else $6 end,
+                    leased_until = case when $5 then leased_until
+                                        else now() + $7 * interval '1 millisecond' end
+              where id = $1",
+        )
+        .bind(cmd.order_id.uuid())
+        .bind(OrderStatus::Cancelled.as_str())
+        .bind(&cmd.reason)
+        .bind(NextAction::ReleaseHold.as_str())
+        .bind(leased)
+        .bind(owner)
+        .bind(lease_ms(lease))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into orders.saga_steps (order_id, action, outcome, detail)
+             values ($1, 'cancel', 'requested', $2)",
+        )
+        .bind(cmd.order_id.uuid())
+        .bind(&cmd.reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled { leased: !leased })
+    }
+
+    /// Attaches their lines to `rows` (one query for all of them).
+    async fn with_items(&self, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, OrderError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let items: Vec<ItemRow> = sqlx::query_as(
+            "select order_id, product_id, variant_id, sku, quantity, unit_price_minor
+               from orders.order_items where order_id = any($1) order by order_id, line",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_order: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
+        for item in items {
+            by_order.entry(item.order_id).or_default().push(OrderItemView {
+                product_id: item.product_id,
+                variant_id: item.variant_id,
+                sku: item.sku,
+                quantity: item.quantity,
+                unit_price_minor: item.unit_price_minor,
+            });
+        }
+        rows.into_iter()
+            .map(|r| {
+                Ok(OrderView {
+                    id: OrderId::from(r.id),
+                    items: by_order.remove(&r.id).unwrap_or_default(),
+                    user_id: r.user_id,
+                    status: parse_status(&r.status)?,
+                    status_reason: r.status_reason,
+                    total_amount_minor: r.total_amount_minor,
+                    currency: r.currency,
+                    payment_method: r.payment_method,
+                    payment_status: parse_payment_status(&r.payment_status)?,
+                    reservation_id: r.reservation_id,
+                    next_action: parse_next_action(r.next_action.as_deref())?,
+                    fingerprint: r.request_fingerprint,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                })
+            })
+            .collect()
+    }
+}
