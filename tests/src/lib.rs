@@ -3,9 +3,14 @@
 
 mod database;
 mod inventory;
+mod order;
 
 pub use database::TestDb;
 pub use inventory::{InventoryClient, TestInventory, reserve_request, test_settings};
+pub use order::{
+    OrderClient, PlantedOrder, SETTLE_TIMEOUT, SagaRow, SystemOptions, TestOrderServer, TestSystem,
+    order_request, order_settings, test_catalog,
+};
 
 /// A connected channel to a loopback server.
 pub async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {

@@ -1,3 +1,4 @@
 //! End-to-end tests: real PostgreSQL (one database per test), real servers on loopback.
 
 mod inventory;
+mod order;

@@ -1,0 +1,10 @@
+//! The order server, driven through its gRPC contract against the real inventory server and
+//! the development stand-ins for product, payment and user services.
+
+mod cancel;
+mod concurrency;
+mod idempotency;
+mod place;
+mod recovery;
+mod refusals;
+mod validation;
