@@ -4,6 +4,7 @@
 mod cancel;
 mod concurrency;
 mod idempotency;
+mod kill;
 mod place;
 mod recovery;
 mod refusals;

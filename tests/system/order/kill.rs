@@ -1,0 +1,115 @@
+//! The real `order-service` binary killed with SIGKILL while a payment is in flight, then
+//! started again: the order reaches a terminal state, charged once, and stock matches it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::proto::order::v1::{GetOrderRequest, order_service_client::OrderServiceClient};
+use system_tests::{SystemOptions, TestSystem, order_request};
+
+/// The `order-service` executable cargo built beside this test binary.
+fn order_binary() -> anyhow::Result<PathBuf> {
+    // Test binaries live in target/<profile>/deps; the servers' binaries one level up.
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
+    let bin = dir.join("order-service");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --bins`",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts the binary on `port` against the system's database and peers.
+fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
+    let s = &sys.order_settings;
+    Ok(Command::new(order_binary()?)
+        .env("DATABASE_URL", &sys.db.url)
+        .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+        .env("INVENTORY_SERVICE_URL", &s.inventory_service_url)
+        .env("PRODUCT_SERVICE_URL", &s.product_service_url)
+        .env("PAYMENT_SERVICE_URL", &s.payment_service_url)
+        .env("SAGA_LEASE_MS", "1000")
+        .env("RECOVERY_INTERVAL_MS", "100")
+        .env("RETRY_BACKOFF_MAX_MS", "300")
+        .env("PEER_TIMEOUT_MS", "5000")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+async fn wait_listening(port: u16) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("order-service never listened on {port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_payment_then_restart_confirms_once() -> anyhow::Result<()> {
+    let sys =
+        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+    sys.stock("WIDGET", 5).await?;
+    // Slow enough that the kill lands while the charge call is in flight.
+    sys.payment_faults.set_latency_ms(3_000);
+
+    let port = free_port()?;
+    let mut first = spawn_order_server(&sys, port)?;
+    wait_listening(port).await?;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
+    let mut client =
+        common::proto::order::v1::order_service_client::OrderServiceClient::new(channel);
+    let in_flight = tokio::spawn(async move {
+        let mut req = order_request("kim", &[("p-widget", 2)]);
+        req.idempotency_key = "kill-1".into();
+        client.create_order(req).await
+    });
+
+    let id = sys.wait_order_of("kim").await?;
+    sys.wait_row(&id, "paying", |row| {
+        row.next_action.as_deref() == Some("pay") && row.attempts >= 1
+    })
+    .await?;
+    first.kill()?; // SIGKILL: no shutdown hooks, no lease given back
+    let _ = first.wait();
+    assert!(in_flight.await?.is_err(), "the caller saw its server die");
+    assert_eq!(sys.item("WIDGET").await?.reserved, 2, "the hold outlived the server");
+
+    sys.payment_faults.set_latency_ms(0);
+    let port = free_port()?;
+    let mut second = spawn_order_server(&sys, port)?;
+    let settled = async {
+        sys.wait_row(&id, "settled", |row| row.next_action.is_none()).await?;
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?;
+        let mut client = OrderServiceClient::new(channel.connect_lazy());
+        let req = GetOrderRequest { order_id: id.clone() };
+        Ok::<_, anyhow::Error>(client.get_order(req).await?.into_inner())
+    }
+    .await;
+    let _ = second.kill();
+    let _ = second.wait();
+    let order = settled?;
+
+    assert_eq!(order.status, "CONFIRMED", "{order:?}");
+    assert_eq!(sys.ledger.succeeded_count_for_order(&id), 1, "charged exactly once");
+    assert_eq!(sys.reservation(&order.inventory_reservation_id).await?.status, "COMMITTED");
+    let item = sys.item("WIDGET").await?;
+    assert_eq!((item.on_hand, item.reserved), (3, 0), "stock matches the one confirmed order");
+    assert!(sys.inventory()?.ledger_violations().await?.is_empty());
+    Ok(())
+}
