@@ -43,6 +43,15 @@ pub struct GlobalArgs {
     )]
     pub inventory_url: String,
 
+    /// URL of the order service.
+    #[arg(
+        long,
+        env = "ORDER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50052",
+        global = true
+    )]
+    pub order_url: String,
+
     /// Print the response as JSON (proto3 field names in lowerCamelCase) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -83,6 +92,106 @@ pub enum Command {
     /// Read reservations.
     #[command(subcommand)]
     Reservation(ReservationCommand),
+
+    /// Orders: place, show, list, cancel.
+    #[command(subcommand)]
+    Order(OrderCommand),
+}
+
+/// `shopctl order ...`
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Place an order (CreateOrder): reserve stock, charge, confirm.
+    Place(PlaceArgs),
+
+    /// Show one order.
+    Show {
+        /// The order's id.
+        order_id: String,
+    },
+
+    /// List a user's orders, newest first.
+    List(OrderListArgs),
+
+    /// Cancel an order: releases the hold, or returns the stock and refunds.
+    Cancel {
+        /// The order's id.
+        order_id: String,
+
+        /// Why (kept with the order).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Arguments of `order place`.
+#[derive(Debug, Args)]
+pub struct PlaceArgs {
+    /// The ordering user.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+
+    /// Currency of the order.
+    #[arg(long, default_value = "EUR")]
+    pub currency: String,
+
+    /// Payment method (the payment stand-in declines `card_decline`).
+    #[arg(long, default_value = "card")]
+    pub payment: String,
+
+    /// Idempotency key: the same user and key place one order, however often repeated.
+    #[arg(long = "key", value_name = "IDEMPOTENCY_KEY")]
+    pub key: Option<String>,
+
+    /// Items to order.
+    #[arg(required = true, value_name = "PRODUCT=QTY[:VARIANT]", value_parser = parse_order_item)]
+    pub items: Vec<OrderItemSpec>,
+}
+
+/// Arguments of `order list`.
+#[derive(Debug, Args)]
+pub struct OrderListArgs {
+    /// Whose orders.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+
+    /// Orders per page [default: the server's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: Option<i32>,
+}
+
+/// One `PRODUCT=QTY[:VARIANT]` argument of `order place`; the server judges the values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItemSpec {
+    /// The product id.
+    pub product_id: String,
+    /// Ordered units.
+    pub quantity: i32,
+    /// The variant, when one was named after `:`.
+    pub variant_id: Option<String>,
+}
+
+/// Value parser of `order place` items: `PRODUCT=QTY[:VARIANT]`; the product ends at the
+/// last `=`.
+pub fn parse_order_item(s: &str) -> Result<OrderItemSpec, ItemSpecError> {
+    let Some((product, rest)) = s.rsplit_once('=') else {
+        return Err(ItemSpecError(format!("expected PRODUCT=QTY[:VARIANT], got '{s}'")));
+    };
+    if product.is_empty() {
+        return Err(ItemSpecError(format!("missing product before '=' in '{s}'")));
+    }
+    let (qty, variant_id) = match rest.split_once(':') {
+        Some((_, "")) => {
+            return Err(ItemSpecError(format!("missing variant after ':' in '{s}'")));
+        }
+        Some((qty, variant)) => (qty, Some(variant.to_owned())),
+        None => (rest, None),
+    };
+    let quantity = qty
+        .trim()
+        .parse::<i32>()
+        .map_err(|_| ItemSpecError(format!("quantity '{qty}' in '{s}' is not a whole number")))?;
+    Ok(OrderItemSpec { product_id: product.to_owned(), quantity, variant_id })
 }
 
 /// `shopctl stock ...`
@@ -312,6 +421,68 @@ mod tests {
     fn check_items_take_no_warehouse() {
         assert_eq!(parse_check_item("MUG=2"), Ok(spec("MUG", 2, None)));
         assert!(parse_check_item("MUG=2@east").is_err());
+    }
+
+    fn order_item(product: &str, quantity: i32, variant: Option<&str>) -> OrderItemSpec {
+        OrderItemSpec { product_id: product.into(), quantity, variant_id: variant.map(Into::into) }
+    }
+
+    #[test]
+    fn order_items_parse() {
+        assert_eq!(parse_order_item("prod-mug=1"), Ok(order_item("prod-mug", 1, None)));
+        assert_eq!(
+            parse_order_item("prod-tshirt=2:red-m"),
+            Ok(order_item("prod-tshirt", 2, Some("red-m")))
+        );
+        assert_eq!(parse_order_item("a=b=3:v:w"), Ok(order_item("a=b", 3, Some("v:w"))));
+        assert_eq!(parse_order_item("p=0"), Ok(order_item("p", 0, None)));
+        assert_eq!(parse_order_item("p= 4 :v"), Ok(order_item("p", 4, Some("v"))));
+    }
+
+    #[test]
+    fn malformed_order_items_say_why() {
+        for (input, needle) in [
+            ("prod-mug", "expected PRODUCT=QTY"),
+            ("=2", "missing product"),
+            ("p=", "not a whole number"),
+            ("p=two", "not a whole number"),
+            ("p=:red", "not a whole number"),
+            ("p=2:", "missing variant"),
+            ("p=2@east", "not a whole number"),
+        ] {
+            let err = parse_order_item(input).expect_err(input);
+            assert!(err.to_string().contains(needle), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn order_place_takes_defaults_and_items() {
+        let cli = Cli::try_parse_from([
+            "shopctl",
+            "--order-url",
+            "127.0.0.1:1",
+            "order",
+            "place",
+            "--user",
+            "u1",
+            "--key",
+            "k1",
+            "prod-mug=1",
+            "prod-tshirt=2:red-m",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.order_url, "127.0.0.1:1");
+        let Command::Order(OrderCommand::Place(args)) = cli.command else { panic!("not place") };
+        assert_eq!(args.user, "u1");
+        assert_eq!(args.currency, "EUR");
+        assert_eq!(args.payment, "card");
+        assert_eq!(args.key.as_deref(), Some("k1"));
+        assert_eq!(
+            args.items,
+            vec![order_item("prod-mug", 1, None), order_item("prod-tshirt", 2, Some("red-m"))]
+        );
+        assert!(Cli::try_parse_from(["shopctl", "order", "place", "p=1"]).is_err());
+        assert!(Cli::try_parse_from(["shopctl", "order", "place", "--user", "u"]).is_err());
     }
 
     #[test]

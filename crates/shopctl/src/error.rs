@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
 
+use common::proto::order::v1 as order_pb;
+use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -85,11 +87,38 @@ fn report_status(status: &Status, url: &str) -> String {
     }
     if let Some(info) = status.get_details_error_info() {
         let _ = writeln!(out, "  reason: {} ({})", info.reason, info.domain);
+        if info.reason == INVENTORY_UNAVAILABLE {
+            for i in inventory_unavailable(status) {
+                let _ = writeln!(
+                    out,
+                    "  unavailable: {} (sku {}): requested {}, available {}",
+                    i.product_id, i.sku, i.requested_quantity, i.available_quantity
+                );
+            }
+        }
     }
     if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) {
         let _ = writeln!(out, "  is the service at {url} up? (scripts/up starts it)");
     }
     out
+}
+
+/// `ErrorInfo.reason` of a CreateOrder refused for lack of stock.
+const INVENTORY_UNAVAILABLE: &str = "INVENTORY_UNAVAILABLE";
+
+/// The items of the typed `order.v1.InventoryUnavailable` detail, if the status carries one
+/// (none when the details do not decode: the message still says what happened).
+fn inventory_unavailable(status: &Status) -> Vec<order_pb::UnavailableItem> {
+    let Ok(rpc_status) = tonic_types::pb::Status::decode(status.details()) else {
+        return Vec::new();
+    };
+    rpc_status
+        .details
+        .iter()
+        .filter(|any| any.type_url.ends_with("order.v1.InventoryUnavailable"))
+        .filter_map(|any| order_pb::InventoryUnavailable::decode(any.value.as_slice()).ok())
+        .flat_map(|detail| detail.items)
+        .collect()
 }
 
 /// The canonical name of a gRPC status code, as the gRPC spec and other tools spell it.
@@ -157,5 +186,48 @@ mod tests {
         assert!(report.starts_with("error: DEADLINE_EXCEEDED: no answer within 5000 ms\n"));
         assert!(report.contains(URL), "{report}");
         assert_eq!(err.exit_code(), 1);
+    }
+
+    #[test]
+    fn inventory_unavailable_lists_the_short_items() {
+        let detail = order_pb::InventoryUnavailable {
+            items: vec![order_pb::UnavailableItem {
+                product_id: "prod-poster".into(),
+                sku: "POSTER-ORBIT".into(),
+                requested_quantity: 5,
+                available_quantity: 3,
+            }],
+        };
+        let rpc_status = tonic_types::pb::Status {
+            code: Code::FailedPrecondition as i32,
+            message: "not enough stock".into(),
+            details: vec![
+                prost_types::Any {
+                    type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+                    value: tonic_types::pb::ErrorInfo {
+                        reason: INVENTORY_UNAVAILABLE.into(),
+                        domain: "order.v1".into(),
+                        metadata: Default::default(),
+                    }
+                    .encode_to_vec(),
+                },
+                prost_types::Any {
+                    type_url: "type.googleapis.com/order.v1.InventoryUnavailable".into(),
+                    value: detail.encode_to_vec(),
+                },
+            ],
+        };
+        let status = Status::with_details(
+            Code::FailedPrecondition,
+            "not enough stock",
+            rpc_status.encode_to_vec().into(),
+        );
+        let err = rpc(status);
+        assert_eq!(
+            err.report(),
+            "error: FAILED_PRECONDITION: not enough stock\n  reason: INVENTORY_UNAVAILABLE \
+             (order.v1)\n  unavailable: prod-poster (sku POSTER-ORBIT): requested 5, available 3\n"
+        );
+        assert_eq!(err.exit_code(), 2);
     }
 }

@@ -14,6 +14,8 @@ pub mod error;
 pub mod inventory;
 /// Responses as JSON.
 pub mod json;
+/// Order commands: place, show, list, cancel.
+pub mod order;
 /// Printing responses: JSON or tables.
 pub mod output;
 /// A tiny plain-text table formatter.
@@ -22,6 +24,7 @@ pub mod table;
 use cli::{Cli, Command};
 use error::CliError;
 use inventory::Inventory;
+use order::Orders;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -31,5 +34,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Commit(arg) => Inventory::new(&cli.global)?.commit(arg.reservation_id).await,
         Command::Cancel(arg) => Inventory::new(&cli.global)?.cancel(arg.reservation_id).await,
         Command::Reservation(command) => Inventory::new(&cli.global)?.reservation(command).await,
+        Command::Order(command) => Orders::new(&cli.global)?.run(command).await,
     }
 }
