@@ -53,7 +53,9 @@ pub type Allocation = BTreeMap<i64, i32>;
 /// A line with a warehouse takes only from that warehouse. A line without one takes from the
 /// warehouses with the most available first (fewest splits), ties broken by warehouse id, so
 /// the same input always gives the same allocation. Several lines for one item draw on the
-/// same remaining stock.
+/// same remaining stock: lines naming a warehouse are served before "any warehouse" lines,
+/// because their demand is fixed while the others can take the remainder from anywhere; so a
+/// request is refused only when no allocation could cover it.
 pub fn allocate(lines: &[Line], levels: &[LevelSnapshot]) -> Result<Allocation, Refusal> {
     let mut remaining: BTreeMap<i64, i64> =
         levels.iter().map(|l| (l.level_id, i64::from(l.available.max(0)))).collect();
@@ -61,7 +63,9 @@ pub fn allocate(lines: &[Line], levels: &[LevelSnapshot]) -> Result<Allocation, 
     let mut unknown = Vec::new();
     let mut short = Vec::new();
 
-    for line in lines {
+    let named = lines.iter().filter(|l| l.warehouse.is_some());
+    let any = lines.iter().filter(|l| l.warehouse.is_none());
+    for line in named.chain(any) {
         let mut candidates: Vec<&LevelSnapshot> =
             levels.iter().filter(|l| matches_item(&line.item, l)).collect();
         let Some(first) = candidates.first() else {
@@ -174,6 +178,14 @@ mod tests {
         let levels = [level(1, 1, "A", "default", 5)];
         let err = allocate(&[line("A", None, 3), line("A", None, 3)], &levels).unwrap_err();
         assert!(matches!(err, Refusal::Short(s) if s[0].available == 2));
+    }
+
+    #[test]
+    fn named_lines_are_served_before_any_warehouse_lines() {
+        // Fullest-first would give the unnamed line east's units and starve the named line.
+        let levels = [level(1, 1, "A", "east", 928), level(2, 1, "A", "west", 886)];
+        let got = allocate(&[line("A", None, 276), line("A", Some("east"), 653)], &levels).unwrap();
+        assert_eq!(got, Allocation::from([(1, 653), (2, 276)]));
     }
 
     #[test]
