@@ -66,8 +66,12 @@ pub fn allocate(lines: &[Line], levels: &[LevelSnapshot]) -> Result<Allocation, 
     let named = lines.iter().filter(|l| l.warehouse.is_some());
     let any = lines.iter().filter(|l| l.warehouse.is_none());
     for line in named.chain(any) {
+        let Some(item_id) = resolve_item(&line.item, levels) else {
+            unknown.push(line.item.as_str().to_owned());
+            continue;
+        };
         let mut candidates: Vec<&LevelSnapshot> =
-            levels.iter().filter(|l| matches_item(&line.item, l)).collect();
+            levels.iter().filter(|l| l.item_id == item_id).collect();
         let Some(first) = candidates.first() else {
             unknown.push(line.item.as_str().to_owned());
             continue;
@@ -118,8 +122,12 @@ pub fn allocate(lines: &[Line], levels: &[LevelSnapshot]) -> Result<Allocation, 
     Ok(taken)
 }
 
-fn matches_item(item: &ItemRef, level: &LevelSnapshot) -> bool {
-    level.sku == item.as_str() || item.id() == Some(level.item_id)
+/// The one item a line names: the item with that id when the ref is an item's id, else the
+/// item with that SKU. A UUID-shaped SKU of one item can equal another item's id; the id wins,
+/// so a line never draws on two items.
+fn resolve_item(item: &ItemRef, levels: &[LevelSnapshot]) -> Option<Uuid> {
+    let by_id = item.id().filter(|id| levels.iter().any(|l| l.item_id == *id));
+    by_id.or_else(|| levels.iter().find(|l| l.sku == item.as_str()).map(|l| l.item_id))
 }
 
 #[cfg(test)]

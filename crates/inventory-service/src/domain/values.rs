@@ -192,11 +192,16 @@ pub struct Reference {
 }
 
 impl Reference {
-    /// Validates the reference type and id of a reserve request.
-    pub fn parse(kind: &str, id: &str) -> Result<Self, FieldViolation> {
-        let kind = key("reference_type", kind, MAX_KEY_LEN)?;
-        let id = key("reference_id", id, MAX_REFERENCE_ID_LEN)?;
-        Ok(Self { kind, id })
+    /// Validates the reference type and id of a reserve request, reporting both when both
+    /// are wrong.
+    pub fn parse(kind: &str, id: &str) -> Result<Self, Vec<FieldViolation>> {
+        match (
+            key("reference_type", kind, MAX_KEY_LEN),
+            key("reference_id", id, MAX_REFERENCE_ID_LEN),
+        ) {
+            (Ok(kind), Ok(id)) => Ok(Self { kind, id }),
+            (kind, id) => Err(kind.err().into_iter().chain(id.err()).collect()),
+        }
     }
 }
 
@@ -216,6 +221,10 @@ impl Reason {
                 field,
                 format!("must be at most {MAX_REASON_LEN} characters"),
             ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            // PostgreSQL text cannot hold NUL; other control characters only garble logs.
+            return Err(FieldViolation::new(field, "must not contain control characters"));
         }
         Ok(Self(trimmed.to_owned()))
     }

@@ -93,7 +93,9 @@ pub fn reserve(
             Some(Line { item: item_ref?, warehouse: warehouse?, quantity: quantity? })
         })
         .collect();
-    let reference = v.take(Reference::parse(&req.reference_type, &req.reference_id));
+    let reference = Reference::parse(&req.reference_type, &req.reference_id)
+        .map_err(|violations| v.0.extend(violations))
+        .ok();
     let minutes = v.take(expiry_minutes(req.expiration_minutes, limits));
     v.finish(|| {
         Some(Reserve {
@@ -174,18 +176,26 @@ pub fn sku(value: &str) -> Result<Sku, InventoryError> {
 
 /// Parses a list request; the page token is the last SKU of the previous page, encoded.
 pub fn list_page(req: &pb::ListInventoryItemsRequest) -> Result<ListPage, InventoryError> {
-    let size = PageSize::parse("page_size", req.page_size)?;
+    let mut v = Violations::default();
+    let size = v.take(PageSize::parse("page_size", req.page_size));
     let after = if req.page_token.is_empty() {
-        None
+        Some(None)
     } else {
-        let bytes = URL_SAFE_NO_PAD.decode(&req.page_token).map_err(|_| {
-            InventoryError::invalid("page_token", "is not a token this server issued")
-        })?;
-        Some(String::from_utf8(bytes).map_err(|_| {
-            InventoryError::invalid("page_token", "is not a token this server issued")
-        })?)
+        // A token decodes to a SKU: anything else was not issued by this server.
+        let sku = URL_SAFE_NO_PAD
+            .decode(&req.page_token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|text| Sku::parse("page_token", text).is_ok());
+        match sku {
+            Some(sku) => Some(Some(sku)),
+            None => {
+                v.0.push(FieldViolation::new("page_token", "is not a token this server issued"));
+                None
+            }
+        }
     };
-    Ok(ListPage { size, after })
+    v.finish(|| Some(ListPage { size: size?, after: after? }))
 }
 
 /// The page token that continues after `last_sku`.

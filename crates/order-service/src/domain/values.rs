@@ -124,7 +124,11 @@ impl Currency {
         if !currency::is_known(&code) {
             return Err(FieldViolation::new(
                 field,
-                format!("must be an ISO 4217 currency code such as EUR or USD, not {value:?}"),
+                // Echo at most a few characters: a violation must stay short whatever was sent.
+                format!(
+                    "must be an ISO 4217 currency code such as EUR or USD, not {:?}",
+                    value.chars().take(8).collect::<String>()
+                ),
             ));
         }
         Ok(Self(code))

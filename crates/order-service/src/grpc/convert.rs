@@ -101,6 +101,9 @@ pub fn cancel_order(req: &pb::CancelOrderRequest) -> Result<CancelOrder, OrderEr
             "reason",
             format!("must be at most {MAX_REASON_LEN} characters"),
         ));
+    } else if reason.chars().any(char::is_control) {
+        // PostgreSQL text cannot hold NUL; other control characters only garble logs.
+        v.0.push(FieldViolation::new("reason", "must not contain control characters"));
     }
     let reason = if reason.is_empty() { DEFAULT_CANCEL_REASON } else { reason };
     v.finish(|| Some(CancelOrder { order_id: order_id?, reason: reason.to_owned() }))
