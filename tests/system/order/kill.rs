@@ -49,14 +49,11 @@ fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
-async fn wait_listening(port: u16) -> anyhow::Result<()> {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("order-service never listened on {port}")
+/// Waits until the server on `port` has migrated its schema and reports SERVING.
+async fn wait_serving(port: u16) -> anyhow::Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    system_tests::wait_serving(addr, order_service::app::SERVICE_NAME, Duration::from_secs(30))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +66,7 @@ async fn sigkill_during_payment_then_restart_confirms_once() -> anyhow::Result<(
 
     let port = free_port()?;
     let mut first = spawn_order_server(&sys, port)?;
-    wait_listening(port).await?;
+    wait_serving(port).await?;
     let channel =
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
     let mut client =
