@@ -2,9 +2,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::settings::DatabaseSettings;
 
@@ -26,14 +26,32 @@ pub fn connect_lazy(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> 
 ///
 /// Each service owns one schema of a shared database, so the default `public._sqlx_migrations`
 /// would mix both services' histories and each would reject the other's versions.
+///
+/// Runs on a connection of its own, closed afterwards: sqlx holds an advisory lock for the
+/// whole run, and a failed run returned to the pool would keep that lock and wedge every
+/// retry (and the other service's migrations, whose lock key is the same database).
 pub async fn migrate(
     pool: &PgPool,
     mut migrator: Migrator,
     schema: &'static str,
 ) -> Result<(), MigrateError> {
-    migrator.create_schema(schema);
+    let options = pool.connect_options();
+    let mut conn = PgConnection::connect_with(&options).await?;
+    // CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a role that only
+    // owns its (pre-created) schema does not have: ask for it only when the schema is missing.
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_namespace where nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        migrator.create_schema(schema);
+    }
     migrator.dangerous_set_table_name(format!("{schema}._sqlx_migrations"));
-    migrator.run(pool).await
+    let result = migrator.run_direct(None, &mut conn, false).await;
+    // Closing ends the session and with it any advisory lock a failed run left behind.
+    let _ = conn.close().await;
+    result
 }
 
 /// Packages [`migrate`] as a [`MigrateFn`] that can be retried until the database is up.

@@ -264,13 +264,65 @@ mod tests {
         watcher.abort();
     }
 
-    /// Needs a real server: runs only when `DATABASE_URL` is set (it creates its own schema).
+    /// The cluster `scripts/test` starts (each test below makes its own schema in it).
+    fn test_database_url() -> String {
+        std::env::var("TEST_DATABASE_URL")
+            .expect("TEST_DATABASE_URL is not set: run the tests through scripts/test")
+    }
+
+    fn noop_migrator() -> Migrator {
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            "noop".into(),
+            MigrationType::Simple,
+            "SELECT 1".into_sql_str(),
+            false,
+        )])
+    }
+
+    fn failing_migrator() -> Migrator {
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            "broken".into(),
+            MigrationType::Simple,
+            "SELECT no_such_column FROM no_such_table".into_sql_str(),
+            false,
+        )])
+    }
+
+    /// A failed run must not leave sqlx's advisory lock behind (it is per database, so a
+    /// leaked lock would wedge every later migration of both services).
+    #[tokio::test]
+    async fn a_failed_migration_does_not_block_the_next() {
+        let pool = db::connect_lazy(&DatabaseSettings {
+            database_url: test_database_url(),
+            run_migrations: true,
+            db_max_connections: 2,
+            db_acquire_timeout_ms: 2000,
+        })
+        .unwrap();
+        let id = std::process::id();
+        let broken: &'static str = format!("common_broken_{id}").leak();
+        let fine: &'static str = format!("common_fine_{id}").leak();
+        assert!(db::migrate(&pool, failing_migrator(), broken).await.is_err());
+        let next = tokio::time::timeout(
+            Duration::from_secs(10),
+            db::migrate(&pool, noop_migrator(), fine),
+        )
+        .await;
+        for schema in [broken, fine] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        assert!(matches!(next, Ok(Ok(()))), "the next migration hung or failed: {next:?}");
+    }
+
+    /// Needs a real server (it creates its own schema).
     #[tokio::test]
     async fn migrates_into_its_own_schema_then_serves() {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            eprintln!("skipped: DATABASE_URL not set");
-            return;
-        };
+        let url = test_database_url();
         let schema: &'static str = format!("common_test_{}", std::process::id()).leak();
         let pool = db::connect_lazy(&DatabaseSettings {
             database_url: url,
@@ -279,15 +331,7 @@ mod tests {
             db_acquire_timeout_ms: 2000,
         })
         .unwrap();
-        fn migrator() -> Migrator {
-            Migrator::with_migrations(vec![Migration::new(
-                1,
-                "noop".into(),
-                MigrationType::Simple,
-                "SELECT 1".into_sql_str(),
-                false,
-            )])
-        }
+        let migrator = noop_migrator;
         let (readiness, _server) = health(&[SERVICE]);
         let migrate = db::migrate_fn(pool.clone(), migrator, schema);
         let watcher = tokio::spawn(watch_database(
