@@ -3,6 +3,8 @@
 
 /// Database pool construction, per-schema migrations and "is the database down?" checks.
 pub mod db;
+/// `<binary> healthcheck`: asks the own grpc.health.v1, exits 0 when SERVING (container probe).
+pub mod healthcheck;
 /// Prometheus `/metrics` endpoint, per-method gRPC server metrics and registration helpers.
 pub mod metrics;
 /// Generated protobuf and gRPC types for every proto of the pair.
