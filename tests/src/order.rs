@@ -169,6 +169,11 @@ pub fn order_settings(
         order_hold_minutes: 30,
         create_order_budget_ms: 10_000,
         retry_backoff_max_ms: 400,
+        // Off: the reconcile tests turn it on. Its gauge is process-wide, and under
+        // `cargo test` other servers' ticks would overwrite theirs.
+        reconcile_interval_ms: 0,
+        reconcile_grace_ms: 300_000,
+        reconcile_batch: 200,
     }
 }
 

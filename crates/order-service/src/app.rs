@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::clients::Peers;
 use crate::grpc::OrderApi;
 use crate::orders::{Orders, OrdersConfig};
+use crate::reconciler::{self, ReconcileConfig};
 use crate::saga::recovery::{self, RecoveryConfig};
 use crate::saga::{Engine, EngineConfig};
 use crate::settings::Settings;
@@ -121,6 +122,21 @@ impl App {
             sagas.clone(),
             stop.clone(),
         ));
+        let reconciler = tokio::spawn(reconciler::run(
+            store.clone(),
+            peers.inventory.clone(),
+            ReconcileConfig {
+                // Zero stays zero (disabled); anything else is at least 10 ms, as recovery.
+                interval: Duration::from_millis(match settings.reconcile_interval_ms {
+                    0 => 0,
+                    ms => ms.max(10),
+                }),
+                grace: Duration::from_millis(settings.reconcile_grace_ms),
+                batch: settings.reconcile_batch.max(1),
+            },
+            readiness.clone(),
+            stop.clone(),
+        ));
         let metrics_addr = metrics.local_addr()?;
         let metrics_stop = stop.clone();
         let metrics_server = tokio::spawn(common::metrics::serve(metrics, async move {
@@ -164,6 +180,7 @@ impl App {
         stop.cancel();
         watcher.abort();
         let _ = recovery.await;
+        let _ = reconciler.await;
         sagas.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, sagas.wait()).await.is_err() {
             tracing::warn!(

@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod orders;
+pub mod reconciler;
 pub mod saga;
 pub mod settings;
 pub mod store;

@@ -3,14 +3,16 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use common::metrics::{register_counter_vec, register_histogram_vec, register_int_gauge};
-use prometheus::{HistogramVec, IntCounterVec, IntGauge};
+use common::metrics::{
+    register_counter_vec, register_histogram_vec, register_int_gauge, register_int_gauge_vec,
+};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 use tonic::Code;
 
 use crate::domain::{NextAction, OrderStatus};
 
 /// The inventory calls the order server makes, as the `call` label names them.
-pub const INVENTORY_CALLS: [&str; 4] = ["check", "reserve", "commit", "cancel"];
+pub const INVENTORY_CALLS: [&str; 5] = ["check", "reserve", "commit", "cancel", "get_reservation"];
 
 /// Client-side latency of each inventory call attempt, by call.
 pub static INVENTORY_CALL_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -50,6 +52,24 @@ pub static SAGA_OLDEST_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge(
         "order_saga_oldest_pending_seconds",
         "Age in seconds of the oldest order whose saga still has a step to do (0 when none).",
+    )
+});
+
+/// Confirmed orders whose hold is not committed after the grace period, by kind, as the
+/// reconciler last counted them.
+pub static INCONSISTENCIES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec(
+        "order_inconsistencies",
+        "Orders disagreeing with the inventory, by kind, as the reconciler last counted them.",
+        &["kind"],
+    )
+});
+
+/// When the reconciler last finished a tick with every inventory answer (Unix seconds).
+pub static RECONCILE_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "order_reconcile_last_success_timestamp_seconds",
+        "Unix time of the reconciler's last complete tick (0 before the first).",
     )
 });
 
@@ -107,6 +127,10 @@ pub fn saga_step(action: NextAction, outcome: &str) {
 pub fn init() {
     LazyLock::force(&SAGA_BACKLOG);
     LazyLock::force(&SAGA_OLDEST_PENDING);
+    LazyLock::force(&RECONCILE_LAST_SUCCESS);
+    for kind in crate::reconciler::KINDS {
+        INCONSISTENCIES.with_label_values(&[kind]);
+    }
     for call in INVENTORY_CALLS {
         INVENTORY_CALL_DURATION.with_label_values(&[call]);
         for outcome in ["ok", "refused", "Unavailable", "DeadlineExceeded", "NotFound"] {

@@ -75,6 +75,20 @@ pub struct Settings {
     /// Longest wait between two attempts of a failing saga step, in milliseconds.
     #[arg(long, env = "RETRY_BACKOFF_MAX_MS", default_value_t = 30_000)]
     pub retry_backoff_max_ms: u64,
+
+    /// How often the reconciler compares confirmed orders with the inventory, in
+    /// milliseconds (0 disables it).
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 60_000)]
+    pub reconcile_interval_ms: u64,
+
+    /// How long after confirmation an order's hold may stay uncommitted before the
+    /// reconciler counts it, in milliseconds.
+    #[arg(long, env = "RECONCILE_GRACE_MS", default_value_t = 300_000)]
+    pub reconcile_grace_ms: u64,
+
+    /// Most orders the reconciler asks the inventory about per tick.
+    #[arg(long, env = "RECONCILE_BATCH", default_value_t = 200)]
+    pub reconcile_batch: u32,
 }
 
 impl Settings {

@@ -6,6 +6,7 @@ mod concurrency;
 mod idempotency;
 mod kill;
 mod place;
+mod reconcile;
 mod recovery;
 mod refusals;
 mod validation;

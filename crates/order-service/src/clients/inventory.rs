@@ -1,4 +1,5 @@
-//! The inventory service client: check, reserve, commit and cancel, each counted and timed.
+//! The inventory service client: check, reserve, commit, cancel and read a hold, each counted
+//! and timed.
 
 use std::future::Future;
 use std::time::Instant;
@@ -39,6 +40,15 @@ pub enum ReserveReply {
 pub struct SettleReply {
     pub success: bool,
     pub message: String,
+}
+
+/// A hold as the inventory reports it (what the reconciler compares orders with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldView {
+    /// `PENDING`, `COMMITTED`, `CANCELLED` or `EXPIRED`.
+    pub status: String,
+    pub reference_type: String,
+    pub reference_id: String,
 }
 
 /// Client of `inventory.v1.InventoryService`.
@@ -157,6 +167,30 @@ impl InventoryPeer {
         })
         .await?;
         Ok(SettleReply { success: reply.success, message: reply.message })
+    }
+
+    /// Reads the hold `reservation`; None when the inventory has no such hold.
+    pub async fn get_reservation(&self, reservation: Uuid) -> Result<Option<HoldView>, PeerError> {
+        let msg = pb::GetReservationRequest { reservation_id: reservation.to_string() };
+        let result = retrying(self.policy, PEER, "get_reservation", || {
+            let mut client = self.client.clone();
+            let req = request(self.policy, msg.clone());
+            self.attempt(
+                "get_reservation",
+                async move { client.get_reservation(req).await },
+                |_| false,
+            )
+        })
+        .await;
+        match result {
+            Ok(reply) => Ok(Some(HoldView {
+                status: reply.status,
+                reference_type: reply.reference_type,
+                reference_id: reply.reference_id,
+            })),
+            Err(err) if err.code() == tonic::Code::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// One attempt with its deadline, timed and counted by outcome.

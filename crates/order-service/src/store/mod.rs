@@ -3,6 +3,7 @@
 //! transaction.
 
 mod orders;
+mod reconcile;
 mod saga;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
 
 pub use orders::CancelOutcome;
+pub use reconcile::{ConfirmedOrder, QueuedCommits};
 
 /// Handle on the `orders` schema.
 #[derive(Debug, Clone)]
