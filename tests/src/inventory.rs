@@ -42,7 +42,14 @@ pub fn test_settings(database_url: &str) -> Settings {
         max_expiry_minutes: 7 * 24 * 60,
         sweep_interval_ms: 100,
         sweep_batch_size: 500,
+        // Off: the reconcile tests turn it on. Its gauge is process-wide, and under
+        // `cargo test` other servers' passes would overwrite theirs.
+        reconcile_interval_ms: 0,
+        reconcile_lapse_grace_ms: 60_000,
         max_items_per_request: 100,
+        reserve_batching: true,
+        reserve_batch_workers: 4,
+        reserve_batch_max: 64,
     }
 }
 

@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::{InventoryApi, convert::Limits};
+use crate::reconciler::{self, ReconcileConfig};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{ReserveBatching, Store};
 use crate::sweeper;
 
 /// The gRPC service name health reports on.
@@ -63,7 +64,13 @@ impl App {
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
-        let store = Store::new(pool.clone());
+        let mut store = Store::new(pool.clone());
+        if settings.reserve_batching {
+            store = store.with_reserve_batching(ReserveBatching {
+                workers: settings.reserve_batch_workers.max(1),
+                max_batch: settings.reserve_batch_max.max(1),
+            });
+        }
 
         let (readiness, health) = common::server::health(&[SERVICE_NAME]);
         let migrate = settings.database.run_migrations.then(|| {
@@ -86,6 +93,19 @@ impl App {
             store.clone(),
             Duration::from_millis(settings.sweep_interval_ms.max(10)),
             settings.sweep_batch_size.max(1),
+            stop_rx.clone(),
+        ));
+        let reconciler = tokio::spawn(reconciler::run(
+            store.clone(),
+            ReconcileConfig {
+                // Zero stays zero (disabled); anything else is at least 10 ms, as the sweeper.
+                interval: Duration::from_millis(match settings.reconcile_interval_ms {
+                    0 => 0,
+                    ms => ms.max(10),
+                }),
+                lapse_grace: Duration::from_millis(settings.reconcile_lapse_grace_ms),
+            },
+            readiness.clone(),
             stop_rx.clone(),
         ));
         let metrics_addr = metrics.local_addr()?;
@@ -126,6 +146,7 @@ impl App {
         let _ = stop_tx.send(true);
         watcher.abort();
         let _ = sweeper.await;
+        let _ = reconciler.await;
         let _ = metrics_server.await;
         pool.close().await;
         result.context("serving gRPC")?;

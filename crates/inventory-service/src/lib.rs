@@ -6,6 +6,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod reconciler;
 pub mod settings;
 pub mod store;
 pub mod sweeper;

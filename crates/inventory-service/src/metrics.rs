@@ -2,8 +2,10 @@
 
 use std::sync::LazyLock;
 
-use common::metrics::{register_counter_vec, register_histogram_vec};
-use prometheus::{HistogramVec, IntCounterVec};
+use common::metrics::{
+    register_counter_vec, register_histogram_vec, register_int_gauge, register_int_gauge_vec,
+};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// Latency of CheckInventoryAvailability, from request to answer.
 pub static CHECK_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -51,6 +53,33 @@ pub static EXPIRED_HOLDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Reservations per batch (one transaction) of the reserve batcher (`RESERVE_BATCHING`).
+pub static RESERVE_BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec(
+        "inventory_reserve_batch_size",
+        "Reservations run together in one transaction by the reserve batcher.",
+        &[],
+        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+    )
+});
+
+/// Mismatches the reconciler found in its last pass, by kind (see `store::InconsistencyKind`).
+pub static INCONSISTENCIES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec(
+        "inventory_inconsistencies",
+        "Stock rows or holds breaking an invariant, by kind, as the reconciler last counted them.",
+        &["kind"],
+    )
+});
+
+/// When the reconciler last finished a pass (Unix seconds; 0 before the first).
+pub static RECONCILE_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "inventory_reconcile_last_success_timestamp_seconds",
+        "Unix time of the reconciler's last completed pass (0 before the first).",
+    )
+});
+
 /// The outcome label of a failed request, shared by the three outcome counters.
 pub fn error_outcome(err: &crate::error::InventoryError) -> &'static str {
     use crate::error::InventoryError as E;
@@ -68,6 +97,7 @@ pub fn init() {
     let none: &[&str] = &[];
     CHECK_DURATION.with_label_values(none);
     EXPIRED_HOLDS.with_label_values(none);
+    RESERVE_BATCH_SIZE.with_label_values(none);
     for outcome in ["reserved", "existing", "insufficient", "not_found", "invalid", "error"] {
         RESERVATIONS.with_label_values(&[outcome]);
     }
@@ -77,4 +107,8 @@ pub fn init() {
     }
     COMMITS.with_label_values(&["committed"]);
     CANCELLATIONS.with_label_values(&["cancelled"]);
+    for kind in crate::store::InconsistencyKind::ALL {
+        INCONSISTENCIES.with_label_values(&[kind.as_str()]);
+    }
+    LazyLock::force(&RECONCILE_LAST_SUCCESS);
 }

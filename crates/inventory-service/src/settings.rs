@@ -42,7 +42,36 @@ pub struct Settings {
     #[arg(long, env = "SWEEP_BATCH_SIZE", default_value_t = 500)]
     pub sweep_batch_size: u32,
 
+    /// How often the reconciler counts inconsistencies, in milliseconds (0 disables it).
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 60_000)]
+    pub reconcile_interval_ms: u64,
+
+    /// How long a PENDING hold may stay past its expiry before the reconciler counts it as
+    /// lapsed, in milliseconds (the sweeper needs a few intervals to reach it).
+    #[arg(long, env = "RECONCILE_LAPSE_GRACE_MS", default_value_t = 60_000)]
+    pub reconcile_lapse_grace_ms: u64,
+
     /// Most items one check or reserve request may carry.
     #[arg(long, env = "MAX_ITEMS_PER_REQUEST", default_value_t = 100)]
     pub max_items_per_request: usize,
+
+    /// Run concurrent ReserveInventory calls together, several per transaction (true/false):
+    /// beats the one-hold-per-commit-flush limit of a hot SKU. `false` runs each call in its
+    /// own transaction (still one round trip).
+    #[arg(
+        long,
+        env = "RESERVE_BATCHING",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub reserve_batching: bool,
+
+    /// Batches of reservations in flight at once, each on its own pooled connection.
+    #[arg(long, env = "RESERVE_BATCH_WORKERS", default_value_t = 4)]
+    pub reserve_batch_workers: usize,
+
+    /// Most reservations one batch (one transaction) carries; a batch never waits to fill.
+    #[arg(long, env = "RESERVE_BATCH_MAX", default_value_t = 64)]
+    pub reserve_batch_max: usize,
 }

@@ -1,10 +1,13 @@
 //! The inventory server, driven through its gRPC contract only.
 
 mod admin;
+mod batching;
 mod check;
 mod concurrency;
+mod differential;
 mod expiry;
 mod operations;
+mod reconcile;
 mod reserve;
 mod settle;
 mod validation;

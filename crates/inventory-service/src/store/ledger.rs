@@ -1,17 +1,18 @@
-//! Statements that move stock and write the ledger, shared by reserve, commit, cancel, expiry
-//! and the admin writes. Each writes its movement rows in the same statement as the change.
+//! Statements that move stock and write the ledger, shared by commit, cancel, expiry and the
+//! admin writes (reserve does its writes inside `inventory.reserve_many`). Each writes its
+//! movement rows in the same statement as the change.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::ReservationStatus;
 
-/// Ledger kinds, as the `movements.kind` CHECK allows them.
+/// Ledger kinds, as the `movements.kind` CHECK allows them. `RESERVE` rows are written by the
+/// SQL function `inventory.reserve_many` (migration `20261124000002_reserve_function.sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum MovementKind {
     Set,
     Adjust,
-    Reserve,
     Commit,
     Cancel,
     Expire,
@@ -22,7 +23,6 @@ impl MovementKind {
         match self {
             Self::Set => "SET",
             Self::Adjust => "ADJUST",
-            Self::Reserve => "RESERVE",
             Self::Commit => "COMMIT",
             Self::Cancel => "CANCEL",
             Self::Expire => "EXPIRE",
@@ -63,33 +63,6 @@ pub(super) async fn move_on_hand(
     .bind(delta)
     .bind(kind.as_str())
     .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Takes a new hold's units: raises `reserved` on each row, writes the hold's lines and the
-/// ledger rows. The caller holds the row locks and has checked availability under them.
-pub(super) async fn hold(
-    conn: &mut PgConnection,
-    reservation: Uuid,
-    level_ids: &[i64],
-    quantities: &[i32],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "with a as (select * from unnest($2::bigint[], $3::int[]) as a(id, q)),
-              u as (update inventory.stock_levels sl
-                       set reserved = sl.reserved + a.q, updated_at = now()
-                      from a where sl.id = a.id),
-              i as (insert into inventory.reservation_items (reservation_id, stock_level_id, quantity)
-                    select $1, id, q from a)
-         insert into inventory.movements (stock_level_id, kind, on_hand_delta, reserved_delta, reservation_id)
-         select id, $4, 0, q, $1 from a",
-    )
-    .bind(reservation)
-    .bind(level_ids)
-    .bind(quantities)
-    .bind(MovementKind::Reserve.as_str())
     .execute(conn)
     .await?;
     Ok(())

@@ -1,8 +1,10 @@
 //! All SQL of the inventory server. Every multi-row change is one transaction, and every
 //! change to on_hand or reserved writes its movement row in that same transaction.
 
+mod batcher;
 mod items;
 mod ledger;
+mod reconcile;
 mod reservations;
 
 use chrono::{DateTime, Utc};
@@ -11,18 +13,30 @@ use uuid::Uuid;
 
 use crate::domain::{ReservationId, ReservationStatus, allocation::Shortage};
 
+pub use batcher::ReserveBatching;
+pub use reconcile::{Inconsistencies, InconsistencyKind, KindReport, Mismatch};
 pub use reservations::SweepReport;
 
 /// Handle on the `inventory` schema.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Set by [`Store::with_reserve_batching`]: reserve calls go through its queue.
+    batcher: Option<std::sync::Arc<batcher::Batcher>>,
 }
 
 impl Store {
     /// Wraps a pool whose database has the inventory migrations applied.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, batcher: None }
+    }
+
+    /// Coalesces concurrent [`Store::reserve`] calls into shared transactions (see
+    /// `batcher.rs`); spawns the workers, so call it inside a Tokio runtime.
+    pub fn with_reserve_batching(self, config: ReserveBatching) -> Self {
+        let unbatched = Self { pool: self.pool.clone(), batcher: None };
+        let batcher = batcher::Batcher::start(unbatched, config);
+        Self { batcher: Some(std::sync::Arc::new(batcher)), ..self }
     }
 
     /// The underlying pool (tests and health checks use it).

@@ -1,16 +1,13 @@
 //! Holds: reserve, commit, cancel, read, and the expiry sweep.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
-use super::{
-    ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store,
-    ledger::{hold, settle},
-};
+use super::{ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store, ledger::settle};
 use crate::domain::{
     ReservationId, ReservationStatus,
-    allocation::{LevelSnapshot, Refusal, allocate},
+    allocation::Shortage,
     commands::{Reserve, Settle},
 };
 use crate::error::InventoryError;
@@ -23,118 +20,77 @@ pub struct SweepReport {
 
 impl Store {
     /// Takes an all-or-nothing hold for `req`, or returns the reference's live hold.
+    ///
+    /// With batching on, the call waits in the batcher's queue and shares a transaction with
+    /// the calls queued beside it; otherwise it runs alone. Either way it is one round trip
+    /// to `inventory.reserve_many`.
     #[tracing::instrument(skip_all, fields(reference_type = %req.reference.kind, reference_id = %req.reference.id, reservation_id))]
     pub async fn reserve(&self, req: &Reserve) -> Result<ReserveOutcome, InventoryError> {
-        let id = ReservationId::new();
-        let mut tx = self.pool.begin().await?;
-
-        // Claiming the reference first makes a concurrent retry of the same reference wait
-        // here for this transaction, then find its hold instead of taking a second one.
-        let claimed: Option<Uuid> = sqlx::query_scalar(
-            "insert into inventory.reservations (id, reference_type, reference_id, status, expires_at)
-             values ($1, $2, $3, 'PENDING', now() + make_interval(mins => $4))
-             on conflict (reference_type, reference_id) where status in ('PENDING', 'COMMITTED')
-             do nothing
-             returning id",
-        )
-        .bind(id.uuid())
-        .bind(&req.reference.kind)
-        .bind(&req.reference.id)
-        .bind(i32::try_from(req.expires_in_minutes).unwrap_or(i32::MAX))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            tx.rollback().await?;
-            return self.live_hold(&req.reference.kind, &req.reference.id).await;
+        let outcome = match &self.batcher {
+            Some(batcher) => batcher.submit(req.clone()).await,
+            None => match self.reserve_many(&[req]).await?.pop() {
+                Some(answer) => answer,
+                None => Err(missing_answer()),
+            },
+        }?;
+        if let ReserveOutcome::Reserved(id) | ReserveOutcome::Existing(id, _) = &outcome {
+            tracing::Span::current().record("reservation_id", tracing::field::display(id));
         }
-        tracing::Span::current().record("reservation_id", tracing::field::display(id));
-
-        let levels = lock_candidate_levels(&mut tx, req).await?;
-        let allocation = match allocate(&req.lines, &levels) {
-            Ok(a) => a,
-            Err(Refusal::UnknownItems(refs)) => {
-                tx.rollback().await?;
-                return Err(InventoryError::NotFound {
-                    what: "inventory item",
-                    key: refs.join(", "),
-                });
-            }
-            Err(Refusal::Short(shortages)) => {
-                tx.rollback().await?;
-                return Ok(ReserveOutcome::Short(shortages));
-            }
-        };
-        let (level_ids, quantities): (Vec<i64>, Vec<i32>) = allocation.into_iter().unzip();
-        hold(&mut tx, id.uuid(), &level_ids, &quantities).await?;
-        tx.commit().await?;
-        Ok(ReserveOutcome::Reserved(id))
+        Ok(outcome)
     }
 
-    /// The live (pending or committed) hold of a reference, after a claim found one.
-    async fn live_hold(
+    /// Runs `reqs` as one batch, in this order, in one transaction: each gets its own
+    /// all-or-nothing answer, as if they had run one after the other. The outer error is a
+    /// failure of the whole batch (nothing was written).
+    pub async fn reserve_batch(
         &self,
-        kind: &str,
-        reference: &str,
-    ) -> Result<ReserveOutcome, InventoryError> {
-        let row = sqlx::query(
-            "select id, status from inventory.reservations
-              where reference_type = $1 and reference_id = $2 and status in ('PENDING', 'COMMITTED')",
-        )
-        .bind(kind)
-        .bind(reference)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            // The live hold ended between our claim and this read: the client may retry.
-            return Err(InventoryError::FailedPrecondition(format!(
-                "the hold for {kind} {reference} changed concurrently; retry"
-            )));
-        };
-        let status = parse_status(&row.try_get::<String, _>("status")?)?;
-        Ok(ReserveOutcome::Existing(ReservationId::from(row.try_get::<Uuid, _>("id")?), status))
+        reqs: &[Reserve],
+    ) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, InventoryError> {
+        let reqs: Vec<&Reserve> = reqs.iter().collect();
+        Ok(self.reserve_many(&reqs).await?)
     }
 
-    /// Commits or cancels a hold, idempotently.
+    /// [`reserve_many_on`] on a connection of the pool.
+    pub(super) async fn reserve_many(
+        &self,
+        reqs: &[&Reserve],
+    ) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
+        reserve_many_on(&self.pool, reqs).await
+    }
+
+    /// Commits or cancels a hold, idempotently: one round trip to `inventory.settle_hold`
+    /// (see its migration), which locks the hold and, when it is pending, moves it on.
     #[tracing::instrument(skip_all, fields(reservation_id = %op.reservation()))]
     pub async fn settle(&self, op: Settle) -> Result<SettleOutcome, InventoryError> {
         let id = op.reservation();
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "select status, expires_at <= now() as lapsed from inventory.reservations
-              where id = $1 for update",
-        )
-        .bind(id.uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("select o_was, o_now from inventory.settle_hold($1, $2)")
+                .bind(id.uuid())
+                .bind(matches!(op, Settle::Commit(_)))
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((was, now)) = row else {
             return Err(InventoryError::NotFound { what: "reservation", key: id.to_string() });
         };
-        let status = parse_status(&row.try_get::<String, _>("status")?)?;
-        let lapsed: bool = row.try_get("lapsed")?;
+        let was = parse_status(&was)?;
+        let now = now.as_deref().map(parse_status).transpose()?;
 
         use ReservationStatus as S;
-        let outcome = match (op, status) {
-            (Settle::Commit(_), S::Committed) => SettleOutcome::AlreadyDone(status),
-            (Settle::Commit(_), S::Cancelled | S::Expired) => SettleOutcome::Refused(status),
-            // Past its expiry the hold is gone even if the sweeper has not run yet: expire it
-            // now rather than sell units another buyer may already have been told are free.
-            (Settle::Commit(_), S::Pending) if lapsed => {
-                settle(&mut tx, &[id.uuid()], S::Expired).await?;
-                SettleOutcome::Refused(S::Expired)
+        Ok(match (op, was, now) {
+            // Past its expiry the hold is gone even if the sweeper has not run yet: it was
+            // expired now rather than sell units another buyer may have been told are free.
+            (Settle::Commit(_), S::Pending, Some(S::Expired)) => SettleOutcome::Refused(S::Expired),
+            (_, S::Pending, Some(_)) => SettleOutcome::Applied,
+            (Settle::Commit(_), S::Committed, None) => SettleOutcome::AlreadyDone(was),
+            (Settle::Commit(_), S::Cancelled | S::Expired, None) => SettleOutcome::Refused(was),
+            (Settle::Cancel(_), S::Cancelled | S::Expired, None) => SettleOutcome::AlreadyDone(was),
+            (Settle::Cancel(_), S::Committed, None) => SettleOutcome::Refused(was),
+            (_, was, now) => {
+                return Err(InventoryError::Internal(anyhow::anyhow!(
+                    "inventory.settle_hold moved a {was:?} hold to {now:?}"
+                )));
             }
-            (Settle::Commit(_), S::Pending) => {
-                settle(&mut tx, &[id.uuid()], S::Committed).await?;
-                SettleOutcome::Applied
-            }
-            (Settle::Cancel(_), S::Cancelled | S::Expired) => SettleOutcome::AlreadyDone(status),
-            (Settle::Cancel(_), S::Committed) => SettleOutcome::Refused(status),
-            (Settle::Cancel(_), S::Pending) => {
-                settle(&mut tx, &[id.uuid()], S::Cancelled).await?;
-                SettleOutcome::Applied
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        })
     }
 
     /// A hold with its lines.
@@ -198,35 +154,124 @@ impl Store {
     }
 }
 
-/// Locks, in the global id order, every stock row of every item the request names.
-async fn lock_candidate_levels(
-    conn: &mut PgConnection,
-    req: &Reserve,
-) -> Result<Vec<LevelSnapshot>, sqlx::Error> {
-    let skus: Vec<&str> = req.lines.iter().map(|l| l.item.as_str()).collect();
-    let ids: Vec<Uuid> = req.lines.iter().filter_map(|l| l.item.id()).collect();
-    let rows = sqlx::query_as::<_, (i64, Uuid, String, String, i32)>(
-        "select sl.id, i.id, i.sku, sl.warehouse_id, sl.on_hand - sl.reserved
-           from inventory.stock_levels sl
-           join inventory.items i on i.id = sl.item_id
-          where i.sku = any($1) or i.id = any($2)
-          order by sl.id
-            for update of sl",
+/// One call of `inventory.reserve_many` (see its migration): claims, locks in the global
+/// order, allocates as `domain::allocation::allocate` does, writes; one round trip, one
+/// transaction (autocommit). The SQL text is constant, so the statement is prepared once per
+/// connection.
+pub(super) async fn reserve_many_on<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    reqs: &[&Reserve],
+) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
+    let lines = reqs.iter().map(|r| r.lines.len()).sum();
+    let mut ids = Vec::with_capacity(reqs.len());
+    let mut ref_types = Vec::with_capacity(reqs.len());
+    let mut ref_ids = Vec::with_capacity(reqs.len());
+    let mut minutes = Vec::with_capacity(reqs.len());
+    let mut line_req = Vec::with_capacity(lines);
+    let mut line_refs = Vec::with_capacity(lines);
+    let mut line_ids = Vec::with_capacity(lines);
+    let mut line_whs = Vec::with_capacity(lines);
+    let mut line_qtys = Vec::with_capacity(lines);
+    for (k, req) in (1_i32..).zip(reqs) {
+        ids.push(ReservationId::new().uuid());
+        ref_types.push(req.reference.kind.as_str());
+        ref_ids.push(req.reference.id.as_str());
+        minutes.push(i32::try_from(req.expires_in_minutes).unwrap_or(i32::MAX));
+        for line in &req.lines {
+            line_req.push(k);
+            line_refs.push(line.item.as_str());
+            line_ids.push(line.item.id());
+            line_whs.push(line.warehouse.as_ref().map(|w| w.as_str()));
+            line_qtys.push(line.quantity.get());
+        }
+    }
+    let rows = sqlx::query_as::<_, ReserveRow>(
+        "select o_req, o_outcome, o_hold, o_status, o_item, o_warehouse, o_requested, o_available
+           from inventory.reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(&skus)
     .bind(&ids)
-    .fetch_all(conn)
+    .bind(&ref_types)
+    .bind(&ref_ids)
+    .bind(&minutes)
+    .bind(&line_req)
+    .bind(&line_refs)
+    .bind(&line_ids)
+    .bind(&line_whs)
+    .bind(&line_qtys)
+    .fetch_all(executor)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(level_id, item_id, sku, warehouse_id, available)| LevelSnapshot {
-            level_id,
-            item_id,
-            sku,
-            warehouse_id,
-            available,
+    Ok(answers(reqs, rows))
+}
+
+/// One row of `inventory.reserve_many`: request (1-based), outcome, hold id and status, and
+/// for refusals one unknown ref or one short line (SKU, warehouse, requested, available).
+type ReserveRow = (
+    i32,
+    String,
+    Option<Uuid>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+);
+
+/// Groups the function's rows into one answer per request, in request order.
+fn answers(
+    reqs: &[&Reserve],
+    rows: Vec<ReserveRow>,
+) -> Vec<Result<ReserveOutcome, InventoryError>> {
+    let mut out: Vec<Option<Result<ReserveOutcome, InventoryError>>> =
+        std::iter::repeat_with(|| None).take(reqs.len()).collect();
+    let mut unknown: Vec<Vec<String>> = vec![Vec::new(); reqs.len()];
+    let mut short: Vec<Vec<Shortage>> = vec![Vec::new(); reqs.len()];
+    for (req, outcome, hold, status, item, warehouse, requested, available) in rows {
+        let Some(k) =
+            usize::try_from(req).ok().and_then(|k| k.checked_sub(1)).filter(|k| *k < reqs.len())
+        else {
+            continue;
+        };
+        match outcome.as_str() {
+            "unknown" => unknown[k].push(item.unwrap_or_default()),
+            "short" => short[k].push(Shortage {
+                sku: item.unwrap_or_default(),
+                warehouse,
+                requested: requested.unwrap_or_default(),
+                available: available.unwrap_or_default(),
+            }),
+            "reserved" | "existing" => {
+                out[k] = Some(match hold {
+                    None => Err(missing_answer()),
+                    Some(id) if outcome == "reserved" => Ok(ReserveOutcome::Reserved(id.into())),
+                    Some(id) => parse_status(status.as_deref().unwrap_or_default())
+                        .map(|status| ReserveOutcome::Existing(id.into(), status)),
+                });
+            }
+            _ => {
+                // "vanished": the live hold our claim met ended before we could read it.
+                let reference = &reqs[k].reference;
+                out[k] = Some(Err(InventoryError::FailedPrecondition(format!(
+                    "the hold for {} {} changed concurrently; retry",
+                    reference.kind, reference.id
+                ))));
+            }
+        }
+    }
+    out.into_iter()
+        .zip(unknown.into_iter().zip(short))
+        .map(|(answer, (unknown, short))| match answer {
+            Some(answer) => answer,
+            None if !unknown.is_empty() => {
+                Err(InventoryError::NotFound { what: "inventory item", key: unknown.join(", ") })
+            }
+            None if !short.is_empty() => Ok(ReserveOutcome::Short(short)),
+            None => Err(missing_answer()),
         })
-        .collect())
+        .collect()
+}
+
+fn missing_answer() -> InventoryError {
+    InventoryError::Internal(anyhow::anyhow!("inventory.reserve_many gave no answer for a request"))
 }
 
 fn parse_status(value: &str) -> Result<ReservationStatus, InventoryError> {
