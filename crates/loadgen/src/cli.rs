@@ -1,0 +1,307 @@
+//! Flags of every subcommand, and the dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::conn::Channels;
+use crate::scenarios::Scenario;
+use crate::{invariants, ready, report, run, seed};
+
+/// Load generator of the benchmark (scripts/bench): closed- and open-loop gRPC load against
+/// the inventory and order servers, HDR latency histograms, its own CPU use.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stock SKU-000001.. through the inventory API and write an old-hold history.
+    Seed(SeedArgs),
+    /// Write the product stand-in's catalogue for the bench SKUs (prod-000001 sells SKU-000001).
+    Catalog {
+        #[arg(long, default_value_t = 10_000)]
+        skus: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run one scenario (closed loop, then open loop at fractions of its maximum).
+    Run(Box<RunArgs>),
+    /// Print the results file as a table.
+    Report {
+        #[arg(long, default_value = "target/bench/results.json")]
+        results: PathBuf,
+        /// Also print the costs table (write transactions, WAL, CPU per operation).
+        #[arg(long)]
+        costs: bool,
+    },
+    /// Check the inventory invariants in a database; exit 3 on any violation.
+    Invariants {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Print COUNT free loopback ports, space-separated.
+    FreePorts { count: usize },
+    /// Wait until ADDR (host:port) reports SERVING on grpc.health.v1.
+    WaitReady {
+        addr: String,
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+}
+
+/// Where history holds come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryVia {
+    /// SQL in the bench database: cancelled holds with zero-sum movements (fast).
+    Sql,
+    /// Reserve + cancel through the API (slow; for measuring that cost).
+    Api,
+    /// No history.
+    None,
+}
+
+/// `loadgen seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub inventory_url: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub skus: u32,
+    /// on_hand of every SKU: plenty, so no hold of a run is ever short.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub on_hand: i32,
+    /// Upserts (or history holds) in flight.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 4)]
+    pub channels: usize,
+    /// Old holds to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub history: u32,
+    #[arg(long, value_enum, default_value_t = HistoryVia::Sql)]
+    pub history_via: HistoryVia,
+    /// The bench database (needed for --history-via sql).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// `loadgen run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// Name in the results (default: the scenario's), e.g. `create-order/pay20ms`.
+    #[arg(long)]
+    pub label: Option<String>,
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub inventory_url: String,
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    pub order_url: String,
+    /// Concurrent closed-loop workers (the anchors' pgbench clients).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// HTTP/2 connections per server.
+    #[arg(long, default_value_t = 4)]
+    pub channels: usize,
+    /// Measured closed-loop window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Unmeasured closed-loop warm-up, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_s: f64,
+    /// Closed-loop runs; the median (by throughput) is reported.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Open-loop rates after the closed loop, as fractions of its throughput (0.25,0.5,0.75).
+    #[arg(long, value_delimiter = ',')]
+    pub open_loop: Vec<f64>,
+    /// Open-loop window, seconds (default: --duration-s).
+    #[arg(long)]
+    pub open_duration_s: Option<f64>,
+    /// Open loop: most requests in flight; past it the schedule waits (and that counts).
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Anchor throughput NAME=TPS (repeatable; repeats of a name give the median).
+    #[arg(long)]
+    pub anchor: Vec<String>,
+    /// Server process whose peak RSS (VmHWM) is reported (repeatable; the largest is shown).
+    /// Each phase resets the peak first (`/proc/<pid>/clear_refs`), so rows show their own.
+    #[arg(long)]
+    pub rss_pid: Vec<u32>,
+    /// Append the rows to this JSON list.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Bench database: check the invariants after every phase (violations: exit 3).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// SKUs seeded (SKU-000001..).
+    #[arg(long, default_value_t = 10_000)]
+    pub skus: u32,
+    /// Deadline of every call, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Random seed (default: a random one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// sell-out: concurrent buyers.
+    #[arg(long, default_value_t = 64)]
+    pub buyers: usize,
+    /// sell-out: attempts of each buyer (one unit each).
+    #[arg(long, default_value_t = 32)]
+    pub attempts_per_buyer: u32,
+    /// sell-out: units on sale.
+    #[arg(long, default_value_t = 1_000)]
+    pub stock: i32,
+}
+
+impl RunArgs {
+    /// The measured closed-loop window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_s.max(0.1))
+    }
+
+    /// The closed-loop warm-up.
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_s.max(0.0))
+    }
+
+    /// The open-loop window.
+    pub fn open_window(&self) -> Duration {
+        Duration::from_secs_f64(self.open_duration_s.unwrap_or(self.duration_s).max(0.1))
+    }
+
+    /// Every call's deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    /// The name rows carry.
+    pub fn label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.scenario.name().to_owned())
+    }
+}
+
+/// Exit code of a run whose checks found violations.
+pub const EXIT_VIOLATIONS: u8 = 3;
+
+/// Parses the command line and runs it on a multi-threaded runtime.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Seed(args) => seed_command(args).await,
+        Command::Catalog { skus, out } => {
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, seed::catalog_json(skus)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run::run(*args).await,
+        Command::Report { results, costs } => {
+            let rows = report::read_rows(&results)?;
+            print!("{}", report::format_table(&rows));
+            if costs {
+                print!(
+                    "\nWhere the time goes (per operation, and cores used during the phase):\n\n{}",
+                    report::format_costs(&rows)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Invariants { database_url } => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&database_url)
+                .await?;
+            let findings = invariants::check(&pool).await?;
+            pool.close().await;
+            println!("{}", invariants::describe(&findings));
+            Ok(if invariants::total(&findings) == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_VIOLATIONS)
+            })
+        }
+        Command::FreePorts { count } => {
+            let ports = ready::free_ports(count)?;
+            println!("{}", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WaitReady { addr, timeout_s } => {
+            ready::wait_serving(&addr, Duration::from_secs(timeout_s)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn seed_command(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    let inventory = Channels::connect(&args.inventory_url, args.channels).await?;
+    let took = seed::items(&inventory, args.skus, args.on_hand, args.concurrency).await?;
+    eprintln!(
+        "seeded {} SKUs (on_hand {}) through the API in {:.1} s ({:.0} upserts/s)",
+        args.skus,
+        args.on_hand,
+        took.as_secs_f64(),
+        f64::from(args.skus) / took.as_secs_f64().max(1e-9)
+    );
+    match args.history_via {
+        HistoryVia::None => {}
+        HistoryVia::Sql => {
+            let url = args
+                .database_url
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("--history-via sql needs --database-url"))?;
+            let start = std::time::Instant::now();
+            let written = seed::history_sql(url, args.history, args.skus).await?;
+            if written == 0 {
+                eprintln!("history: already present, left as it is");
+            } else {
+                eprintln!(
+                    "history: {written} cancelled holds (3 lines, zero-sum movements) in SQL + VACUUM ANALYZE in {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        HistoryVia::Api => {
+            let took =
+                seed::history_api(&inventory, args.history, args.skus, args.concurrency).await?;
+            eprintln!(
+                "history: {} reserve+cancel pairs through the API in {:.1} s ({:.0} pairs/s)",
+                args.history,
+                took.as_secs_f64(),
+                f64::from(args.history) / took.as_secs_f64().max(1e-9)
+            );
+            if let Some(url) = args.database_url.as_deref() {
+                let pool =
+                    sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?;
+                seed::analyze(&pool).await?;
+                pool.close().await;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
