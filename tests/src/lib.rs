@@ -1,7 +1,10 @@
 //! Test support: a fresh database per test inside the cluster `scripts/test` starts, and the
 //! real servers on loopback port 0, with typed helpers so tests read like a client's story.
 
+pub mod chaos;
+pub mod cluster;
 mod database;
+pub mod invariants;
 mod inventory;
 mod order;
 

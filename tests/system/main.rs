@@ -2,3 +2,4 @@
 
 mod inventory;
 mod order;
+mod outage;

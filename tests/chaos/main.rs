@@ -1,0 +1,125 @@
+//! The seeded chaos run (see `system_tests::chaos`): faults from a printed seed while clients
+//! place, retry and cancel orders; then every order settles and every invariant must hold.
+//!
+//! Short form (the default, about a minute and a half):
+//!     cargo build --bins && cargo nextest run -p system-tests --test chaos
+//! Long form, replay of a seed:
+//!     CHAOS_DURATION_SECS=600 cargo nextest run -p system-tests --test chaos --no-capture
+//!     CHAOS_SEED=123456 cargo nextest run -p system-tests --test chaos --no-capture
+
+use system_tests::chaos::{self, ChaosConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seeded_chaos_run_keeps_every_invariant() -> anyhow::Result<()> {
+    let config = ChaosConfig::from_env()?;
+    let seed = config.seed;
+    let report = chaos::run(config).await?;
+    println!("{report}");
+    assert!(
+        report.violations.is_empty(),
+        "{} invariant violation(s) with CHAOS_SEED={seed}; see the report above",
+        report.violations.len()
+    );
+    assert!(
+        report.mismatches.is_empty(),
+        "an idempotency key answered with a different order than the database holds \
+         (CHAOS_SEED={seed})"
+    );
+    assert!(
+        report.unexpected_exits.is_empty(),
+        "a server exited by itself (CHAOS_SEED={seed}): {:?}",
+        report.unexpected_exits
+    );
+    assert_eq!(report.unsettled, 0, "orders left unsettled (CHAOS_SEED={seed})");
+    Ok(())
+}
+
+/// Reproducer of a hold leak found while building the chaos run (kept ignored until the order
+/// service is fixed; run it with
+/// `cargo nextest run -p system-tests --test chaos --run-ignored only late_reserve`).
+///
+/// An order's driver whose reserve call keeps failing retries it inline (PEER_RETRIES) with
+/// the same reference. If, between two of those retries, the order is settled by someone else
+/// (here a CancelOrder through a second server, after the driver's lease lapsed), the next
+/// retry finds no live hold for the reference and takes a new one. Its answer loses the
+/// version-guarded write and the driver just reloads the settled order, so nobody ever
+/// releases that hold: the cancelled order keeps its stock until the hold expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "reproduces an open order-service bug: a reserve retried after a cancel leaks a hold"]
+async fn late_reserve_retry_after_cancel_leaks_a_hold() -> anyhow::Result<()> {
+    use std::time::Duration;
+
+    use common::proto::order::v1::CancelOrderRequest;
+    use system_tests::chaos::proxy::{Proxy, ProxyMode};
+    use system_tests::invariants::{self, Baseline};
+    use system_tests::{SystemOptions, TestOrderServer, TestSystem, order_request};
+
+    let sys =
+        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+    sys.stock("WIDGET", 5).await?;
+    let baseline = Baseline::capture(&sys.db.pool).await?;
+    let proxy = Proxy::start(sys.inventory_addr).await?;
+    // Server 1 reaches the inventory through the proxy and retries peer calls many times;
+    // server 2 reaches it directly. Short leases, no recovery worker ticks after start.
+    let mut one = sys.order_settings.clone();
+    one.inventory_service_url = format!("http://{}", proxy.addr());
+    one.saga_lease_ms = 200;
+    one.peer_timeout_ms = 5_000;
+    one.peer_retries = 8;
+    one.recovery_interval_ms = 600_000;
+    one.create_order_budget_ms = 20_000;
+    let mut two = sys.order_settings.clone();
+    two.saga_lease_ms = 200;
+    two.recovery_interval_ms = 600_000;
+    let first = TestOrderServer::start(one).await?;
+    let second = TestOrderServer::start(two).await?;
+
+    // Hold the WIDGET stock row, so server 1's first reserve attempt waits in the database.
+    let mut lock = sys.db.pool.begin().await?;
+    sqlx::query(
+        "select 1 from inventory.stock_levels
+          where item_id = (select id from inventory.items where sku = 'WIDGET') for update",
+    )
+    .execute(&mut *lock)
+    .await?;
+    let mut client = first.client.clone();
+    let creating =
+        tokio::spawn(
+            async move { client.create_order(order_request("kim", &[("p-widget", 1)])).await },
+        );
+    let id = sys.wait_order_of("kim").await?;
+    sys.wait_row(&id, "reserving", |r| {
+        r.next_action.as_deref() == Some("reserve") && r.attempts >= 1
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await; // its 200 ms lease lapses
+
+    // Server 1 loses the inventory: its reserve attempt fails and it retries with backoff.
+    proxy.set_mode(ProxyMode::Refuse);
+    proxy.cut();
+    lock.rollback().await?;
+    // The customer cancels through server 2, which takes the lapsed lease, finds the order's
+    // hold by reference and releases it: the order is settled, CANCELLED.
+    let cancel = CancelOrderRequest { order_id: id.clone(), reason: "changed my mind".into() };
+    let cancelled = second.client.clone().cancel_order(cancel).await?.into_inner();
+    assert_eq!(cancelled.status, "CANCELLED");
+    let settled = sys.saga_row(&id).await?;
+    assert_eq!(settled.next_action, None, "the cancel settled the order: {settled:?}");
+
+    // The network heals while server 1 is still retrying its reserve.
+    proxy.set_mode(ProxyMode::Pass);
+    let answered = creating.await?.map(|r| r.into_inner().status);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holds = sys.holds_for(&id).await?;
+    let item = sys.item("WIDGET").await?;
+    println!("server 1 answered {answered:?}; holds of the order: {holds:?}; WIDGET {item:?}");
+    let violations =
+        invariants::check(&sys.db.pool, &baseline, &sys.ledger, Duration::from_millis(100)).await?;
+    assert!(
+        violations.is_empty(),
+        "the cancelled order still holds stock:\n{}",
+        invariants::report(&violations)
+    );
+    assert_eq!(item.reserved, 0, "nothing is reserved for a cancelled order");
+    Ok(())
+}
