@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 
 /// Which stand-in a server is, for health and logs.
@@ -61,7 +60,7 @@ impl Bound {
         tonic::transport::Server::builder()
             .layer(common::metrics::GrpcMetricsLayer::new())
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(common::server::incoming(listener), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
                 drain_readiness.set_not_serving().await;

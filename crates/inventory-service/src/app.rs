@@ -8,7 +8,6 @@ use anyhow::Context;
 use common::proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::reconciler::{self, ReconcileConfig};
@@ -134,7 +133,7 @@ impl App {
             .add_service(health)
             .add_service(common::server::reflection()?)
             .add_service(InventoryServiceServer::new(api))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            .serve_with_incoming_shutdown(common::server::incoming(grpc), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
                 // Stop the watcher first so it cannot flip health back to SERVING.

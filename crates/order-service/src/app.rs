@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use common::proto::order::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -166,7 +165,7 @@ impl App {
             .add_service(health)
             .add_service(common::server::reflection()?)
             .add_service(OrderServiceServer::new(OrderApi::new(orders)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            .serve_with_incoming_shutdown(common::server::incoming(grpc), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
                 // Stop the watcher first so it cannot flip health back to SERVING.
