@@ -34,9 +34,8 @@ async fn seeded_chaos_run_keeps_every_invariant() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reproducer of a hold leak found while building the chaos run (kept ignored until the order
-/// service is fixed; run it with
-/// `cargo nextest run -p system-tests --test chaos --run-ignored only late_reserve`).
+/// Regression test of a hold leak found by the chaos run (fixed in the saga engine: a
+/// superseded reserve releases the hold it took when the order has settled without it).
 ///
 /// An order's driver whose reserve call keeps failing retries it inline (PEER_RETRIES) with
 /// the same reference. If, between two of those retries, the order is settled by someone else
@@ -45,7 +44,6 @@ async fn seeded_chaos_run_keeps_every_invariant() -> anyhow::Result<()> {
 /// version-guarded write and the driver just reloads the settled order, so nobody ever
 /// releases that hold: the cancelled order keeps its stock until the hold expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "reproduces an open order-service bug: a reserve retried after a cancel leaks a hold"]
 async fn late_reserve_retry_after_cancel_leaks_a_hold() -> anyhow::Result<()> {
     use std::time::Duration;
 

@@ -83,7 +83,7 @@ pub static ORDERS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// The saga step outcomes the engine reports (besides a transient `retry`).
-pub const STEP_OUTCOMES: [&str; 9] = [
+pub const STEP_OUTCOMES: [&str; 10] = [
     "ok",
     "short",
     "rejected",
@@ -93,6 +93,7 @@ pub const STEP_OUTCOMES: [&str; 9] = [
     "nothing_held",
     "retry",
     "superseded",
+    "orphan_released",
 ];
 
 /// Records one inventory call attempt.

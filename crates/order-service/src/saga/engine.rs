@@ -159,6 +159,11 @@ impl Engine {
                             action = action.as_str(),
                             "order changed during the step; reloading"
                         );
+                        if action == NextAction::Reserve
+                            && let Some(held) = to.reservation_id
+                        {
+                            self.release_if_orphaned(id, held).await?;
+                        }
                     }
                 }
                 Step::Retry(detail) => {
@@ -172,6 +177,31 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A reserve whose outcome could not be written (the order changed meanwhile) may have
+    /// taken a hold nobody will use: a retry that landed after another driver or a cancel had
+    /// already settled the order finds no live hold and takes a fresh one. If the order is
+    /// settled and does not point at that hold, release it now rather than let it sit until
+    /// it expires.
+    async fn release_if_orphaned(&self, id: OrderId, held: Uuid) -> Result<(), OrderError> {
+        let me = &self.inner;
+        let Some(state) = me.store.saga_state(id).await? else { return Ok(()) };
+        if state.next_action.is_some() || state.reservation_id == Some(held) {
+            return Ok(());
+        }
+        match me.peers.inventory.cancel(held).await {
+            Ok(reply) => {
+                tracing::warn!(reservation_id = %held, message = %reply.message, "released a hold taken after the order settled");
+                metrics::saga_step(NextAction::ReleaseHold, "orphan_released");
+            }
+            // The hold expires on its own; the late_hold check of the chaos run and the
+            // expiry sweeper bound the damage.
+            Err(err) => {
+                tracing::error!(reservation_id = %held, error = %err, "could not release a hold taken after the order settled; it will expire");
+            }
+        }
+        Ok(())
     }
 
     async fn step(&self, action: NextAction, state: &SagaState, demand: &[SkuDemand]) -> Step {
