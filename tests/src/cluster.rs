@@ -38,7 +38,8 @@ impl Cluster {
     pub async fn create() -> anyhow::Result<Self> {
         let bin = find_bindir()?;
         let owner = is_root().then_some(OS_OWNER);
-        let dir = std::env::temp_dir().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        // Not $TMPDIR: the owner must be able to reach it, and the socket path must stay short.
+        let dir = PathBuf::from("/tmp").join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         let cluster = Self {
             data: dir.join("data"),
             log: dir.join("server.log"),

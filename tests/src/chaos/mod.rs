@@ -8,7 +8,9 @@
 //!
 //! Environment: `CHAOS_SEED` (replay a run), `CHAOS_DURATION_SECS` (fault phase, default 60),
 //! `CHAOS_CLIENTS` (default 8), `CHAOS_SETTLE_SECS` (how long orders may take to settle
-//! afterwards, default 120), `CHAOS_KEEP_LOGS=1` (keep the servers' logs after a clean run).
+//! afterwards, default 120), `CHAOS_KEEP_LOGS=1` (keep the servers' logs after a clean run),
+//! `CHAOS_ORDER_<NAME>` / `CHAOS_INVENTORY_<NAME>` (override a server setting, e.g.
+//! `CHAOS_ORDER_PEER_RETRIES=6`).
 
 pub mod clients;
 pub mod payment;
@@ -495,6 +497,19 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
+/// Settings overridden from this process's environment: `<prefix>NAME=value` sets `NAME`
+/// (e.g. `CHAOS_ORDER_PEER_RETRIES=6` gives the order server `PEER_RETRIES=6`).
+fn overridden(mut envs: Vec<(String, String)>, prefix: &str) -> Vec<(String, String)> {
+    for (key, value) in std::env::vars() {
+        if let Some(name) = key.strip_prefix(prefix).filter(|n| !n.is_empty()) {
+            println!("override: {name}={value} ({key})");
+            envs.retain(|(k, _)| k != name);
+            envs.push((name.to_owned(), value));
+        }
+    }
+    envs
+}
+
 /// Reduces a status reason to a bucket: numbers and ids become `N`, at most 90 characters.
 fn bucket(status: &str, reason: &str) -> String {
     let words: Vec<String> = reason
@@ -568,6 +583,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         ("CATALOG_PATH", catalog.display().to_string()),
         ("LOG_FORMAT", "json".to_owned()),
     ]);
+    let inventory_env = overridden(inventory_env, "CHAOS_INVENTORY_");
+    let order_env = overridden(order_env, "CHAOS_ORDER_");
     let mut inventory = Server::new("inventory-service", inventory_env, &log_dir)?;
     let mut order = Server::new("order-service", order_env, &log_dir)?;
     let mut product = Server::new("product-standin", product_env, &log_dir)?;
