@@ -67,8 +67,9 @@ pub struct Settings {
     )]
     pub reserve_batching: bool,
 
-    /// Batches of reservations in flight at once, each on its own pooled connection.
-    #[arg(long, env = "RESERVE_BATCH_WORKERS", default_value_t = 4)]
+    /// Batches of reservations in flight at once, each on a pooled connection; at most one
+    /// per item: calls waiting for an item a batch holds form its next batch together.
+    #[arg(long, env = "RESERVE_BATCH_WORKERS", default_value_t = 8)]
     pub reserve_batch_workers: usize,
 
     /// Most reservations one batch (one transaction) carries; a batch never waits to fill.

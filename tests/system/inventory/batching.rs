@@ -253,6 +253,14 @@ async fn a_batching_store_answers_each_caller() -> anyhow::Result<()> {
     }
     assert_eq!(reserved, 30);
     assert_eq!(inv.item("HOT").await?.reserved, 30);
+    // Calls queued behind the batch in flight went into shared transactions: holds written
+    // by one transaction share its xmin.
+    let (rows, transactions): (i64, i64) =
+        sqlx::query_as("select count(*), count(distinct xmin::text) from inventory.reservations")
+            .fetch_one(&inv.db.pool)
+            .await?;
+    assert_eq!(rows, 30);
+    assert!(transactions < rows, "{rows} holds in {transactions} transactions");
     assert!(inv.ledger_violations().await?.is_empty());
 
     // Commit one; a retry of its reference still returns it.

@@ -32,7 +32,7 @@ impl Store {
     }
 
     /// Coalesces concurrent [`Store::reserve`] calls into shared transactions (see
-    /// `batcher.rs`); spawns the workers, so call it inside a Tokio runtime.
+    /// `batcher.rs`); spawns its dispatcher, so call it inside a Tokio runtime.
     pub fn with_reserve_batching(self, config: ReserveBatching) -> Self {
         let unbatched = Self { pool: self.pool.clone(), batcher: None };
         let batcher = batcher::Batcher::start(unbatched, config);
