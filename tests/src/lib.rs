@@ -72,3 +72,23 @@ pub fn metric_value(page: &str, name_and_labels: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Asserts `result` is INVALID_ARGUMENT whose BadRequest details and message name `field`.
+pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str) {
+    let status = match result {
+        Ok(v) => panic!("expected INVALID_ARGUMENT naming {field}, got {v:?}"),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    use tonic_types::StatusExt;
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    assert!(fields.iter().any(|f| f == field), "violations {fields:?} do not name {field}");
+    assert!(
+        status.message().contains(field),
+        "message {:?} does not name {field}",
+        status.message()
+    );
+}

@@ -1,28 +1,9 @@
 //! Every malformed request is INVALID_ARGUMENT with a BadRequest violation naming its field.
 
 use common::proto::order::v1 as pb;
-use system_tests::{TestSystem, order_request};
+use system_tests::{TestSystem, assert_invalid, order_request};
 use tonic::Code;
 use tonic_types::StatusExt;
-
-/// Asserts `result` is INVALID_ARGUMENT whose BadRequest details and message name `field`.
-fn assert_invalid<T: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str) {
-    let status = match result {
-        Ok(v) => panic!("expected INVALID_ARGUMENT naming {field}, got {v:?}"),
-        Err(s) => s,
-    };
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default();
-    assert!(fields.iter().any(|f| f == field), "violations {fields:?} do not name {field}");
-    assert!(
-        status.message().contains(field),
-        "message {:?} does not name {field}",
-        status.message()
-    );
-}
 
 #[tokio::test]
 async fn create_requests_name_the_offending_field() -> anyhow::Result<()> {
