@@ -56,14 +56,25 @@ struct Item {
     id: Uuid,
 }
 
+/// What scenarios look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Anything: items by SKU or id, 0-3 stock rows per item.
+    Any,
+    /// Mostly the SQL fast path's shape: items named by SKU with one stock row each (now and
+    /// then none, or a line naming an unknown SKU, so its fallbacks run too).
+    OneRowBySku,
+}
+
 /// Creates 1-3 items with 0-3 stock rows each (random on_hand and reserved, rows inserted
-/// in random warehouse order so row ids and warehouse names disagree).
-async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str) -> anyhow::Result<Vec<Item>> {
+/// in random warehouse order so row ids and warehouse names disagree); with
+/// `Shape::OneRowBySku` every item has one row (rarely none) and a plain SKU.
+async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str, shape: Shape) -> anyhow::Result<Vec<Item>> {
     let mut items: Vec<Item> = Vec::new();
     for i in 0..1 + rng.below(3) {
         // Now and then a UUID-shaped SKU: another item's id (a line naming it resolves to
         // that other item when it has stock rows, else to this one).
-        let sku = if i > 0 && rng.chance(20) {
+        let sku = if shape == Shape::Any && i > 0 && rng.chance(20) {
             items[i - 1].id.hyphenated().to_string()
         } else {
             format!("{tag}-{i}")
@@ -75,7 +86,11 @@ async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str) -> anyhow::Result<Vec<It
             .execute(pool)
             .await?;
         let mut warehouses: Vec<&str> = WAREHOUSES.to_vec();
-        let rows = if rng.chance(10) { 0 } else { 1 + rng.below(3) };
+        let rows = match shape {
+            _ if rng.chance(10) => 0,
+            Shape::Any => 1 + rng.below(3),
+            Shape::OneRowBySku => 1,
+        };
         for _ in 0..rows {
             let wh = warehouses.swap_remove(rng.below(warehouses.len()));
             // Small numbers make ties and exact fits common.
@@ -98,15 +113,16 @@ async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str) -> anyhow::Result<Vec<It
 }
 
 /// 1-4 random lines over `items`, sometimes naming an unknown item, an item by id (in any
-/// spelling a UUID parses from), a warehouse, or a warehouse nobody stocks.
-fn lines(rng: &mut Rng, items: &[Item], tag: &str) -> anyhow::Result<Vec<Line>> {
+/// spelling a UUID parses from; never with `Shape::OneRowBySku`), a warehouse, or a
+/// warehouse nobody stocks.
+fn lines(rng: &mut Rng, items: &[Item], tag: &str, shape: Shape) -> anyhow::Result<Vec<Line>> {
     let mut lines = Vec::new();
     for _ in 0..1 + rng.below(4) {
         let text = if rng.chance(4) {
             format!("{tag}-ghost")
         } else {
             let item = &items[rng.below(items.len())];
-            match rng.below(6) {
+            match if shape == Shape::Any { rng.below(6) } else { 5 } {
                 0 => item.id.hyphenated().to_string(),
                 1 => item.id.simple().to_string(),
                 2 => item.id.hyphenated().to_string().to_uppercase(),
@@ -270,6 +286,15 @@ async fn check_totals(
 
 #[tokio::test]
 async fn sql_allocation_matches_the_model_one_request_at_a_time() -> anyhow::Result<()> {
+    one_request_at_a_time(Shape::Any, "s").await
+}
+
+#[tokio::test]
+async fn sql_fast_path_matches_the_model() -> anyhow::Result<()> {
+    one_request_at_a_time(Shape::OneRowBySku, "f").await
+}
+
+async fn one_request_at_a_time(shape: Shape, prefix: &str) -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
     let pool = inv.db.pool.clone();
     let store = Store::new(pool.clone());
@@ -277,10 +302,10 @@ async fn sql_allocation_matches_the_model_one_request_at_a_time() -> anyhow::Res
     let mut rng = Rng(seed);
     let mut seen = BTreeMap::new();
     for n in 0..250 {
-        let tag = format!("s{n}");
+        let tag = format!("{prefix}{n}");
         let context = format!("seed {seed}, scenario {n}");
-        let items = stock(&pool, &mut rng, &tag).await?;
-        let req = reserve(lines(&mut rng, &items, &tag)?, &tag)?;
+        let items = stock(&pool, &mut rng, &tag, shape).await?;
+        let req = reserve(lines(&mut rng, &items, &tag, shape)?, &tag)?;
         let before = snapshot(&pool, &items).await?;
         let mut after = before.clone();
         let want = model(std::slice::from_ref(&req), &mut after);
@@ -325,7 +350,7 @@ async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result
     let mut seen = BTreeMap::new();
     for n in 0..120 {
         let tag = format!("b{n}");
-        let items = stock(&pool, &mut rng, &tag).await?;
+        let items = stock(&pool, &mut rng, &tag, Shape::Any).await?;
         // 1-6 requests on the same items; some retry an earlier reference of the batch.
         let mut refs: Vec<String> = Vec::new();
         let mut reqs = Vec::new();
@@ -335,7 +360,7 @@ async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result
             } else {
                 format!("{tag}-r{k}")
             };
-            reqs.push(reserve(lines(&mut rng, &items, &tag)?, &reference)?);
+            reqs.push(reserve(lines(&mut rng, &items, &tag, Shape::Any)?, &reference)?);
             refs.push(reference);
         }
         let before = snapshot(&pool, &items).await?;
