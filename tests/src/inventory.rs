@@ -50,6 +50,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         reserve_batching: true,
         reserve_batch_workers: 4,
         reserve_batch_max: 64,
+        check_batching: true,
+        check_batch_workers: 2,
+        check_batch_max_skus: 256,
     }
 }
 

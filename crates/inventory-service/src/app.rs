@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::reconciler::{self, ReconcileConfig};
 use crate::settings::Settings;
-use crate::store::{ReserveBatching, Store};
+use crate::store::{CheckBatching, ReserveBatching, Store};
 use crate::sweeper;
 
 /// The gRPC service name health reports on.
@@ -68,6 +68,12 @@ impl App {
             store = store.with_reserve_batching(ReserveBatching {
                 workers: settings.reserve_batch_workers.max(1),
                 max_batch: settings.reserve_batch_max.max(1),
+            });
+        }
+        if settings.check_batching {
+            store = store.with_check_batching(CheckBatching {
+                workers: settings.check_batch_workers.max(1),
+                max_skus: settings.check_batch_max_skus.max(1),
             });
         }
 

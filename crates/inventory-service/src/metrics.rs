@@ -53,6 +53,16 @@ pub static EXPIRED_HOLDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Availability checks answered by one query of the check batcher (`CHECK_BATCHING`).
+pub static CHECK_BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec(
+        "inventory_check_batch_size",
+        "Availability checks answered together by one query of the check batcher.",
+        &[],
+        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+    )
+});
+
 /// Reservations per batch (one transaction) of the reserve batcher (`RESERVE_BATCHING`).
 pub static RESERVE_BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec(
@@ -98,6 +108,7 @@ pub fn init() {
     CHECK_DURATION.with_label_values(none);
     EXPIRED_HOLDS.with_label_values(none);
     RESERVE_BATCH_SIZE.with_label_values(none);
+    CHECK_BATCH_SIZE.with_label_values(none);
     for outcome in ["reserved", "existing", "insufficient", "not_found", "invalid", "error"] {
         RESERVATIONS.with_label_values(&[outcome]);
     }

@@ -75,4 +75,23 @@ pub struct Settings {
     /// Most reservations one batch (one transaction) carries; a batch never waits to fill.
     #[arg(long, env = "RESERVE_BATCH_MAX", default_value_t = 64)]
     pub reserve_batch_max: usize,
+
+    /// Answer concurrent CheckInventoryAvailability calls with shared queries.
+    #[arg(
+        long,
+        env = "CHECK_BATCHING",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub check_batching: bool,
+
+    /// Availability queries in flight at once, each on a pooled connection; calls arriving
+    /// meanwhile share the next one.
+    #[arg(long, env = "CHECK_BATCH_WORKERS", default_value_t = 2)]
+    pub check_batch_workers: usize,
+
+    /// Most SKUs one availability query reads (a single call is never split).
+    #[arg(long, env = "CHECK_BATCH_MAX_SKUS", default_value_t = 256)]
+    pub check_batch_max_skus: usize,
 }

@@ -88,3 +88,42 @@ async fn fills_missing_product_id_from_the_item() -> anyhow::Result<()> {
     assert_eq!(resp.items[0].product_id, "prod-A");
     Ok(())
 }
+
+#[tokio::test]
+async fn concurrent_checks_sharing_queries_each_get_their_own_answer() -> anyhow::Result<()> {
+    let db = system_tests::TestDb::create().await?;
+    let mut settings = system_tests::test_settings(&db.url);
+    // One query at a time, so calls arriving meanwhile share the next one.
+    settings.check_batch_workers = 1;
+    settings.check_batch_max_skus = 16;
+    let inv = TestInventory::start_with(db, settings).await?;
+    for n in 1..=30 {
+        inv.stock(&format!("C{n}"), n).await?;
+    }
+
+    let calls = (0..120).map(|k: i32| {
+        let mut client = inv.client.clone();
+        // Three different SKUs per call (one unknown now and then), asking one unit more
+        // than the middle one has.
+        let skus =
+            [1 + k % 30, 1 + (k * 7 + 3) % 30, if k % 9 == 0 { 99 } else { 1 + (k * 13 + 5) % 30 }];
+        async move {
+            let req = pb::CheckInventoryAvailabilityRequest {
+                items: skus.iter().map(|n| line(&format!("C{n}"), skus[1] + 1)).collect(),
+            };
+            let resp = client.check_inventory_availability(req).await?.into_inner();
+            anyhow::Ok((skus, resp))
+        }
+    });
+    for result in futures::future::join_all(calls).await {
+        let (skus, resp) = result?;
+        let got: Vec<(String, i32)> =
+            resp.items.iter().map(|i| (i.sku.clone(), i.available_quantity)).collect();
+        let want: Vec<(String, i32)> =
+            skus.iter().map(|&n| (format!("C{n}"), if n == 99 { 0 } else { n })).collect();
+        assert_eq!(got, want);
+        assert_eq!(resp.items[1].status, "INSUFFICIENT_STOCK");
+        assert!(!resp.all_available);
+    }
+    Ok(())
+}

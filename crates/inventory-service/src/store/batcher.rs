@@ -14,9 +14,9 @@
 //! calls name the same item differently, by SKU and by id; the row lock still orders them).
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 
-use tokio::sync::{mpsc, oneshot};
-
+use super::coalesce::{self, Policy, Queue};
 use super::{ReserveOutcome, Store};
 use crate::domain::commands::Reserve;
 use crate::error::InventoryError;
@@ -38,50 +38,30 @@ impl Default for ReserveBatching {
 }
 
 type Answer = Result<ReserveOutcome, InventoryError>;
+type Job = coalesce::Job<Reserve, Answer>;
 
-/// One queued call and where its answer goes.
-struct Job {
-    req: Reserve,
-    reply: oneshot::Sender<Answer>,
+/// The items a call names, as given: a batch in flight holds them.
+fn keys(job: &Job) -> impl Iterator<Item = &str> {
+    job.req.lines.iter().map(|line| line.item.as_str())
 }
 
-impl Job {
-    /// The items the call names, as given: a batch in flight holds them.
-    fn keys(&self) -> impl Iterator<Item = &str> {
-        self.req.lines.iter().map(|line| line.item.as_str())
-    }
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("reference", &self.req.reference).finish_non_exhaustive()
-    }
-}
-
-/// The queue in front of the dispatcher. Dropping the last handle lets it finish what is
-/// queued and stop.
+/// The queue in front of the dispatcher.
 #[derive(Debug)]
 pub(super) struct Batcher {
-    queue: mpsc::Sender<Job>,
+    queue: Queue<Reserve, Answer>,
 }
 
 impl Batcher {
     /// Spawns the dispatcher (inside a Tokio runtime); `store` must not batch itself.
     pub(super) fn start(store: Store, config: ReserveBatching) -> Self {
-        let config =
-            ReserveBatching { workers: config.workers.max(1), max_batch: config.max_batch.max(1) };
-        let (queue, rx) = mpsc::channel(config.workers * config.max_batch * 16);
-        tokio::spawn(dispatch(store, rx, config));
-        Self { queue }
+        let (workers, max_batch) = (config.workers.max(1), config.max_batch.max(1));
+        let policy = PerItem { store, max_batch, busy: HashSet::new() };
+        Self { queue: Queue::start(policy, workers, workers * max_batch * 16) }
     }
 
     /// Queues `req` and waits for its answer.
     pub(super) async fn submit(&self, req: Reserve) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        if self.queue.send(Job { req, reply }).await.is_err() {
-            return Err(stopped());
-        }
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        self.queue.submit(req).await.unwrap_or_else(|| Err(stopped()))
     }
 }
 
@@ -89,57 +69,46 @@ fn stopped() -> InventoryError {
     InventoryError::Internal(anyhow::anyhow!("the reservation batcher stopped"))
 }
 
-/// The dispatcher: forms batches from what is queued and runs them, until the queue is
-/// closed, empty and nothing is in flight.
-async fn dispatch(store: Store, mut rx: mpsc::Receiver<Job>, config: ReserveBatching) {
-    let mut pending: VecDeque<Job> = VecDeque::new();
-    // Items held by batches in flight: one batch per item at a time. (Letting a second batch
-    // queue on the row lock in the database measured slower: smaller batches, and waiting
-    // there is no cheaper than waiting here.)
-    let mut busy: HashSet<String> = HashSet::new();
-    let mut in_flight = 0_usize;
-    let mut open = true;
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<String>>();
-    loop {
-        tokio::select! {
-            biased;
-            Some(keys) = done_rx.recv() => {
-                in_flight -= 1;
-                for key in keys {
-                    busy.remove(&key);
-                }
-            }
-            job = rx.recv(), if open => match job {
-                Some(job) => pending.push_back(job),
-                None => open = false,
-            },
+/// At most one batch in flight per item.
+struct PerItem {
+    store: Store,
+    max_batch: usize,
+    // Items held by batches in flight. (Letting a second batch queue on the row lock in the
+    // database measured slower: smaller batches, and waiting there is no cheaper than
+    // waiting here.)
+    busy: HashSet<String>,
+}
+
+impl Policy for PerItem {
+    type Req = Reserve;
+    type Ans = Answer;
+    type Claim = Vec<String>;
+
+    fn take(&mut self, pending: &mut VecDeque<Job>) -> Option<(Vec<Job>, Vec<String>)> {
+        let batch = take_batch(pending, &self.busy, self.max_batch);
+        if batch.is_empty() {
+            return None;
         }
-        while let Ok(job) = rx.try_recv() {
-            pending.push_back(job);
+        let claim: Vec<String> = batch
+            .iter()
+            .flat_map(keys)
+            .map(str::to_owned)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.busy.extend(claim.iter().cloned());
+        Some((batch, claim))
+    }
+
+    fn release(&mut self, claim: Vec<String>) {
+        for key in claim {
+            self.busy.remove(&key);
         }
-        while in_flight < config.workers {
-            let batch = take_batch(&mut pending, &busy, config.max_batch);
-            if batch.is_empty() {
-                break;
-            }
-            let keys: Vec<String> = batch
-                .iter()
-                .flat_map(Job::keys)
-                .map(str::to_owned)
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            busy.extend(keys.iter().cloned());
-            in_flight += 1;
-            let (store, done) = (store.clone(), done_tx.clone());
-            tokio::spawn(async move {
-                run(&store, batch).await;
-                let _ = done.send(keys);
-            });
-        }
-        if !open && pending.is_empty() && in_flight == 0 {
-            return;
-        }
+    }
+
+    fn run(&self, batch: Vec<Job>) -> impl Future<Output = ()> + Send + 'static {
+        let store = self.store.clone();
+        async move { run(&store, batch).await }
     }
 }
 
@@ -151,14 +120,13 @@ fn take_batch(pending: &mut VecDeque<Job>, busy: &HashSet<String>, max: usize) -
     let mut waiting: HashSet<String> = HashSet::new();
     let mut kept = VecDeque::new();
     while let Some(job) = pending.pop_front() {
-        if job.reply.is_closed() {
-            // The caller gave up (deadline, disconnect): it needs no hold.
+        if job.abandoned() {
             continue;
         }
         let blocked =
-            batch.len() >= max || job.keys().any(|key| busy.contains(key) || waiting.contains(key));
+            batch.len() >= max || keys(&job).any(|key| busy.contains(key) || waiting.contains(key));
         if blocked {
-            waiting.extend(job.keys().map(str::to_owned));
+            waiting.extend(keys(&job).map(str::to_owned));
             kept.push_back(job);
         } else {
             batch.push(job);
@@ -178,23 +146,18 @@ async fn run(store: &Store, jobs: Vec<Job>) {
     match result {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {
-                let _ = job.reply.send(answer);
+                job.answer(answer);
             }
         }
         Err(err) if jobs.len() == 1 => {
             if let Some(job) = jobs.into_iter().next() {
-                let _ = job.reply.send(Err(err.into()));
+                job.answer(Err(err.into()));
             }
         }
         Err(err) if common::db::is_unavailable(&err) => {
             tracing::warn!(error = %err, size = jobs.len(), "reservation batch: database unavailable");
             for job in jobs {
-                let copy = match &err {
-                    sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-                    sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-                    other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
-                };
-                let _ = job.reply.send(Err(copy.into()));
+                job.answer(Err(share_error(&err)));
             }
         }
         Err(err) => {
@@ -204,8 +167,22 @@ async fn run(store: &Store, jobs: Vec<Job>) {
                     Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(stopped())),
                     Err(err) => Err(err.into()),
                 };
-                let _ = job.reply.send(answer);
+                job.answer(answer);
             }
         }
     }
+}
+
+/// One database error for each of several callers (`sqlx::Error` is not `Clone`): a copy
+/// that maps to the same gRPC status, UNAVAILABLE for an unreachable database.
+pub(super) fn share_error(err: &sqlx::Error) -> InventoryError {
+    let copy = match err {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other if common::db::is_unavailable(other) => {
+            sqlx::Error::Io(std::io::Error::other(other.to_string()))
+        }
+        other => return InventoryError::Internal(anyhow::anyhow!("{other}")),
+    };
+    copy.into()
 }

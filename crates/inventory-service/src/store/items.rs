@@ -28,6 +28,17 @@ impl Store {
         &self,
         skus: &[&str],
     ) -> Result<Vec<SkuAvailability>, InventoryError> {
+        match &self.check_batcher {
+            Some(batcher) => batcher.submit(skus.iter().map(|s| (*s).to_owned()).collect()).await,
+            None => Ok(self.availability_now(skus).await?),
+        }
+    }
+
+    /// [`Store::availability`] in a query of its own.
+    pub(super) async fn availability_now(
+        &self,
+        skus: &[&str],
+    ) -> Result<Vec<SkuAvailability>, sqlx::Error> {
         let rows = sqlx::query_as::<_, (String, String, Option<String>, i64)>(
             "select i.sku, i.product_id, i.variant_id,
                     coalesce(sum(sl.on_hand - sl.reserved), 0)::bigint

@@ -2,6 +2,8 @@
 //! change to on_hand or reserved writes its movement row in that same transaction.
 
 mod batcher;
+mod check_batcher;
+mod coalesce;
 mod items;
 mod ledger;
 mod reconcile;
@@ -14,6 +16,7 @@ use uuid::Uuid;
 use crate::domain::{ReservationId, ReservationStatus, allocation::Shortage};
 
 pub use batcher::ReserveBatching;
+pub use check_batcher::CheckBatching;
 pub use reconcile::{Inconsistencies, InconsistencyKind, KindReport, Mismatch};
 pub use reservations::SweepReport;
 
@@ -23,20 +26,28 @@ pub struct Store {
     pool: PgPool,
     /// Set by [`Store::with_reserve_batching`]: reserve calls go through its queue.
     batcher: Option<std::sync::Arc<batcher::Batcher>>,
+    /// Set by [`Store::with_check_batching`]: availability checks go through its queue.
+    check_batcher: Option<std::sync::Arc<check_batcher::CheckBatcher>>,
 }
 
 impl Store {
     /// Wraps a pool whose database has the inventory migrations applied.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, batcher: None }
+        Self { pool, batcher: None, check_batcher: None }
     }
 
     /// Coalesces concurrent [`Store::reserve`] calls into shared transactions (see
     /// `batcher.rs`); spawns its dispatcher, so call it inside a Tokio runtime.
     pub fn with_reserve_batching(self, config: ReserveBatching) -> Self {
-        let unbatched = Self { pool: self.pool.clone(), batcher: None };
-        let batcher = batcher::Batcher::start(unbatched, config);
+        let batcher = batcher::Batcher::start(Self::new(self.pool.clone()), config);
         Self { batcher: Some(std::sync::Arc::new(batcher)), ..self }
+    }
+
+    /// Coalesces concurrent [`Store::availability`] calls into shared queries (see
+    /// `check_batcher.rs`); spawns its dispatcher, so call it inside a Tokio runtime.
+    pub fn with_check_batching(self, config: CheckBatching) -> Self {
+        let batcher = check_batcher::CheckBatcher::start(Self::new(self.pool.clone()), config);
+        Self { check_batcher: Some(std::sync::Arc::new(batcher)), ..self }
     }
 
     /// The underlying pool (tests and health checks use it).
