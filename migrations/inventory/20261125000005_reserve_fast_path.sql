@@ -1,20 +1,25 @@
--- A fast path for the common reservation: one request whose lines each name a SKU with
--- exactly one stock row, no two lines on the same row.
+-- A fast path for the common reservation: requests whose lines each name a SKU with exactly
+-- one stock row, no two lines of a request on the same row, and, for a batch, distinct
+-- references and enough stock on every row for all of them together.
 --
 -- inventory.reserve_many (20261124000002) interprets its allocation loops in PL/pgSQL, and
 -- PL/pgSQL sets up every expression it evaluates once per transaction: with autocommit that
 -- is once per call, ~40% of the function's time for a 3-line hold (perf; BENCHMARKS.md).
 -- The fast path does the same work in three SQL statements and a handful of expressions:
---   1. claims the reference (as before: the reservation row first, the global lock order);
+--   1. claims the references (as before: reservation rows first, in (reference_type,
+--      reference_id) order: the global lock order);
 --   2. locks every stock row of every named SKU in ONE statement ordered by stock_levels.id
 --      (the same rows, in the same order, as the general path would lock) and reads whether
---      the request is of the simple shape and whether any line is short;
+--      the requests are of the simple shape and whether any line is short;
 --   3. writes reserved, the lines and the RESERVE movements in one statement.
--- Any other shape (a batch, an item given by id, a SKU with several warehouses or none, two
--- lines on one row) goes to the general algorithm, renamed inventory.reserve_many_general.
--- When the shape shows only after step 2, the claim is deleted first (the general path
--- claims again; our own deleted row is no conflict) and the general path locks exactly the
--- rows already held, so falling back takes no lock out of order.
+-- When every request fits, arrival order cannot change any answer, so all of them are
+-- reserved at once. Any other case (an item given by id, a SKU with several warehouses or
+-- none, two lines of a request on one row, a reference held already or twice in the batch,
+-- a short line in a batch) goes to the general algorithm, renamed
+-- inventory.reserve_many_general. When that shows only after step 1 or 2, the claims are
+-- deleted first (the general path claims again; our own deleted rows are no conflict) and
+-- the general path locks exactly the rows already held, so falling back takes no lock out of
+-- order. A lone request that is short is answered here.
 --
 -- Outcomes are those of the general path: 'reserved', or 'short' rows (SKU, the line's
 -- warehouse, requested, available: 0 for a line naming another warehouse) with the lines
@@ -48,39 +53,49 @@ volatile
 set plan_cache_mode = force_generic_plan
 as $$
 declare
+    n_req   integer := coalesce(cardinality(p_ids), 0);
     n_line  integer := coalesce(cardinality(p_line_req), 0);
-    claimed uuid;
+    n_claim integer := 0;
+    mine    uuid[];
     simple  boolean;
     short   boolean;
     levels  bigint[];
 begin
-    if coalesce(cardinality(p_ids), 0) = 1 and n_line > 0
-       and cardinality(array_remove(p_line_ids, null)) = 0 then
-        insert into inventory.reservations (id, reference_type, reference_id, status, expires_at)
-        values (p_ids[1], p_ref_types[1], p_ref_ids[1], 'PENDING',
-                now() + make_interval(mins => p_minutes[1]))
-        on conflict (reference_type, reference_id) where status in ('PENDING', 'COMMITTED')
-        do nothing
-        returning id into claimed;
+    if n_req > 0 and n_line > 0 and cardinality(array_remove(p_line_ids, null)) = 0 then
+        with claimed as (
+            insert into inventory.reservations (id, reference_type, reference_id, status, expires_at)
+            select u.id, u.t, u.r, 'PENDING', now() + make_interval(mins => u.m)
+              from unnest(p_ids, p_ref_types, p_ref_ids, p_minutes) as u(id, t, r, m)
+             order by u.t, u.r
+            on conflict (reference_type, reference_id) where status in ('PENDING', 'COMMITTED')
+            do nothing
+            returning id
+        )
+        select count(*), array_agg(id) into n_claim, mine from claimed;
     end if;
 
-    if claimed is not null then
-        select count(*) = n_line and count(distinct c.id) = n_line
-                   and count(distinct c.j) = n_line,
-               bool_or((c.wh is not null and c.wh <> c.row_wh) or c.available < c.q),
-               array_agg(c.id order by c.j)
-          into simple, short, levels
-          from (select l.j, sl.id, sl.warehouse_id as row_wh, l.wh, l.q,
-                       sl.on_hand - sl.reserved as available
-                  from unnest(p_line_refs, p_line_whs, p_line_qtys)
-                       with ordinality as l(ref, wh, q, j)
-                  join inventory.items i on i.sku = l.ref
-                  join inventory.stock_levels sl on sl.item_id = i.id
-                 order by sl.id, l.j
-                   for no key update of sl) c;
+    if n_claim = n_req and n_req > 0 then
+        with c as (
+            select l.j, l.rq, sl.id, sl.warehouse_id as row_wh, l.wh, l.q,
+                   sl.on_hand - sl.reserved as available
+              from unnest(p_line_req, p_line_refs, p_line_whs, p_line_qtys)
+                   with ordinality as l(rq, ref, wh, q, j)
+              join inventory.items i on i.sku = l.ref
+              join inventory.stock_levels sl on sl.item_id = i.id
+             order by sl.id, l.j
+               for no key update of sl
+        ), per_row as (
+            select c.id, sum(c.q) as wanted, min(c.available) as available from c group by c.id
+        )
+        select (select count(*) = n_line and count(distinct (c.rq, c.id)) = n_line
+                       and count(distinct c.j) = n_line from c),
+               (select coalesce(bool_or(c.wh is not null and c.wh <> c.row_wh), false) from c)
+                   or (select coalesce(bool_or(r.wanted > r.available), false) from per_row r),
+               (select array_agg(c.id order by c.j) from c)
+          into simple, short, levels;
 
-        if simple and short then
-            delete from inventory.reservations where id = claimed;
+        if simple and short and n_req = 1 then
+            delete from inventory.reservations where id = mine[1];
             return query
             select 1, 'short', null::uuid, null::text, i.sku, l.wh, l.q,
                    case when l.wh is not null and l.wh <> sl.warehouse_id then 0
@@ -94,27 +109,32 @@ begin
             return;
         end if;
 
-        if simple then
+        if simple and not short then
             with raised as (
                 update inventory.stock_levels sl
                    set reserved = sl.reserved + t.q, updated_at = now()
-                  from unnest(levels, p_line_qtys) as t(id, q)
-                 where sl.id = t.id
+                  from (select lv, sum(q)::integer as q
+                          from unnest(levels, p_line_qtys) as u(lv, q) group by lv) as t
+                 where sl.id = t.lv
             ), lines as (
                 insert into inventory.reservation_items (reservation_id, stock_level_id, quantity)
-                select claimed, t.id, t.q from unnest(levels, p_line_qtys) as t(id, q)
+                select p_ids[t.rq], t.lv, t.q
+                  from unnest(p_line_req, levels, p_line_qtys) as t(rq, lv, q)
             )
             insert into inventory.movements
                    (stock_level_id, kind, on_hand_delta, reserved_delta, reservation_id)
-            select t.id, 'RESERVE', 0, t.q, claimed from unnest(levels, p_line_qtys) as t(id, q);
-            return query select 1, 'reserved', claimed, 'PENDING'::text, null::text, null::text,
-                                null::integer, null::bigint;
+            select t.lv, 'RESERVE', 0, t.q, p_ids[t.rq]
+              from unnest(p_line_req, levels, p_line_qtys) as t(rq, lv, q);
+            return query select k, 'reserved', p_ids[k], 'PENDING'::text, null::text, null::text,
+                                null::integer, null::bigint
+                           from generate_series(1, n_req) as k;
             return;
         end if;
-
-        delete from inventory.reservations where id = claimed;
     end if;
 
+    if n_claim > 0 then
+        delete from inventory.reservations where id = any(mine);
+    end if;
     return query select * from inventory.reserve_many_general(
         p_ids, p_ref_types, p_ref_ids, p_minutes, p_line_req, p_line_refs, p_line_ids,
         p_line_whs, p_line_qtys);

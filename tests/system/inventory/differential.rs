@@ -93,8 +93,12 @@ async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str, shape: Shape) -> anyhow:
         };
         for _ in 0..rows {
             let wh = warehouses.swap_remove(rng.below(warehouses.len()));
-            // Small numbers make ties and exact fits common.
-            let on_hand = rng.below(12) as i32;
+            // Small numbers make ties and exact fits common; with the fast path's shape, now
+            // and then plenty, so whole batches fit.
+            let on_hand = match shape {
+                Shape::OneRowBySku if rng.chance(50) => 20 + rng.below(20) as i32,
+                _ => rng.below(12) as i32,
+            };
             let reserved = if rng.chance(30) { rng.below(on_hand as usize + 1) as i32 } else { 0 };
             sqlx::query(
                 "insert into inventory.stock_levels (item_id, warehouse_id, on_hand, reserved)
@@ -342,6 +346,15 @@ fn kind(e: &Expected) -> &'static str {
 
 #[tokio::test]
 async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result<()> {
+    batches(Shape::Any, "b").await
+}
+
+#[tokio::test]
+async fn sql_fast_path_batches_match_the_model() -> anyhow::Result<()> {
+    batches(Shape::OneRowBySku, "fb").await
+}
+
+async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
     let pool = inv.db.pool.clone();
     let store = Store::new(pool.clone());
@@ -349,8 +362,8 @@ async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result
     let mut rng = Rng(seed);
     let mut seen = BTreeMap::new();
     for n in 0..120 {
-        let tag = format!("b{n}");
-        let items = stock(&pool, &mut rng, &tag, Shape::Any).await?;
+        let tag = format!("{prefix}{n}");
+        let items = stock(&pool, &mut rng, &tag, shape).await?;
         // 1-6 requests on the same items; some retry an earlier reference of the batch.
         let mut refs: Vec<String> = Vec::new();
         let mut reqs = Vec::new();
@@ -360,7 +373,7 @@ async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result
             } else {
                 format!("{tag}-r{k}")
             };
-            reqs.push(reserve(lines(&mut rng, &items, &tag, Shape::Any)?, &reference)?);
+            reqs.push(reserve(lines(&mut rng, &items, &tag, shape)?, &reference)?);
             refs.push(reference);
         }
         let before = snapshot(&pool, &items).await?;
