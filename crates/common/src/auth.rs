@@ -85,7 +85,8 @@ impl AdminAuthSettings {
             .filter(|name| !name.is_empty())
             .map(str::to_owned)
             .collect();
-        if !identities.is_empty() && !(tls.requires_client_certs() && tls.tls_cert_path.is_some()) {
+        let mutual_tls = tls.requires_client_certs() && tls.tls_cert_path.is_some();
+        if !identities.is_empty() && !mutual_tls {
             return Err(AuthSettingsError::IdentitiesWithoutMutualTls);
         }
         Ok(AdminGuard { token, identities: identities.into() })
