@@ -6,6 +6,7 @@ use std::time::Duration;
 use common::proto::inventory::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::telemetry::LogFormat;
+use common::tls::ClientTls;
 use inventory_service::{App, Settings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,6 +25,8 @@ pub struct TestInventory {
     pub client: InventoryClient,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// How clients reach it: over TLS when set.
+    tls: Option<ClientTls>,
 }
 
 /// Settings for a server under test: ephemeral ports and a fast sweeper.
@@ -36,6 +39,8 @@ pub fn test_settings(database_url: &str) -> Settings {
             db_acquire_timeout_ms: 5_000,
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
+        tls: Default::default(),
+        admin: Default::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         default_expiry_minutes: 30,
@@ -66,11 +71,21 @@ impl TestInventory {
 
     /// A server with the given settings on `db`, SERVING.
     pub async fn start_with(db: TestDb, settings: Settings) -> anyhow::Result<Self> {
-        let inventory = Self::spawn(db, settings).await?;
-        crate::wait_serving(
+        Self::start_over(db, settings, None).await
+    }
+
+    /// A server with the given (TLS) settings on `db`, SERVING; its clients use `tls`.
+    pub async fn start_over(
+        db: TestDb,
+        settings: Settings,
+        tls: Option<ClientTls>,
+    ) -> anyhow::Result<Self> {
+        let inventory = Self::spawn_over(db, settings, tls).await?;
+        crate::wait_serving_over(
             inventory.addr,
             inventory_service::app::SERVICE_NAME,
             Duration::from_secs(30),
+            inventory.tls.as_ref(),
         )
         .await?;
         Ok(inventory)
@@ -78,6 +93,15 @@ impl TestInventory {
 
     /// A server that may not become ready (e.g. no database): returned as soon as it listens.
     pub async fn spawn(db: TestDb, settings: Settings) -> anyhow::Result<Self> {
+        Self::spawn_over(db, settings, None).await
+    }
+
+    /// [`spawn`](Self::spawn) with clients that use `tls`.
+    pub async fn spawn_over(
+        db: TestDb,
+        settings: Settings,
+        tls: Option<ClientTls>,
+    ) -> anyhow::Result<Self> {
         common::telemetry::init_for_tests();
         let app = App::build(settings).await?;
         let addr = app.grpc_addr()?;
@@ -86,14 +110,14 @@ impl TestInventory {
         let task = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let channel = crate::endpoint(addr, tls.as_ref())?.connect_lazy();
         let client = InventoryClient::new(channel);
-        Ok(Self { db, addr, metrics_addr, client, stop: Some(stop), task: Some(task) })
+        Ok(Self { db, addr, metrics_addr, client, stop: Some(stop), task: Some(task), tls })
     }
 
     /// A second client on its own connection (for concurrency tests).
     pub fn new_client(&self) -> anyhow::Result<InventoryClient> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))?.connect_lazy();
+        let channel = crate::endpoint(self.addr, self.tls.as_ref())?.connect_lazy();
         Ok(InventoryClient::new(channel))
     }
 

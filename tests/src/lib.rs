@@ -7,6 +7,7 @@ mod database;
 pub mod invariants;
 mod inventory;
 mod order;
+pub mod tls;
 
 pub use database::TestDb;
 pub use inventory::{InventoryClient, TestInventory, reserve_request, test_settings};
@@ -17,7 +18,26 @@ pub use order::{
 
 /// A connected channel to a loopback server.
 pub async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {
-    Ok(tonic::transport::Channel::from_shared(format!("http://{addr}"))?.connect().await?)
+    channel_over(addr, None).await
+}
+
+/// The endpoint of a loopback server: `https://` with `tls`, else `http://`.
+pub fn endpoint(
+    addr: std::net::SocketAddr,
+    tls: Option<&common::tls::ClientTls>,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    Ok(match tls {
+        Some(tls) => tls.endpoint(&format!("https://{addr}"))?,
+        None => tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?,
+    })
+}
+
+/// A connected channel to a loopback server, over TLS when `tls` is set.
+pub async fn channel_over(
+    addr: std::net::SocketAddr,
+    tls: Option<&common::tls::ClientTls>,
+) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(endpoint(addr, tls)?.connect().await?)
 }
 
 /// Waits until the health service reports `service` as SERVING, or fails after `timeout`.
@@ -26,12 +46,22 @@ pub async fn wait_serving(
     service: &str,
     timeout: std::time::Duration,
 ) -> anyhow::Result<()> {
+    wait_serving_over(addr, service, timeout, None).await
+}
+
+/// [`wait_serving`] for a server that speaks TLS when `tls` is set.
+pub async fn wait_serving_over(
+    addr: std::net::SocketAddr,
+    service: &str,
+    timeout: std::time::Duration,
+    tls: Option<&common::tls::ClientTls>,
+) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Ok(channel) = channel(addr).await {
+        if let Ok(channel) = channel_over(addr, tls).await {
             let mut client = HealthClient::new(channel);
             let req = HealthCheckRequest { service: service.to_owned() };
             if let Ok(resp) = client.check(req).await

@@ -9,6 +9,7 @@ use common::proto::inventory::v1 as inv;
 use common::proto::order::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::telemetry::LogFormat;
+use common::tls::ClientTls;
 use dev_standins::{
     Catalog, Faults, Ledger, PaymentApp, PaymentSettings, Product, ProductApp, ProductSettings,
     UserApp, UserSettings, Variant,
@@ -71,6 +72,11 @@ pub struct TestOrderServer {
 impl TestOrderServer {
     /// Starts an order server with `settings` and waits until it is SERVING.
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        Self::start_over(settings, None).await
+    }
+
+    /// [`start`](Self::start) for a server whose clients use `tls`.
+    pub async fn start_over(settings: Settings, tls: Option<ClientTls>) -> anyhow::Result<Self> {
         common::telemetry::init_for_tests();
         let app = App::build(settings).await?;
         let addr = app.grpc_addr()?;
@@ -80,10 +86,14 @@ impl TestOrderServer {
                 let _ = stopped.await;
             })
         });
-        crate::wait_serving(addr, order_service::app::SERVICE_NAME, Duration::from_secs(30))
-            .await?;
-        let client =
-            OrderClient::new(Channel::from_shared(format!("http://{addr}"))?.connect_lazy());
+        crate::wait_serving_over(
+            addr,
+            order_service::app::SERVICE_NAME,
+            Duration::from_secs(30),
+            tls.as_ref(),
+        )
+        .await?;
+        let client = OrderClient::new(crate::endpoint(addr, tls.as_ref())?.connect_lazy());
         Ok(Self { addr, metrics_addr, client, running })
     }
 
@@ -155,6 +165,8 @@ pub fn order_settings(
             db_acquire_timeout_ms: 5_000,
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
+        tls: Default::default(),
+        peer_tls: Default::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         inventory_service_url: format!("http://{inventory}"),

@@ -6,6 +6,13 @@
 //! host (`0.0.0.0`, `[::]`) is probed on loopback. It is checked before the settings are
 //! parsed, so `DATABASE_URL` and the other required settings are not needed.
 //!
+//! When the server runs with TLS (`TLS_CERT_PATH` and `TLS_KEY_PATH` in the environment), the
+//! probe speaks TLS and trusts exactly the server's own certificate (it dials loopback, so
+//! the certificate's names need not match). Under mutual TLS (`TLS_CLIENT_CA_PATH`) it presents
+//! the server's certificate and key as its client certificate: that works when the client CA
+//! signed the server certificate and its extended key usage allows `clientAuth` (or it has
+//! none).
+//!
 //! ```no_run
 //! #[tokio::main]
 //! async fn main() -> anyhow::Result<()> {
@@ -24,6 +31,8 @@ use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use crate::tls::{SelfCheckTls, ServerTlsSettings, TlsError};
 
 /// The first argument that selects the health check instead of the server.
 pub const SUBCOMMAND: &str = "healthcheck";
@@ -50,6 +59,9 @@ pub enum HealthcheckError {
     /// No answer within the timeout.
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: SocketAddr, timeout: Duration },
+    /// The server's TLS settings cannot be used by the probe.
+    #[error("TLS settings: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// When the process was started as `<binary> healthcheck [ADDR]`, runs the check, prints the
@@ -60,7 +72,16 @@ pub async fn exit_if_requested(default_grpc_addr: &str) {
     if args.next().as_deref() != Some(SUBCOMMAND.as_ref()) {
         return;
     }
-    let code = run(args.collect(), std::env::var("GRPC_ADDR").ok(), default_grpc_addr).await;
+    let code = match ServerTlsSettings::from_env().self_check() {
+        Ok(tls) => {
+            run_with_tls(args.collect(), std::env::var("GRPC_ADDR").ok(), tls, default_grpc_addr)
+                .await
+        }
+        Err(error) => {
+            eprintln!("healthcheck: {}", with_causes(&HealthcheckError::Tls(error)));
+            1
+        }
+    };
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     std::process::exit(code);
@@ -70,6 +91,16 @@ pub async fn exit_if_requested(default_grpc_addr: &str) {
 /// `env_addr` is `GRPC_ADDR`. Prints the status (stdout) or the failure (stderr) and returns
 /// the exit code.
 pub async fn run(rest: Vec<OsString>, env_addr: Option<String>, default_grpc_addr: &str) -> i32 {
+    run_with_tls(rest, env_addr, None, default_grpc_addr).await
+}
+
+/// [`run`] against a server that speaks TLS when `tls` is set.
+pub async fn run_with_tls(
+    rest: Vec<OsString>,
+    env_addr: Option<String>,
+    tls: Option<SelfCheckTls>,
+    default_grpc_addr: &str,
+) -> i32 {
     let arg_addr = match rest.as_slice() {
         [] => None,
         [flag] if flag == "-h" || flag == "--help" => {
@@ -86,7 +117,7 @@ pub async fn run(rest: Vec<OsString>, env_addr: Option<String>, default_grpc_add
     };
     let raw = arg_addr.or(env_addr).unwrap_or_else(|| default_grpc_addr.to_owned());
     let outcome = match probe_addr(&raw) {
-        Ok(addr) => check(addr, TIMEOUT).await,
+        Ok(addr) => check_with_tls(addr, tls.as_ref(), TIMEOUT).await,
         Err(error) => Err(error),
     };
     match outcome {
@@ -148,11 +179,25 @@ pub fn probe_addr(listen_addr: &str) -> Result<SocketAddr, HealthcheckError> {
 /// Calls `grpc.health.v1.Health/Check` for service `""` at `addr`, connecting and answering
 /// within `timeout`.
 pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<ServingStatus, HealthcheckError> {
+    check_with_tls(addr, None, timeout).await
+}
+
+/// [`check`] over TLS when `tls` is set (see the module docs for what it trusts).
+pub async fn check_with_tls(
+    addr: SocketAddr,
+    tls: Option<&SelfCheckTls>,
+    timeout: Duration,
+) -> Result<ServingStatus, HealthcheckError> {
     let call = async {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|source| HealthcheckError::Connect { addr, source })?
             .connect_timeout(timeout)
             .timeout(timeout);
+        if let Some(tls) = tls {
+            endpoint =
+                tls.apply(endpoint).map_err(|source| HealthcheckError::Connect { addr, source })?;
+        }
         let channel = endpoint
             .connect()
             .await
@@ -267,6 +312,92 @@ mod tests {
         assert_eq!(probe(" 127.0.0.1:9 ").expect("trimmed"), "127.0.0.1:9");
         assert!(probe("localhost:50051").is_err(), "hosts must be IPs, like GRPC_ADDR");
         assert!(probe("0.0.0.0:0").is_err(), "port 0 cannot be probed");
+    }
+
+    /// A CA, and a server certificate it signed for `localhost` that also allows clientAuth
+    /// (as the healthcheck presents it under mutual TLS), written to a fresh directory.
+    fn tls_files(name: &str) -> (std::path::PathBuf, ServerTlsSettings) {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair,
+        };
+        let dir = std::env::temp_dir().join(format!("healthcheck-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca).expect("server cert");
+        let write = |file: &str, pem: String| {
+            let path = dir.join(file);
+            std::fs::write(&path, pem).expect("write");
+            Some(path)
+        };
+        let settings = ServerTlsSettings {
+            tls_cert_path: write("server.pem", cert.pem()),
+            tls_key_path: write("server.key", key.serialize_pem()),
+            tls_client_ca_path: write("ca.pem", ca.pem()),
+        };
+        (dir, settings)
+    }
+
+    async fn tls_health_server(
+        settings: &ServerTlsSettings,
+    ) -> (SocketAddr, Readiness, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (readiness, health) = crate::server::health(&["test.v1.TestService"]);
+        let builder =
+            crate::tls::server_builder(settings.server_config().expect("tls config")).expect("tls");
+        let server = tokio::spawn(async move {
+            let mut builder = builder;
+            builder
+                .add_service(health)
+                .serve_with_incoming(crate::server::incoming(listener))
+                .await
+                .expect("health server");
+        });
+        (addr, readiness, server)
+    }
+
+    #[tokio::test]
+    async fn tls_and_mutual_tls_servers_are_probed_with_their_own_certificate() {
+        let (dir, mtls) = tls_files("tls");
+        let tls_only = ServerTlsSettings { tls_client_ca_path: None, ..mtls.clone() };
+        for settings in [tls_only, mtls] {
+            let (addr, readiness, server) = tls_health_server(&settings).await;
+            readiness.set_serving().await;
+            let probe = settings.self_check().expect("self check");
+            assert!(probe.is_some());
+            let status = check_with_tls(addr, probe.as_ref(), TIMEOUT).await.expect("tls check");
+            assert_eq!(status, ServingStatus::Serving, "{settings:?}");
+            let code =
+                run_with_tls(vec![addr.to_string().into()], None, probe, "127.0.0.1:1").await;
+            assert_eq!(code, 0);
+            // A plaintext probe gets no health status from a TLS server.
+            assert!(check(addr, TIMEOUT).await.is_err(), "plaintext probe of a TLS server");
+            server.abort();
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_different_certificate_is_not_trusted() {
+        let (dir_a, server_side) = tls_files("pin-a");
+        let (dir_b, other) = tls_files("pin-b");
+        let (addr, readiness, server) = tls_health_server(&server_side).await;
+        readiness.set_serving().await;
+        let wrong =
+            ServerTlsSettings { tls_client_ca_path: None, ..other }.self_check().expect("b");
+        let error = check_with_tls(addr, wrong.as_ref(), TIMEOUT).await.expect_err("pinned");
+        assert!(matches!(error, HealthcheckError::Connect { .. }), "{error:?}");
+        server.abort();
+        let _ = std::fs::remove_dir_all(dir_a);
+        let _ = std::fs::remove_dir_all(dir_b);
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! Wire types for every proto of the pair, and the plumbing both servers share: settings,
 //! telemetry, metrics, database pool and migrations, server bootstrap and shutdown.
 
+/// Admin-RPC authorization: bearer token and/or allowed mutual-TLS client identities.
+pub mod auth;
 /// Database pool construction, per-schema migrations and "is the database down?" checks.
 pub mod db;
 /// `<binary> healthcheck`: asks the own grpc.health.v1, exits 0 when SERVING (container probe).
@@ -19,3 +21,5 @@ pub mod shutdown;
 pub mod status;
 /// Global `tracing` subscriber setup for servers and tests.
 pub mod telemetry;
+/// TLS settings of servers and peer clients, PEM loading, the healthcheck's TLS client.
+pub mod tls;

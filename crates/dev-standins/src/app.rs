@@ -4,8 +4,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use common::tls::ServerTlsSettings;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
+use tonic::transport::ServerTlsConfig;
 
 /// Which stand-in a server is, for health and logs.
 #[derive(Debug, Clone, Copy)]
@@ -22,15 +24,21 @@ pub(crate) struct StandIn {
 pub(crate) struct Bound {
     stand_in: StandIn,
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Bound {
-    /// Binds `addr` for `stand_in`.
-    pub(crate) async fn bind(stand_in: StandIn, addr: SocketAddr) -> anyhow::Result<Self> {
+    /// Reads `tls` (failing on a bad file at once) and binds `addr` for `stand_in`.
+    pub(crate) async fn bind(
+        stand_in: StandIn,
+        addr: SocketAddr,
+        tls: &ServerTlsSettings,
+    ) -> anyhow::Result<Self> {
+        let tls = tls.server_config()?;
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!("binding the {} stand-in's gRPC address {addr}", stand_in.label)
         })?;
-        Ok(Self { stand_in, listener })
+        Ok(Self { stand_in, listener, tls })
     }
 
     /// The address gRPC clients connect to.
@@ -45,7 +53,7 @@ impl Bound {
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { stand_in, listener } = self;
+        let Self { stand_in, listener, tls } = self;
         let (readiness, health) = common::server::health(&[stand_in.service]);
         // No database and nothing to warm up: ready as soon as it listens.
         readiness.set_serving().await;
@@ -53,11 +61,12 @@ impl Bound {
         tracing::warn!(
             grpc_addr = %listener.local_addr()?,
             service = stand_in.service,
+            tls = tls.is_some(),
             "{} DEVELOPMENT STAND-IN listening: in-memory fake, not for production",
             stand_in.label,
         );
         let drain_readiness = readiness.clone();
-        tonic::transport::Server::builder()
+        common::tls::server_builder(tls)?
             .layer(common::metrics::GrpcMetricsLayer::new())
             .add_routes(routes)
             .serve_with_incoming_shutdown(common::server::incoming(listener), async move {

@@ -7,6 +7,7 @@ use clap::ArgAction;
 use clap::builder::BoolishValueParser;
 use common::settings::LogSettings;
 use common::telemetry::LogFormat;
+use common::tls::ServerTlsSettings;
 
 /// 127.0.0.1 on a port the OS picks: what tests bind.
 const LOOPBACK_EPHEMERAL: SocketAddr =
@@ -28,6 +29,10 @@ pub struct ProductSettings {
     /// Log filter and format.
     #[command(flatten)]
     pub log: LogSettings,
+
+    /// TLS of the gRPC server, as the real servers take it (plaintext by default).
+    #[command(flatten)]
+    pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50053")]
@@ -53,6 +58,7 @@ impl ProductSettings {
     pub fn loopback() -> Self {
         Self {
             log: default_logs(),
+            tls: ServerTlsSettings::default(),
             grpc_addr: LOOPBACK_EPHEMERAL,
             catalog_path: None,
             latency_ms: 0,
@@ -74,6 +80,10 @@ pub struct PaymentSettings {
     /// Log filter and format.
     #[command(flatten)]
     pub log: LogSettings,
+
+    /// TLS of the gRPC server, as the real servers take it (plaintext by default).
+    #[command(flatten)]
+    pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50054")]
@@ -102,6 +112,7 @@ impl PaymentSettings {
     pub fn loopback() -> Self {
         Self {
             log: default_logs(),
+            tls: ServerTlsSettings::default(),
             grpc_addr: LOOPBACK_EPHEMERAL,
             latency_ms: 0,
             decline_over_minor: None,
@@ -121,6 +132,10 @@ pub struct UserSettings {
     /// Log filter and format.
     #[command(flatten)]
     pub log: LogSettings,
+
+    /// TLS of the gRPC server, as the real servers take it (plaintext by default).
+    #[command(flatten)]
+    pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50055")]
@@ -157,6 +172,7 @@ impl UserSettings {
     pub fn loopback() -> Self {
         Self {
             log: default_logs(),
+            tls: ServerTlsSettings::default(),
             grpc_addr: LOOPBACK_EPHEMERAL,
             users_path: None,
             accept_any: false,

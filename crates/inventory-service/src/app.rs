@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::auth::AdminGuard;
 use common::proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::ServerTlsConfig;
 
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::reconciler::{self, ReconcileConfig};
@@ -24,18 +26,23 @@ pub struct App {
     settings: Settings,
     grpc: TcpListener,
     metrics: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    admin: AdminGuard,
 }
 
 impl App {
-    /// Binds the gRPC and metrics listeners.
+    /// Reads the TLS and admin settings (failing on a bad file at once), then binds the gRPC
+    /// and metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tls = settings.tls.server_config()?;
+        let admin = settings.admin.guard(&settings.tls)?;
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
         let metrics = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
-        Ok(Self { settings, grpc, metrics })
+        Ok(Self { settings, grpc, metrics, tls, admin })
     }
 
     /// The address gRPC clients connect to.
@@ -59,7 +66,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, grpc, metrics } = self;
+        let Self { settings, grpc, metrics, tls, admin } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -126,15 +133,19 @@ impl App {
                 default_expiry_minutes: settings.default_expiry_minutes.max(1),
                 max_expiry_minutes: settings.max_expiry_minutes.max(1),
             },
-        );
+        )
+        .with_admin_guard(admin.clone());
+        admin.log_startup("UpsertInventoryItem, AdjustStock", tls.is_some());
         tracing::info!(
             grpc_addr = %grpc.local_addr()?,
+            tls = tls.is_some(),
+            mutual_tls = settings.tls.requires_client_certs(),
             %metrics_addr,
             "inventory server listening"
         );
 
         let drain_readiness = readiness.clone();
-        let result = tonic::transport::Server::builder()
+        let result = common::tls::server_builder(tls)?
             .layer(common::metrics::GrpcMetricsLayer::new())
             .add_service(health)
             .add_service(common::server::reflection()?)

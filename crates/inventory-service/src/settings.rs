@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
+use common::auth::AdminAuthSettings;
 use common::settings::{DatabaseSettings, LogSettings};
+use common::tls::ServerTlsSettings;
 
 /// Everything the inventory server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]
@@ -17,6 +19,14 @@ pub struct Settings {
 
     #[command(flatten)]
     pub log: LogSettings,
+
+    /// TLS of the gRPC server (plaintext unless TLS_CERT_PATH and TLS_KEY_PATH are set).
+    #[command(flatten)]
+    pub tls: ServerTlsSettings,
+
+    /// Who may call the admin RPCs (UpsertInventoryItem, AdjustStock).
+    #[command(flatten)]
+    pub admin: AdminAuthSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]

@@ -1,4 +1,5 @@
-//! The real `inventory-service` executable: its `--help`, and a clean exit on SIGTERM.
+//! The real `inventory-service` executable: its `--help`, a clean exit on SIGTERM, and its
+//! healthcheck subcommand against itself under mutual TLS.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,17 +11,165 @@ fn help_lists_every_setting_and_no_secret() {
     let out = Command::new(BIN)
         .arg("--help")
         .env("DATABASE_URL", "postgres://app:s3cret-pw@db/shop")
+        .env("ADMIN_TOKEN", "s3cret-admin-tok")
         .output()
         .expect("run --help");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for name in
-        ["DATABASE_URL", "GRPC_ADDR", "METRICS_ADDR", "RUST_LOG", "LOG_FORMAT", "RUN_MIGRATIONS"]
-    {
+    for name in [
+        "DATABASE_URL",
+        "GRPC_ADDR",
+        "METRICS_ADDR",
+        "RUST_LOG",
+        "LOG_FORMAT",
+        "RUN_MIGRATIONS",
+        "TLS_CERT_PATH",
+        "TLS_KEY_PATH",
+        "TLS_CLIENT_CA_PATH",
+        "ADMIN_TOKEN",
+        "ADMIN_TOKEN_FILE",
+        "ADMIN_ALLOWED_IDENTITIES",
+    ] {
         assert!(help.contains(name), "--help does not mention {name}:\n{help}");
     }
     assert!(help.contains("0.0.0.0:50051") && help.contains("0.0.0.0:9101"), "{help}");
     assert!(!help.contains("s3cret-pw"), "--help leaks the database password:\n{help}");
+    assert!(!help.contains("s3cret-admin-tok"), "--help leaks the admin token:\n{help}");
+}
+
+#[test]
+fn debug_of_the_settings_shows_no_secret() {
+    use clap::Parser;
+    let settings = inventory_service::Settings::try_parse_from([
+        "inventory-service",
+        "--database-url",
+        "postgres://app:s3cret-pw@db/shop",
+        "--admin-token",
+        "s3cret-admin-tok",
+    ])
+    .expect("parse");
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    assert!(debug.contains("admin_token: Some(Secret(***))"), "{debug}");
+}
+
+#[test]
+fn an_unreadable_tls_file_stops_startup_naming_the_setting() {
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/none")
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("TLS_CERT_PATH", "/nonexistent/server.pem")
+        .env("TLS_KEY_PATH", "/nonexistent/server.key")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TLS_CERT_PATH") && stderr.contains("/nonexistent/server.pem"),
+        "{stderr}"
+    );
+}
+
+/// Runs the binary under mutual TLS with an admin token, then `inventory-service healthcheck`
+/// with the same environment (as a container HEALTHCHECK does): SERVING, exit 0. Without the
+/// TLS environment the probe fails. The token never reaches the logs.
+#[test]
+fn healthcheck_subcommand_speaks_mutual_tls() {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        panic!("TEST_DATABASE_URL is not set: run the tests through scripts/test");
+    };
+    let dir = std::env::temp_dir().join(format!("inventory-bin-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tls = write_mtls_files(&dir);
+    let grpc = free_port();
+    let grpc_addr = format!("127.0.0.1:{grpc}");
+    let with_tls = |command: &mut Command| {
+        for (name, path) in &tls {
+            command.env(name, path);
+        }
+    };
+    let mut server = Command::new(BIN);
+    server
+        .env("DATABASE_URL", &admin)
+        .env("GRPC_ADDR", &grpc_addr)
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("RUN_MIGRATIONS", "false")
+        .env("ADMIN_TOKEN", "s3cret-admin-tok")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    with_tls(&mut server);
+    let mut child = server.spawn().expect("spawn");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let probe = loop {
+        let mut check = Command::new(BIN);
+        check.arg("healthcheck").env("GRPC_ADDR", &grpc_addr).env_remove("DATABASE_URL");
+        with_tls(&mut check);
+        let out = check.output().expect("healthcheck");
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let plaintext = Command::new(BIN)
+        .args(["healthcheck", &grpc_addr])
+        .env_remove("TLS_CERT_PATH")
+        .env_remove("TLS_KEY_PATH")
+        .env_remove("TLS_CLIENT_CA_PATH")
+        .output()
+        .expect("plaintext healthcheck");
+
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let status = child.wait().expect("wait");
+    let mut logs = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut logs);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(
+        probe.status.success(),
+        "TLS healthcheck: {}{}",
+        String::from_utf8_lossy(&probe.stdout),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+    assert_eq!(plaintext.status.code(), Some(1), "a plaintext probe of a TLS server");
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    assert!(logs.contains("\"tls\":true"), "{logs}");
+    assert!(!logs.contains("s3cret-admin-tok"), "the logs leak the admin token:\n{logs}");
+}
+
+/// A CA and a server certificate it signed (serverAuth and clientAuth, for 127.0.0.1), as the
+/// `TLS_*` variables of a mutual-TLS server.
+fn write_mtls_files(dir: &std::path::Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.extended_key_usages =
+        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("cert");
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write");
+        path
+    };
+    vec![
+        ("TLS_CERT_PATH", write("server.pem", cert.pem())),
+        ("TLS_KEY_PATH", write("server.key", key.serialize_pem())),
+        ("TLS_CLIENT_CA_PATH", write("ca.pem", ca.pem())),
+    ]
 }
 
 #[test]

@@ -9,6 +9,7 @@ use common::proto::order::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::ServerTlsConfig;
 
 use crate::clients::Peers;
 use crate::grpc::OrderApi;
@@ -39,18 +40,21 @@ pub struct App {
     settings: Settings,
     grpc: TcpListener,
     metrics: TcpListener,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl App {
-    /// Binds the gRPC and metrics listeners.
+    /// Reads the TLS settings (failing on a bad file at once), then binds the gRPC and
+    /// metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tls = settings.tls.server_config()?;
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
         let metrics = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
-        Ok(Self { settings, grpc, metrics })
+        Ok(Self { settings, grpc, metrics, tls })
     }
 
     /// The address gRPC clients connect to.
@@ -74,7 +78,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, grpc, metrics } = self;
+        let Self { settings, grpc, metrics, tls } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -151,6 +155,8 @@ impl App {
         );
         tracing::info!(
             grpc_addr = %grpc.local_addr()?,
+            tls = tls.is_some(),
+            mutual_tls = settings.tls.requires_client_certs(),
             %metrics_addr,
             inventory = %settings.inventory_service_url,
             product = %settings.product_service_url,
@@ -160,7 +166,7 @@ impl App {
         );
 
         let drain_readiness = readiness.clone();
-        let result = tonic::transport::Server::builder()
+        let result = common::tls::server_builder(tls)?
             .layer(common::metrics::GrpcMetricsLayer::new())
             .add_service(health)
             .add_service(common::server::reflection()?)

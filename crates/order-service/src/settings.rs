@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::settings::{DatabaseSettings, LogSettings};
+use common::tls::{PeerTlsSettings, ServerTlsSettings};
 
 /// Everything the order server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]
@@ -18,6 +19,14 @@ pub struct Settings {
 
     #[command(flatten)]
     pub log: LogSettings,
+
+    /// TLS of the gRPC server (plaintext unless TLS_CERT_PATH and TLS_KEY_PATH are set).
+    #[command(flatten)]
+    pub tls: ServerTlsSettings,
+
+    /// TLS of the clients of `https://` peer URLs (inventory, product, payment, user).
+    #[command(flatten)]
+    pub peer_tls: PeerTlsSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]

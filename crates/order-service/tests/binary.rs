@@ -33,6 +33,12 @@ fn help_lists_every_setting_and_no_secret() {
         "ORDER_HOLD_MINUTES",
         "CREATE_ORDER_BUDGET_MS",
         "RETRY_BACKOFF_MAX_MS",
+        "TLS_CERT_PATH",
+        "TLS_KEY_PATH",
+        "TLS_CLIENT_CA_PATH",
+        "PEER_TLS_CA_PATH",
+        "PEER_TLS_CERT_PATH",
+        "PEER_TLS_KEY_PATH",
     ] {
         assert!(help.contains(name), "--help does not mention {name}:\n{help}");
     }
@@ -109,6 +115,24 @@ fn a_malformed_peer_url_stops_startup_with_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("inventory service URL"), "{stderr}");
+}
+
+#[test]
+fn an_unreadable_peer_ca_stops_startup_naming_the_setting() {
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", "postgres://app:s3cret-pw@127.0.0.1:1/none")
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("PEER_TLS_CA_PATH", "/nonexistent/ca.pem")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PEER_TLS_CA_PATH") && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
 
 fn free_port() -> u16 {

@@ -6,10 +6,15 @@
 //! `--order-url`, without touching these.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use common::settings::Secret;
+use common::tls::{self, ClientTls, PemFile};
+
+use crate::error::CliError;
 
 /// `shopctl`: talk to the shop's gRPC services from a terminal.
 #[derive(Debug, Parser)]
@@ -64,12 +69,59 @@ pub struct GlobalArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub timeout_ms: u64,
+
+    // `--tls-*`, not `--key`: `--key` is already the idempotency key of `order place` and
+    // `stock adjust`.
+    /// PEM CA bundle trusted for `https://` URLs (default: the system's CA store).
+    #[arg(long, env = "SHOPCTL_CA_PATH", value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for servers that require mutual TLS (with --tls-key).
+    #[arg(long, env = "SHOPCTL_CERT_PATH", value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SHOPCTL_KEY_PATH", value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Admin token sent to the inventory service as `authorization: Bearer <token>` (needed
+    /// by `stock set` and `stock adjust` when the server guards them). Falls back to
+    /// ADMIN_TOKEN. Never sent to the order service.
+    // hide_env_values: `--help` would otherwise print the token taken from the env.
+    #[arg(
+        long,
+        env = "SHOPCTL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        global = true
+    )]
+    pub token: Option<Secret>,
 }
 
 impl GlobalArgs {
     /// The per-call deadline.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// TLS for `https://` URLs: --tls-ca (else the system's CAs) and --tls-cert/--tls-key.
+    pub fn tls(&self) -> Result<ClientTls, CliError> {
+        let identity = tls::pair(
+            self.tls_cert.as_deref().map(|p| PemFile::new("--tls-cert", p)),
+            self.tls_key.as_deref().map(|p| PemFile::new("--tls-key", p)),
+            ("--tls-cert", "--tls-key"),
+        );
+        let ca = self.tls_ca.as_deref().map(|p| PemFile::new("--tls-ca", p));
+        identity
+            .and_then(|identity| ClientTls::from_files(ca, identity))
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+
+    /// The admin token: --token / SHOPCTL_TOKEN, else ADMIN_TOKEN.
+    pub fn admin_token(&self) -> Option<Secret> {
+        self.token.clone().or_else(|| {
+            std::env::var("ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()).map(Secret::new)
+        })
     }
 }
 
@@ -390,6 +442,44 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[tokio::test]
+    async fn the_token_never_shows() {
+        let cli = Cli::try_parse_from([
+            "shopctl",
+            "--token",
+            "s3cret-admin-tok",
+            "--inventory-url",
+            "https://127.0.0.1:1",
+            "stock",
+            "show",
+            "WIDGET",
+        ])
+        .expect("parse");
+        assert_eq!(cli.global.admin_token().expect("token").expose(), "s3cret-admin-tok");
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        let inventory = crate::inventory::Inventory::new(&cli.global).expect("client");
+        let debug = format!("{inventory:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("SHOPCTL_TOKEN") && help.contains("SHOPCTL_CA_PATH"), "{help}");
+    }
+
+    #[test]
+    fn tls_flags_are_checked() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["shopctl"];
+            all.extend_from_slice(args);
+            all.extend_from_slice(&["stock", "list"]);
+            Cli::try_parse_from(all).expect("parse")
+        };
+        let error = parse(&["--tls-cert", "c.pem"]).global.tls().expect_err("no key");
+        assert!(error.report().contains("--tls-key"), "{}", error.report());
+        let error = parse(&["--tls-ca", "/nonexistent/ca.pem"]).global.tls().expect_err("no file");
+        assert!(error.report().contains("/nonexistent/ca.pem"), "{}", error.report());
+        assert_eq!(error.exit_code(), 2);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use common::tls::ClientTls;
 use tonic::Request;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::CliError;
 
@@ -12,11 +13,16 @@ pub fn normalize_url(url: &str) -> String {
     if url.contains("://") { url.to_owned() } else { format!("http://{url}") }
 }
 
-/// A lazily connecting channel to `url` (the value of `--{flag}`): connecting and every call
-/// must finish within `deadline`.
-pub fn channel(flag: &str, url: &str, deadline: Duration) -> Result<Channel, CliError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| CliError::Usage(format!("invalid --{flag} '{url}': {e}")))?;
+/// A lazily connecting channel to `url` (the value of `--{flag}`), over `tls` when it is an
+/// `https://` URL: connecting and every call must finish within `deadline`.
+pub fn channel(
+    flag: &str,
+    url: &str,
+    tls: &ClientTls,
+    deadline: Duration,
+) -> Result<Channel, CliError> {
+    let endpoint =
+        tls.endpoint(url).map_err(|e| CliError::Usage(format!("invalid --{flag} '{url}': {e}")))?;
     if endpoint.uri().host().is_none() {
         return Err(CliError::Usage(format!("invalid --{flag} '{url}': no host")));
     }
@@ -44,9 +50,16 @@ mod tests {
     async fn malformed_urls_are_usage_errors() {
         let deadline = Duration::from_secs(1);
         for url in ["not a url", "http://", ""] {
-            let err = channel("inventory-url", url, deadline).expect_err(url);
+            let err =
+                channel("inventory-url", url, &ClientTls::default(), deadline).expect_err(url);
             assert_eq!(err.exit_code(), 2, "{url}");
         }
-        assert!(channel("inventory-url", "http://127.0.0.1:1", deadline).is_ok());
+        assert!(
+            channel("inventory-url", "http://127.0.0.1:1", &ClientTls::default(), deadline).is_ok()
+        );
+        assert!(
+            channel("inventory-url", "https://127.0.0.1:1", &ClientTls::default(), deadline)
+                .is_ok()
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::proto::inventory::v1 as pb;
 use pb::inventory_service_client::InventoryServiceClient;
 use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::cli::{
@@ -22,6 +23,8 @@ use crate::output::{self, Output};
 #[derive(Debug, Clone)]
 pub struct Inventory {
     client: InventoryServiceClient<Channel>,
+    /// `Bearer <token>` for every call (marked sensitive: its Debug shows no token).
+    authorization: Option<MetadataValue<Ascii>>,
     url: String,
     deadline: Duration,
     out: Output,
@@ -32,9 +35,21 @@ impl Inventory {
     pub fn new(global: &GlobalArgs) -> Result<Self, CliError> {
         let url = client::normalize_url(&global.inventory_url);
         let deadline = global.timeout();
-        let channel = client::channel("inventory-url", &url, deadline)?;
+        let channel = client::channel("inventory-url", &url, &global.tls()?, deadline)?;
+        let authorization = match global.admin_token() {
+            Some(token) => {
+                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        CliError::Usage("--token: only visible ASCII characters are allowed".into())
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Self {
             client: InventoryServiceClient::new(channel),
+            authorization,
             url,
             deadline,
             out: Output::new(global.json),
@@ -42,7 +57,11 @@ impl Inventory {
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        client::request(message, self.deadline)
+        let mut request = client::request(message, self.deadline);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
     }
 
     fn rpc_error(&self, status: tonic::Status) -> CliError {

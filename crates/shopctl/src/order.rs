@@ -30,7 +30,7 @@ impl Orders {
     pub fn new(global: &GlobalArgs) -> Result<Self, CliError> {
         let url = client::normalize_url(&global.order_url);
         let deadline = global.timeout();
-        let channel = client::channel("order-url", &url, deadline)?;
+        let channel = client::channel("order-url", &url, &global.tls()?, deadline)?;
         Ok(Self {
             client: OrderServiceClient::new(channel),
             url,

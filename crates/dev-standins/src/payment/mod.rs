@@ -42,7 +42,7 @@ impl PaymentApp {
         settings: PaymentSettings,
         ledger: Ledger,
     ) -> anyhow::Result<Self> {
-        let bound = Bound::bind(STAND_IN, settings.grpc_addr).await?;
+        let bound = Bound::bind(STAND_IN, settings.grpc_addr, &settings.tls).await?;
         Ok(Self {
             bound,
             ledger,

@@ -45,7 +45,7 @@ impl ProductApp {
         settings: ProductSettings,
         catalog: Catalog,
     ) -> anyhow::Result<Self> {
-        let bound = Bound::bind(STAND_IN, settings.grpc_addr).await?;
+        let bound = Bound::bind(STAND_IN, settings.grpc_addr, &settings.tls).await?;
         let faults = Faults::with_latency_ms(settings.latency_ms);
         tracing::debug!(products = catalog.products().len(), "catalog loaded");
         Ok(Self { bound, catalog: Arc::new(catalog), faults })

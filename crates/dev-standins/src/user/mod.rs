@@ -46,7 +46,7 @@ impl UserApp {
         settings: UserSettings,
         directory: Directory,
     ) -> anyhow::Result<Self> {
-        let bound = Bound::bind(STAND_IN, settings.grpc_addr).await?;
+        let bound = Bound::bind(STAND_IN, settings.grpc_addr, &settings.tls).await?;
         let directory = if settings.accept_any { directory.accept_any(true) } else { directory };
         Ok(Self {
             bound,

@@ -5,6 +5,7 @@ pub mod convert;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use common::auth::AdminGuard;
 use common::proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
 use tonic::{Request, Response, Status};
 
@@ -19,12 +20,19 @@ use convert::Limits;
 pub struct InventoryApi {
     store: Store,
     limits: Limits,
+    /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock); open by default.
+    admin: AdminGuard,
 }
 
 impl InventoryApi {
     /// A handler set over `store`, bounded by `limits`.
     pub fn new(store: Store, limits: Limits) -> Self {
-        Self { store, limits }
+        Self { store, limits, admin: AdminGuard::open() }
+    }
+
+    /// The same handlers with the admin RPCs guarded by `admin`.
+    pub fn with_admin_guard(self, admin: AdminGuard) -> Self {
+        Self { admin, ..self }
     }
 
     /// Commits or cancels, counting the outcome under `counter`.
@@ -178,6 +186,8 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::UpsertInventoryItemRequest>,
     ) -> Result<Response<pb::InventoryItem>, Status> {
+        // Admin RPC: authorized before anything else, so refusals reveal nothing.
+        self.admin.check(&request)?;
         let cmd = convert::upsert(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.upsert(&cmd).await?)))
     }
@@ -186,6 +196,8 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::AdjustStockRequest>,
     ) -> Result<Response<pb::InventoryItem>, Status> {
+        // Admin RPC: authorized before anything else, so refusals reveal nothing.
+        self.admin.check(&request)?;
         let cmd = convert::adjust(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.adjust(&cmd).await?)))
     }

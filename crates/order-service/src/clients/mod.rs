@@ -11,7 +11,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use common::tls::ClientTls;
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::backoff;
@@ -53,30 +54,28 @@ impl Peers {
             timeout: Duration::from_millis(settings.peer_timeout_ms.max(1)),
             retries: settings.peer_retries,
         };
+        // One TLS setup for every peer; it applies to the `https://` URLs only.
+        let tls = settings.peer_tls.client_tls()?;
+        let channel = |peer: &str, url: &str| channel(peer, url, &tls, policy);
         let user = match settings.user_service_url.as_deref().filter(|u| !u.is_empty()) {
-            Some(url) => Some(UserPeer::new(channel("user", url, policy)?, policy)),
+            Some(url) => Some(UserPeer::new(channel("user", url)?, policy)),
             None => None,
         };
         Ok(Self {
             inventory: InventoryPeer::new(
-                channel("inventory", &settings.inventory_service_url, policy)?,
+                channel("inventory", &settings.inventory_service_url)?,
                 policy,
             ),
-            product: ProductPeer::new(
-                channel("product", &settings.product_service_url, policy)?,
-                policy,
-            ),
-            payment: PaymentPeer::new(
-                channel("payment", &settings.payment_service_url, policy)?,
-                policy,
-            ),
+            product: ProductPeer::new(channel("product", &settings.product_service_url)?, policy),
+            payment: PaymentPeer::new(channel("payment", &settings.payment_service_url)?, policy),
             user,
         })
     }
 }
 
-fn channel(peer: &str, url: &str, policy: CallPolicy) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
+fn channel(peer: &str, url: &str, tls: &ClientTls, policy: CallPolicy) -> anyhow::Result<Channel> {
+    Ok(tls
+        .endpoint(url)
         .with_context(|| format!("{peer} service URL {url:?}"))?
         .connect_timeout(policy.timeout)
         .connect_lazy())

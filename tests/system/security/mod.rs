@@ -1,0 +1,5 @@
+//! Transport security: TLS and mutual TLS on every hop, admin-RPC authorization, the
+//! healthcheck against TLS servers. Certificates are made at test time (`system_tests::tls`).
+
+mod admin;
+mod transport;
