@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 
 /// Everything the inventory server can be told at start.
@@ -17,6 +18,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub log: LogSettings,
+
+    #[command(flatten)]
+    pub overload: OverloadSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
