@@ -3,3 +3,4 @@
 mod inventory;
 mod order;
 mod outage;
+mod overload;
