@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::overload::OverloadSettings;
 use common::proto::inventory::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::telemetry::LogFormat;
@@ -41,6 +42,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
         admin: Default::default(),
+        overload: OverloadSettings::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         default_expiry_minutes: 30,

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::overload::OverloadSettings;
 use common::proto::inventory::v1 as inv;
 use common::proto::order::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
@@ -167,12 +168,14 @@ pub fn order_settings(
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
         peer_tls: Default::default(),
+        overload: OverloadSettings::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         inventory_service_url: format!("http://{inventory}"),
         product_service_url: format!("http://{product}"),
         payment_service_url: format!("http://{payment}"),
         user_service_url: user.map(|u| format!("http://{u}")),
+        max_items_per_request: 100,
         peer_timeout_ms: 2_000,
         peer_retries: 2,
         saga_lease_ms: 3_000,

@@ -3,4 +3,5 @@
 mod inventory;
 mod order;
 mod outage;
+mod overload;
 mod security;

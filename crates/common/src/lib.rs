@@ -9,6 +9,8 @@ pub mod db;
 pub mod healthcheck;
 /// Prometheus `/metrics` endpoint, per-method gRPC server metrics and registration helpers.
 pub mod metrics;
+/// Overload protection: concurrency limit, call deadlines, HTTP/2 and message-size limits.
+pub mod overload;
 /// Generated protobuf and gRPC types for every proto of the pair.
 pub mod proto;
 /// gRPC server bootstrap: reflection, health and database-driven readiness.

@@ -145,11 +145,19 @@ impl App {
         );
 
         let drain_readiness = readiness.clone();
-        let result = common::tls::server_builder(tls)?
+        let result = settings
+            .overload
+            .configure(common::tls::server_builder(tls)?)
             .layer(common::metrics::GrpcMetricsLayer::new())
+            // Inside the metrics layer, so refused and timed-out calls are counted by code.
+            .layer(settings.overload.layer())
             .add_service(health)
             .add_service(common::server::reflection()?)
-            .add_service(InventoryServiceServer::new(api))
+            .add_service(
+                InventoryServiceServer::new(api)
+                    .max_decoding_message_size(settings.overload.max_request_bytes())
+                    .max_encoding_message_size(settings.overload.max_response_bytes()),
+            )
             .serve_with_incoming_shutdown(common::server::incoming(grpc), async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use common::auth::AdminAuthSettings;
+use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::tls::ServerTlsSettings;
 
@@ -27,6 +28,9 @@ pub struct Settings {
     /// Who may call the admin RPCs (UpsertInventoryItem, AdjustStock).
     #[command(flatten)]
     pub admin: AdminAuthSettings,
+
+    #[command(flatten)]
+    pub overload: OverloadSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]

@@ -3,8 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::tls::{PeerTlsSettings, ServerTlsSettings};
+
+use crate::clients::CallPolicy;
 
 /// Everything the order server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]
@@ -27,6 +30,9 @@ pub struct Settings {
     /// TLS of the clients of `https://` peer URLs (inventory, product, payment, user).
     #[command(flatten)]
     pub peer_tls: PeerTlsSettings,
+
+    #[command(flatten)]
+    pub overload: OverloadSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]
@@ -51,6 +57,11 @@ pub struct Settings {
     /// URL of the user service; when set, CreateOrder refuses unknown and blocked users.
     #[arg(long, env = "USER_SERVICE_URL")]
     pub user_service_url: Option<String>,
+
+    /// Most items (lines) one CreateOrder may carry; keep it at or below the inventory's
+    /// `MAX_ITEMS_PER_REQUEST`, since an order's SKUs are reserved in one request.
+    #[arg(long, env = "MAX_ITEMS_PER_REQUEST", default_value_t = 100)]
+    pub max_items_per_request: usize,
 
     /// Deadline of each call to a peer service, in milliseconds.
     #[arg(long, env = "PEER_TIMEOUT_MS", default_value_t = 2_000)]
@@ -101,6 +112,38 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Refuses settings under which one saga step (a peer call with its inline retries) can
+    /// outlive the lease of whoever drives it: another replica could then take the order
+    /// over while the first is still calling, and two drivers would race on one order.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let policy = self.call_policy();
+        let step = policy.worst_case();
+        if self.saga_lease() <= step {
+            anyhow::bail!(
+                "SAGA_LEASE_MS ({lease} ms) must be longer than one saga step can take: \
+                 PEER_TIMEOUT_MS ({timeout} ms) x (PEER_RETRIES ({retries}) + 1) + retry backoff \
+                 ({backoff} ms) = {step} ms; raise SAGA_LEASE_MS or lower PEER_TIMEOUT_MS or \
+                 PEER_RETRIES",
+                lease = self.saga_lease().as_millis(),
+                timeout = policy.timeout.as_millis(),
+                retries = policy.retries,
+                backoff = step
+                    .saturating_sub(policy.timeout.saturating_mul(policy.retries.saturating_add(1)))
+                    .as_millis(),
+                step = step.as_millis(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Deadline and inline retries of every peer call.
+    pub fn call_policy(&self) -> CallPolicy {
+        CallPolicy {
+            timeout: Duration::from_millis(self.peer_timeout_ms.max(1)),
+            retries: self.peer_retries,
+        }
+    }
+
     /// The lease a saga driver holds while it works on an order.
     pub fn saga_lease(&self) -> Duration {
         Duration::from_millis(self.saga_lease_ms.max(100))
@@ -109,5 +152,51 @@ impl Settings {
     /// The inline budget of CreateOrder and CancelOrder.
     pub fn request_budget(&self) -> Duration {
         Duration::from_millis(self.create_order_budget_ms)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut all = vec!["order-service", "--database-url", "postgres://db/shop"];
+        all.extend_from_slice(args);
+        Settings::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        parse(&[]).validate().unwrap();
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_step_is_refused_naming_the_variables() {
+        // 2000 x 4 + 50 + 100 + 200 = 8350 ms.
+        let settings = parse(&["--saga-lease-ms", "8350"]);
+        let message = settings.validate().unwrap_err().to_string();
+        for name in ["SAGA_LEASE_MS", "PEER_TIMEOUT_MS", "PEER_RETRIES", "8350 ms"] {
+            assert!(message.contains(name), "{message}");
+        }
+        parse(&["--saga-lease-ms", "8351"]).validate().unwrap();
+
+        let settings = parse(&["--peer-timeout-ms", "5000", "--peer-retries", "8"]);
+        assert!(settings.validate().is_err());
+        let settings = parse(&["--peer-retries", "0", "--peer-timeout-ms", "29999"]);
+        settings.validate().unwrap();
+        let settings = parse(&["--peer-retries", "0", "--peer-timeout-ms", "30000"]);
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn the_worst_case_counts_capped_backoff() {
+        let policy = CallPolicy { timeout: Duration::from_millis(100), retries: 6 };
+        // 100 x 7 + 50 + 100 + 200 + 400 + 800 + 1000 (capped).
+        assert_eq!(policy.worst_case(), Duration::from_millis(700 + 2550));
+        let huge = CallPolicy { timeout: Duration::MAX, retries: u32::MAX };
+        assert_eq!(huge.worst_case(), Duration::MAX);
     }
 }

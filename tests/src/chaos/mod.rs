@@ -569,7 +569,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         ("INVENTORY_SERVICE_URL", format!("http://{}", proxy.addr())),
         ("PRODUCT_SERVICE_URL", format!("http://{product_addr}")),
         ("PAYMENT_SERVICE_URL", format!("http://{}", payment.addr())),
-        ("SAGA_LEASE_MS", "1000".to_owned()),
+        // Longer than PEER_TIMEOUT_MS x (PEER_RETRIES + 1) + backoff: the server refuses less.
+        ("SAGA_LEASE_MS", "3500".to_owned()),
         ("RECOVERY_INTERVAL_MS", "100".to_owned()),
         ("RETRY_BACKOFF_MAX_MS", "500".to_owned()),
         ("ORDER_HOLD_MINUTES", "1".to_owned()),

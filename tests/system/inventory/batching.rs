@@ -33,7 +33,12 @@ fn req(reference: &str, lines: &[(&str, i32)]) -> anyhow::Result<Reserve> {
 /// stock is sold, every answer is all-or-nothing, the ledger adds up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_sku_buyers_get_exactly_the_stock_and_whole_answers() -> anyhow::Result<()> {
-    let inv = TestInventory::start().await?;
+    // 400 buyers at once: above the default MAX_CONCURRENT_REQUESTS, which this test is not
+    // about (tests/system/overload covers shedding).
+    let db = TestDb::create().await?;
+    let mut settings = test_settings(&db.url);
+    settings.overload.max_concurrent_requests = 1_000;
+    let inv = TestInventory::start_with(db, settings).await?;
     inv.stock("HOT", 60).await?;
     inv.stock("PLENTY", 100_000).await?;
     let clients: Vec<_> = (0..16).map(|_| inv.new_client()).collect::<Result<_, _>>()?;

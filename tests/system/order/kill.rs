@@ -39,10 +39,13 @@ fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
         .env("INVENTORY_SERVICE_URL", &s.inventory_service_url)
         .env("PRODUCT_SERVICE_URL", &s.product_service_url)
         .env("PAYMENT_SERVICE_URL", &s.payment_service_url)
-        .env("SAGA_LEASE_MS", "1000")
+        // The lease must outlast one step (PEER_TIMEOUT_MS x (PEER_RETRIES + 1) + backoff, or
+        // the server refuses to start) and lapse soon after a kill: one 4 s attempt per step.
+        .env("SAGA_LEASE_MS", "4500")
         .env("RECOVERY_INTERVAL_MS", "100")
         .env("RETRY_BACKOFF_MAX_MS", "300")
-        .env("PEER_TIMEOUT_MS", "5000")
+        .env("PEER_TIMEOUT_MS", "4000")
+        .env("PEER_RETRIES", "0")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,5 +1,7 @@
 //! Holds: reserve, commit, cancel, read, and the expiry sweep.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
@@ -28,10 +30,13 @@ impl Store {
     pub async fn reserve(&self, req: &Reserve) -> Result<ReserveOutcome, InventoryError> {
         let outcome = match &self.batcher {
             Some(batcher) => batcher.submit(req.clone()).await,
-            None => match self.reserve_many(&[req]).await?.pop() {
-                Some(answer) => answer,
-                None => Err(missing_answer()),
-            },
+            None => {
+                let answers = match common::overload::deadline::remaining() {
+                    Some(left) => reserve_within(&self.pool, req, left).await?,
+                    None => self.reserve_many(&[req]).await?,
+                };
+                answers.into_iter().next().unwrap_or_else(|| Err(missing_answer()))
+            }
         }?;
         if let ReserveOutcome::Reserved(id) | ReserveOutcome::Existing(id, _) = &outcome {
             tracing::Span::current().record("reservation_id", tracing::field::display(id));
@@ -50,7 +55,7 @@ impl Store {
         Ok(self.reserve_many(&reqs).await?)
     }
 
-    /// [`reserve_many_on`] on a connection of the pool.
+    /// [`reserve_many_on`] on a connection of the pool, in one autocommit round trip.
     pub(super) async fn reserve_many(
         &self,
         reqs: &[&Reserve],
@@ -152,6 +157,33 @@ impl Store {
         }
         Ok(SweepReport { expired: ids.len() as u64 })
     }
+}
+
+/// How long past the call's deadline the database itself cancels the statement. The server
+/// answers DEADLINE_EXCEEDED at the deadline and drops the call, which rolls the open
+/// transaction back; this only frees the connection (and the row locks it waits for) soon.
+const STATEMENT_TIMEOUT_SLACK: Duration = Duration::from_millis(100);
+
+/// One reservation inside an explicit transaction bounded by the call's deadline (`left`).
+///
+/// An autocommit statement waiting for a row lock would still commit once the lock comes
+/// free, after the caller got DEADLINE_EXCEEDED: a hold the caller was told it did not get.
+/// In a transaction nothing commits unless this future is still there to say so.
+async fn reserve_within(
+    pool: &sqlx::PgPool,
+    req: &Reserve,
+    left: Duration,
+) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
+    let timeout_ms = left.saturating_add(STATEMENT_TIMEOUT_SLACK).as_millis().max(1);
+    // An integer, so formatting it into the statement is safe; one round trip with BEGIN.
+    let mut tx = pool
+        .begin_with(sqlx::AssertSqlSafe(format!(
+            "begin; set local statement_timeout = {timeout_ms}"
+        )))
+        .await?;
+    let answers = reserve_many_on(&mut *tx, &[req]).await?;
+    tx.commit().await?;
+    Ok(answers)
 }
 
 /// One call of `inventory.reserve_many` (see its migration): claims, locks in the global

@@ -36,6 +36,21 @@ pub struct CallPolicy {
     pub retries: u32,
 }
 
+impl CallPolicy {
+    /// The longest one call with its inline retries can take: every attempt running into
+    /// its deadline, and the longest wait before each retry.
+    pub fn worst_case(&self) -> Duration {
+        let attempts = self.timeout.saturating_mul(self.retries.saturating_add(1));
+        // Past 31 doublings every wait is capped; count those without looping over them.
+        let growing = self.retries.min(31);
+        let capped = INLINE_MAX_BACKOFF.saturating_mul(self.retries - growing);
+        (0..growing).fold(attempts.saturating_add(capped), |total, retry| {
+            let wait = INLINE_FIRST_BACKOFF.saturating_mul(1 << retry).min(INLINE_MAX_BACKOFF);
+            total.saturating_add(wait)
+        })
+    }
+}
+
 /// Every peer the order server talks to, over channels built once and shared.
 #[derive(Debug, Clone)]
 pub struct Peers {
@@ -50,10 +65,7 @@ impl Peers {
     /// Lazily connecting clients for the URLs in `settings` (nothing is dialled until the
     /// first call, so the server starts while peers are still down).
     pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
-        let policy = CallPolicy {
-            timeout: Duration::from_millis(settings.peer_timeout_ms.max(1)),
-            retries: settings.peer_retries,
-        };
+        let policy = settings.call_policy();
         // One TLS setup for every peer; it applies to the `https://` URLs only.
         let tls = settings.peer_tls.client_tls()?;
         let channel = |peer: &str, url: &str| channel(peer, url, &tls, policy);
@@ -129,19 +141,24 @@ pub fn is_transient(code: Code) -> bool {
     )
 }
 
-/// `msg` as a request that tells the peer our deadline (`grpc-timeout`).
+/// `msg` as a request that tells the peer our deadline (`grpc-timeout`): the peer timeout,
+/// or less when the call being handled must be answered sooner (so no work of ours runs on
+/// at the peer after our caller gave up). The saga runs in its own tasks, outside any
+/// call, so its steps get the whole peer timeout.
 fn request<T>(policy: CallPolicy, msg: T) -> Request<T> {
     let mut req = Request::new(msg);
-    req.set_timeout(policy.timeout);
+    req.set_timeout(common::overload::deadline::bounded(policy.timeout));
     req
 }
 
 /// Awaits one attempt, failing with DEADLINE_EXCEEDED when the peer does not answer in time
-/// (a peer that ignores `grpc-timeout`, or a connection that hangs).
+/// (a peer that ignores `grpc-timeout`, or a connection that hangs); `timeout` is shortened
+/// like the one [`request`] sends.
 async fn with_deadline<T>(
     timeout: Duration,
     call: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<T, Status> {
+    let timeout = common::overload::deadline::bounded(timeout);
     match tokio::time::timeout(timeout, call).await {
         Ok(result) => result.map(Response::into_inner),
         Err(_) => Err(Status::deadline_exceeded(format!("no answer within {timeout:?}"))),

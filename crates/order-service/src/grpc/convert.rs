@@ -14,7 +14,7 @@ use crate::domain::{
 use crate::error::OrderError;
 use crate::store::OrderView;
 
-/// Most lines one order may have.
+/// Most lines one order may have by default (`MAX_ITEMS_PER_REQUEST`).
 pub const MAX_ITEMS: usize = 100;
 /// Longest cancel reason kept.
 const MAX_REASON_LEN: usize = 500;
@@ -38,14 +38,22 @@ impl Violations {
     }
 }
 
-/// Parses a CreateOrder request.
+/// Parses a CreateOrder request of at most [`MAX_ITEMS`] lines.
 pub fn create_order(req: &pb::CreateOrderRequest) -> Result<CreateOrder, OrderError> {
+    create_order_limited(req, MAX_ITEMS)
+}
+
+/// Parses a CreateOrder request of at most `max_items` lines.
+pub fn create_order_limited(
+    req: &pb::CreateOrderRequest,
+    max_items: usize,
+) -> Result<CreateOrder, OrderError> {
     let mut v = Violations::default();
     let user_id = v.take(UserId::parse("user_id", &req.user_id));
     if req.items.is_empty() {
         v.0.push(FieldViolation::new("items", "must contain at least one item"));
-    } else if req.items.len() > MAX_ITEMS {
-        v.0.push(FieldViolation::new("items", format!("must contain at most {MAX_ITEMS} items")));
+    } else if req.items.len() > max_items {
+        v.0.push(FieldViolation::new("items", format!("must contain at most {max_items} items")));
     }
     let lines: Vec<Option<OrderLine>> = req
         .items

@@ -11,12 +11,18 @@ use crate::orders::Orders;
 #[derive(Debug, Clone)]
 pub struct OrderApi {
     orders: Orders,
+    max_items: usize,
 }
 
 impl OrderApi {
-    /// A handler set over `orders`.
+    /// A handler set over `orders`, taking orders of up to [`convert::MAX_ITEMS`] lines.
     pub fn new(orders: Orders) -> Self {
-        Self { orders }
+        Self { orders, max_items: convert::MAX_ITEMS }
+    }
+
+    /// Takes orders of up to `max_items` lines (`MAX_ITEMS_PER_REQUEST`; at least 1).
+    pub fn with_max_items(self, max_items: usize) -> Self {
+        Self { max_items: max_items.max(1), ..self }
     }
 }
 
@@ -26,7 +32,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let cmd = convert::create_order(request.get_ref())?;
+        let cmd = convert::create_order_limited(request.get_ref(), self.max_items)?;
         Ok(Response::new(convert::order(self.orders.create(cmd).await?)))
     }
 

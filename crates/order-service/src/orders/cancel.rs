@@ -1,6 +1,5 @@
 //! CancelOrder: mark the order CANCELLED under its row lock, then release its hold.
 
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Orders;
@@ -22,7 +21,7 @@ impl Orders {
             // bumped, and it continues with the release.
             CancelOutcome::Cancelled { leased: false } => {
                 tracing::info!(reason = %cmd.reason, "order cancelled; its driver releases the hold");
-                self.wait_settled(cmd.order_id, Instant::now() + self.config.budget).await
+                self.wait_settled(cmd.order_id, self.answer_by()).await
             }
             CancelOutcome::AlreadyCancelled => self.get(cmd.order_id).await,
             CancelOutcome::Refused(reason) => Err(OrderError::FailedPrecondition(reason)),

@@ -39,6 +39,8 @@ pub struct Orders {
 
 /// Pause between two reads of an order someone else is driving.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Time kept, before the caller's deadline, to read the order and send the answer.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
 impl Orders {
     /// Use cases over `store` and `peers`; sagas run on `tasks` so they outlive the request
@@ -66,11 +68,21 @@ impl Orders {
         self.store.list_orders(page).await
     }
 
+    /// When a request answers with the state reached at the latest: after its budget
+    /// (`CREATE_ORDER_BUDGET_MS`), or a little before its caller's deadline if that is sooner.
+    fn answer_by(&self) -> Instant {
+        let budget = match common::overload::deadline::remaining() {
+            Some(left) => self.config.budget.min(left.saturating_sub(ANSWER_MARGIN)),
+            None => self.config.budget,
+        };
+        Instant::now() + budget
+    }
+
     /// Drives order `id` as lease holder `owner` for at most the request budget, then
     /// answers with the state reached. The drive runs as its own task: when the budget is
     /// spent it simply carries on in the background.
     async fn drive_within_budget(&self, id: OrderId, owner: Uuid) -> Result<OrderView, OrderError> {
-        let deadline = Instant::now() + self.config.budget;
+        let deadline = self.answer_by();
         let engine = self.engine.clone();
         // in_current_span: the saga's log lines stay inside the request's span.
         let drive =

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use futures::future::try_join_all;
-use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Orders;
@@ -85,7 +84,7 @@ impl Orders {
                 "was already used by this user for a different request",
             ));
         }
-        self.wait_settled(existing.id, Instant::now() + self.config.budget).await
+        self.wait_settled(existing.id, self.answer_by()).await
     }
 
     async fn check_user(&self, cmd: &CreateOrder) -> Result<(), OrderError> {
