@@ -36,7 +36,11 @@ create function inventory.reserve_many(
     p_line_refs text[],
     p_line_ids  uuid[],
     p_line_whs  text[],
-    p_line_qtys integer[]
+    p_line_qtys integer[],
+    -- When set, no lock is waited for longer (ms): the batcher passes the latest deadline of
+    -- its callers, so a batch stuck behind a lock gives up instead of committing holds its
+    -- callers were told they did not get.
+    p_lock_timeout_ms integer default null
 ) returns table (
     o_req       integer,
     o_outcome   text,
@@ -61,6 +65,10 @@ declare
     short   boolean;
     levels  bigint[];
 begin
+    if p_lock_timeout_ms is not null then
+        -- Local to this transaction (autocommit: this statement); 0 would mean "no limit".
+        perform set_config('lock_timeout', greatest(p_lock_timeout_ms, 1)::text, true);
+    end if;
     if n_req > 0 and n_line > 0 and cardinality(array_remove(p_line_ids, null)) = 0 then
         with claimed as (
             insert into inventory.reservations (id, reference_type, reference_id, status, expires_at)

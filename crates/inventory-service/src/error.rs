@@ -21,6 +21,9 @@ pub enum InventoryError {
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The call's deadline came before the locks it needed; nothing was written.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or an unexpected database failure; details are logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -55,6 +58,7 @@ impl InventoryError {
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -72,6 +76,7 @@ impl From<InventoryError> for Status {
                 tracing::warn!(error = %cause, "database unavailable");
                 Status::unavailable("database unavailable, retry later")
             }
+            InventoryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             InventoryError::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 Status::internal("internal error")

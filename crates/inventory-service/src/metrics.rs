@@ -97,7 +97,7 @@ pub fn error_outcome(err: &crate::error::InventoryError) -> &'static str {
         E::InvalidArgument(_) => "invalid",
         E::NotFound { .. } => "not_found",
         E::FailedPrecondition(_) => "refused",
-        E::Unavailable(_) | E::Internal(_) => "error",
+        E::Unavailable(_) | E::DeadlineExceeded(_) | E::Internal(_) => "error",
     }
 }
 

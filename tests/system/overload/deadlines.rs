@@ -14,11 +14,20 @@ use super::{FAST, lock_stock};
 #[tokio::test]
 async fn a_reserve_past_its_deadline_answers_deadline_exceeded_and_writes_nothing()
 -> anyhow::Result<()> {
+    // Unbatched: each call is its own transaction, bounded by the call's deadline.
+    reserve_past_its_deadline(false).await
+}
+
+#[tokio::test]
+async fn a_batched_reserve_past_its_deadline_writes_nothing_either() -> anyhow::Result<()> {
+    // Batched: the batch waits for no lock past the latest deadline of its calls.
+    reserve_past_its_deadline(true).await
+}
+
+async fn reserve_past_its_deadline(batching: bool) -> anyhow::Result<()> {
     let db = TestDb::create().await?;
     let mut settings = test_settings(&db.url);
-    // Unbatched: each call is its own transaction (a call already inside a batch in flight
-    // completes with its batch; see the README).
-    settings.reserve_batching = false;
+    settings.reserve_batching = batching;
     settings.overload.request_timeout_ms = 1_500;
     let inv = TestInventory::start_with(db.clone(), settings).await?;
     inv.stock("HOT", 10).await?;

@@ -15,6 +15,9 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::coalesce::{self, Policy, Queue};
 use super::{ReserveOutcome, Store};
@@ -38,17 +41,23 @@ impl Default for ReserveBatching {
 }
 
 type Answer = Result<ReserveOutcome, InventoryError>;
-type Job = coalesce::Job<Reserve, Answer>;
+type Job = coalesce::Job<Queued, Answer>;
+
+/// A queued reservation and the deadline of the call that made it.
+struct Queued {
+    req: Reserve,
+    deadline: Option<Instant>,
+}
 
 /// The items a call names, as given: a batch in flight holds them.
 fn keys(job: &Job) -> impl Iterator<Item = &str> {
-    job.req.lines.iter().map(|line| line.item.as_str())
+    job.req.req.lines.iter().map(|line| line.item.as_str())
 }
 
 /// The queue in front of the dispatcher.
 #[derive(Debug)]
 pub(super) struct Batcher {
-    queue: Queue<Reserve, Answer>,
+    queue: Queue<Queued, Answer>,
 }
 
 impl Batcher {
@@ -59,9 +68,11 @@ impl Batcher {
         Self { queue: Queue::start(policy, workers, workers * max_batch * 16) }
     }
 
-    /// Queues `req` and waits for its answer.
+    /// Queues `req` and waits for its answer. The batch it runs in waits for no lock past
+    /// the latest deadline of its calls (`common::overload::deadline`).
     pub(super) async fn submit(&self, req: Reserve) -> Answer {
-        self.queue.submit(req).await.unwrap_or_else(|| Err(stopped()))
+        let queued = Queued { req, deadline: common::overload::deadline::current() };
+        self.queue.submit(queued).await.unwrap_or_else(|| Err(stopped()))
     }
 }
 
@@ -80,7 +91,7 @@ struct PerItem {
 }
 
 impl Policy for PerItem {
-    type Req = Reserve;
+    type Req = Queued;
     type Ans = Answer;
     type Claim = Vec<String>;
 
@@ -136,17 +147,50 @@ fn take_batch(pending: &mut VecDeque<Job>, busy: &HashSet<String>, max: usize) -
     batch
 }
 
+/// How much before the latest deadline of its calls a batch stops waiting for locks: the
+/// server answers DEADLINE_EXCEEDED at the deadline, and a lock granted in the moment between
+/// that answer and the database's own timeout would commit a hold the caller was told it did
+/// not get.
+const LOCK_TIMEOUT_MARGIN: Duration = Duration::from_millis(25);
+
+/// How long a batch may wait for locks: until shortly before the latest deadline among its
+/// calls (no limit when a call has no deadline).
+fn lock_timeout(jobs: &[Job]) -> Option<Duration> {
+    let now = Instant::now();
+    jobs.iter()
+        .map(|job| job.req.deadline.map(|d| d.saturating_duration_since(now)))
+        .try_fold(Duration::ZERO, |latest, left| left.map(|left| latest.max(left)))
+        .map(|left| left.saturating_sub(LOCK_TIMEOUT_MARGIN))
+}
+
+/// PostgreSQL's lock_not_available: `lock_timeout` expired.
+fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+fn too_late() -> InventoryError {
+    InventoryError::DeadlineExceeded(
+        "the stock rows stayed locked until the call's deadline; nothing was reserved".into(),
+    )
+}
+
 /// Runs one batch and answers each caller. A batch that fails on a database error is rerun
-/// one call at a time, so the error reaches only the calls it belongs to.
+/// one call at a time (for the callers still waiting), so the error reaches only the calls it
+/// belongs to.
 async fn run(store: &Store, jobs: Vec<Job>) {
     metrics::RESERVE_BATCH_SIZE.with_label_values(&[] as &[&str]).observe(jobs.len() as f64);
-    let reqs: Vec<&Reserve> = jobs.iter().map(|job| &job.req).collect();
-    let result = store.reserve_many(&reqs).await;
+    let reqs: Vec<&Reserve> = jobs.iter().map(|job| &job.req.req).collect();
+    let result = store.reserve_many(&reqs, lock_timeout(&jobs)).await;
     drop(reqs);
     match result {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {
                 job.answer(answer);
+            }
+        }
+        Err(err) if is_lock_timeout(&err) => {
+            for job in jobs {
+                job.answer(Err(too_late()));
             }
         }
         Err(err) if jobs.len() == 1 => {
@@ -162,9 +206,11 @@ async fn run(store: &Store, jobs: Vec<Job>) {
         }
         Err(err) => {
             tracing::warn!(error = %err, size = jobs.len(), "reservation batch failed; retrying its calls one by one");
-            for job in jobs {
-                let answer = match store.reserve_many(&[&job.req]).await {
+            for job in jobs.into_iter().filter(|job| !job.abandoned()) {
+                let timeout = lock_timeout(std::slice::from_ref(&job));
+                let answer = match store.reserve_many(&[&job.req.req], timeout).await {
                     Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(stopped())),
+                    Err(err) if is_lock_timeout(&err) => Err(too_late()),
                     Err(err) => Err(err.into()),
                 };
                 job.answer(answer);

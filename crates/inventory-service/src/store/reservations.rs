@@ -33,7 +33,7 @@ impl Store {
             None => {
                 let answers = match common::overload::deadline::remaining() {
                     Some(left) => reserve_within(&self.pool, req, left).await?,
-                    None => self.reserve_many(&[req]).await?,
+                    None => self.reserve_many(&[req], None).await?,
                 };
                 answers.into_iter().next().unwrap_or_else(|| Err(missing_answer()))
             }
@@ -52,15 +52,16 @@ impl Store {
         reqs: &[Reserve],
     ) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, InventoryError> {
         let reqs: Vec<&Reserve> = reqs.iter().collect();
-        Ok(self.reserve_many(&reqs).await?)
+        Ok(self.reserve_many(&reqs, None).await?)
     }
 
     /// [`reserve_many_on`] on a connection of the pool, in one autocommit round trip.
     pub(super) async fn reserve_many(
         &self,
         reqs: &[&Reserve],
+        lock_timeout: Option<Duration>,
     ) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
-        reserve_many_on(&self.pool, reqs).await
+        reserve_many_on(&self.pool, reqs, lock_timeout).await
     }
 
     /// Commits or cancels a hold, idempotently: one round trip to `inventory.settle_hold`
@@ -181,7 +182,7 @@ async fn reserve_within(
             "begin; set local statement_timeout = {timeout_ms}"
         )))
         .await?;
-    let answers = reserve_many_on(&mut *tx, &[req]).await?;
+    let answers = reserve_many_on(&mut *tx, &[req], None).await?;
     tx.commit().await?;
     Ok(answers)
 }
@@ -189,10 +190,12 @@ async fn reserve_within(
 /// One call of `inventory.reserve_many` (see its migration): claims, locks in the global
 /// order, allocates as `domain::allocation::allocate` does, writes; one round trip, one
 /// transaction (autocommit). The SQL text is constant, so the statement is prepared once per
-/// connection.
+/// connection. With `lock_timeout`, the statement waits no longer for any lock (it then fails
+/// and writes nothing).
 pub(super) async fn reserve_many_on<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
     reqs: &[&Reserve],
+    lock_timeout: Option<Duration>,
 ) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
     let lines = reqs.iter().map(|r| r.lines.len()).sum();
     let mut ids = Vec::with_capacity(reqs.len());
@@ -219,7 +222,7 @@ pub(super) async fn reserve_many_on<'e>(
     }
     let rows = sqlx::query_as::<_, ReserveRow>(
         "select o_req, o_outcome, o_hold, o_status, o_item, o_warehouse, o_requested, o_available
-           from inventory.reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+           from inventory.reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&ids)
     .bind(&ref_types)
@@ -230,6 +233,7 @@ pub(super) async fn reserve_many_on<'e>(
     .bind(&line_ids)
     .bind(&line_whs)
     .bind(&line_qtys)
+    .bind(lock_timeout.map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX)))
     .fetch_all(executor)
     .await?;
     Ok(answers(reqs, rows))
