@@ -23,8 +23,10 @@
 # Environment:
 #   SKIP_CONTAINER_SMOKE=1    skip this test
 #   SMOKE_PROFILE=release     package target/release binaries (default debug)
-#   SMOKE_PORT_BASE=N         first port to try for the servers (default 56100); busy ports
-#                             are skipped
+#   SMOKE_PORT_BASE=N         first port to try for the servers (default 61100: above Linux's
+#                             ephemeral range 32768-60999, where any outgoing connection, e.g.
+#                             a container's to PostgreSQL, may take a port between our check
+#                             and the server's bind); busy ports are skipped
 #   SMOKE_KEEP=1              keep the containers and the database after the run
 # The test prints "SKIPPED: <reason>" and exits 0 only when this machine cannot run
 # containers at all (tools not installable, podman unable to start a trivial container);
@@ -258,7 +260,7 @@ free_port() {
   echo "$port"
 }
 taken=()
-port_base="${SMOKE_PORT_BASE:-56100}"
+port_base="${SMOKE_PORT_BASE:-61100}"
 inv_grpc="$(free_port "$port_base")"
 inv_metrics="$(free_port "$((inv_grpc + 1))")"
 ord_grpc="$(free_port "$((inv_metrics + 1))")"
