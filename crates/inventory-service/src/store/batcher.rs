@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::coalesce::{self, Policy, Queue};
+use super::reservations::{is_lock_timeout, lock_timeout_for, too_late};
 use super::{ReserveOutcome, Store};
 use crate::domain::commands::Reserve;
 use crate::error::InventoryError;
@@ -147,31 +148,10 @@ fn take_batch(pending: &mut VecDeque<Job>, busy: &HashSet<String>, max: usize) -
     batch
 }
 
-/// How much before the latest deadline of its calls a batch stops waiting for locks: the
-/// server answers DEADLINE_EXCEEDED at the deadline, and a lock granted in the moment between
-/// that answer and the database's own timeout would commit a hold the caller was told it did
-/// not get.
-const LOCK_TIMEOUT_MARGIN: Duration = Duration::from_millis(25);
-
 /// How long a batch may wait for locks: until shortly before the latest deadline among its
 /// calls (no limit when a call has no deadline).
 fn lock_timeout(jobs: &[Job]) -> Option<Duration> {
-    let now = Instant::now();
-    jobs.iter()
-        .map(|job| job.req.deadline.map(|d| d.saturating_duration_since(now)))
-        .try_fold(Duration::ZERO, |latest, left| left.map(|left| latest.max(left)))
-        .map(|left| left.saturating_sub(LOCK_TIMEOUT_MARGIN))
-}
-
-/// PostgreSQL's lock_not_available: `lock_timeout` expired.
-fn is_lock_timeout(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
-}
-
-fn too_late() -> InventoryError {
-    InventoryError::DeadlineExceeded(
-        "the stock rows stayed locked until the call's deadline; nothing was reserved".into(),
-    )
+    lock_timeout_for(jobs.iter().map(|job| job.req.deadline))
 }
 
 /// Runs one batch and answers each caller. A batch that fails on a database error is rerun

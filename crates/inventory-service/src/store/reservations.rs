@@ -31,10 +31,11 @@ impl Store {
         let outcome = match &self.batcher {
             Some(batcher) => batcher.submit(req.clone()).await,
             None => {
-                let answers = match common::overload::deadline::remaining() {
-                    Some(left) => reserve_within(&self.pool, req, left).await?,
-                    None => self.reserve_many(&[req], None).await?,
-                };
+                let timeout = lock_timeout_for([common::overload::deadline::current()]);
+                let answers = self
+                    .reserve_many(&[req], timeout)
+                    .await
+                    .map_err(|err| if is_lock_timeout(&err) { too_late() } else { err.into() })?;
                 answers.into_iter().next().unwrap_or_else(|| Err(missing_answer()))
             }
         }?;
@@ -160,31 +161,35 @@ impl Store {
     }
 }
 
-/// How long past the call's deadline the database itself cancels the statement. The server
-/// answers DEADLINE_EXCEEDED at the deadline and drops the call, which rolls the open
-/// transaction back; this only frees the connection (and the row locks it waits for) soon.
-const STATEMENT_TIMEOUT_SLACK: Duration = Duration::from_millis(100);
+/// How much before the latest of its calls' deadlines a reservation statement stops waiting
+/// for locks: the server answers DEADLINE_EXCEEDED at the deadline, and a lock granted in the
+/// moment between that answer and the database's own timeout would commit a hold the caller
+/// was told it did not get. (An autocommit statement is not stopped by dropping its future.)
+const LOCK_TIMEOUT_MARGIN: Duration = Duration::from_millis(25);
 
-/// One reservation inside an explicit transaction bounded by the call's deadline (`left`).
-///
-/// An autocommit statement waiting for a row lock would still commit once the lock comes
-/// free, after the caller got DEADLINE_EXCEEDED: a hold the caller was told it did not get.
-/// In a transaction nothing commits unless this future is still there to say so.
-async fn reserve_within(
-    pool: &sqlx::PgPool,
-    req: &Reserve,
-    left: Duration,
-) -> Result<Vec<Result<ReserveOutcome, InventoryError>>, sqlx::Error> {
-    let timeout_ms = left.saturating_add(STATEMENT_TIMEOUT_SLACK).as_millis().max(1);
-    // An integer, so formatting it into the statement is safe; one round trip with BEGIN.
-    let mut tx = pool
-        .begin_with(sqlx::AssertSqlSafe(format!(
-            "begin; set local statement_timeout = {timeout_ms}"
-        )))
-        .await?;
-    let answers = reserve_many_on(&mut *tx, &[req], None).await?;
-    tx.commit().await?;
-    Ok(answers)
+/// The `lock_timeout` of a reservation statement serving calls with `deadlines`: until
+/// shortly before the latest of them; no limit when a call has no deadline.
+pub(super) fn lock_timeout_for(
+    deadlines: impl IntoIterator<Item = Option<tokio::time::Instant>>,
+) -> Option<Duration> {
+    let now = tokio::time::Instant::now();
+    deadlines
+        .into_iter()
+        .map(|d| d.map(|d| d.saturating_duration_since(now)))
+        .try_fold(Duration::ZERO, |latest, left| left.map(|left| latest.max(left)))
+        .map(|left| left.saturating_sub(LOCK_TIMEOUT_MARGIN))
+}
+
+/// PostgreSQL's lock_not_available: `lock_timeout` expired.
+pub(super) fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+/// The answer to a call whose reservation gave up waiting for locks at its deadline.
+pub(super) fn too_late() -> InventoryError {
+    InventoryError::DeadlineExceeded(
+        "the stock rows stayed locked until the call's deadline; nothing was reserved".into(),
+    )
 }
 
 /// One call of `inventory.reserve_many` (see its migration): claims, locks in the global
