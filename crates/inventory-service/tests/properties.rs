@@ -1,6 +1,6 @@
 //! Properties of the inventory's pure rules: warehouse allocation and request validation.
 //!
-//! Each property runs a fixed number of generated cases (see `config`); `PROPTEST_CASES`
+//! Each property runs a fixed number of generated cases (see `fuzz_support::config`); `PROPTEST_CASES`
 //! overrides it and `PROPTEST_RNG_SEED` replays a run. A failure prints the smallest input
 //! proptest could shrink it to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,17 +13,7 @@ use inventory_service::domain::{ItemRef, Quantity, WarehouseId};
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 use uuid::Uuid;
-
-/// `cases` generated inputs per property, unless `PROPTEST_CASES` says otherwise.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
-}
 
 // ---------------------------------------------------------------------------------------
 // Allocation
@@ -254,7 +244,7 @@ fn check_allocation(s: &Scenario, got: &Allocation) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(fuzz_support::config(1024))]
 
     /// (a)-(d): an allocation is within stock, covers each item exactly and respects named
     /// warehouses; a refusal names exactly the unknown items, or exactly the items that no
@@ -493,7 +483,7 @@ fn valid_key(max: usize) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(fuzz_support::config(512))]
 
     #[test]
     fn check_lines_accepts_exactly_the_valid(
