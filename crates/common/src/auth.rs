@@ -238,6 +238,14 @@ fn bearer(metadata: &MetadataMap) -> Bearer<'_> {
     }
 }
 
+/// The names of the verified client certificate `request` came with (its subject CN, then its
+/// DNS SANs); `None` without mutual TLS. The TLS layer has checked the chain already, so these
+/// names are what a caller can be authorized by.
+pub fn client_names<T>(request: &Request<T>) -> Option<Vec<String>> {
+    let certs = request.peer_certs()?;
+    certs.first().map(|leaf| certificate_names(leaf))
+}
+
 /// The names a certificate claims: its subject common name(s), then its DNS SANs. Empty
 /// when the DER does not parse (the TLS layer has already verified the chain).
 pub fn certificate_names(der: &[u8]) -> Vec<String> {

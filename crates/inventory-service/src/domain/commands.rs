@@ -2,7 +2,8 @@
 
 use super::allocation::Line;
 use super::{
-    AdjustmentKey, PageSize, Quantity, Reason, Reference, ReservationId, Sku, WarehouseId,
+    AdjustmentKey, PageSize, Quantity, Reason, Reference, ReservationId, ReservationStatus, Sku,
+    WarehouseId,
 };
 
 /// One line of an availability check.
@@ -75,6 +76,14 @@ impl Settle {
         match self {
             Self::Commit(_) => "committed",
             Self::Cancel(_) => "cancelled",
+        }
+    }
+
+    /// The status a hold has once this applied.
+    pub fn applied(self) -> ReservationStatus {
+        match self {
+            Self::Commit(_) => ReservationStatus::Committed,
+            Self::Cancel(_) => ReservationStatus::Cancelled,
         }
     }
 }

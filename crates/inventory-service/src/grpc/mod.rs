@@ -9,7 +9,7 @@ use common::auth::AdminGuard;
 use common::proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{AvailabilityStatus, commands::Settle};
+use crate::domain::{AvailabilityStatus, ReservationStatus, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
 use crate::store::{ReserveOutcome, SettleOutcome, Store};
@@ -56,10 +56,10 @@ impl InventoryApi {
         };
         counter.with_label_values(&[label]).inc();
         let (op, outcome) = result?;
-        let (success, message) = match outcome {
-            SettleOutcome::Applied => (true, format!("reservation {}", op.done())),
+        let (success, message, status) = match outcome {
+            SettleOutcome::Applied => (true, format!("reservation {}", op.done()), op.applied()),
             SettleOutcome::AlreadyDone(status) => {
-                (true, format!("reservation already {}", status.as_str().to_lowercase()))
+                (true, format!("reservation already {}", status.as_str().to_lowercase()), status)
             }
             SettleOutcome::Refused(status) => (
                 false,
@@ -68,12 +68,14 @@ impl InventoryApi {
                     op.verb(),
                     status.as_str().to_lowercase()
                 ),
+                status,
             ),
         };
         Ok(pb::ReservationResponse {
             reservation_id: op.reservation().to_string(),
             success,
             message,
+            status: status.as_str().to_owned(),
         })
     }
 }
@@ -144,6 +146,7 @@ impl InventoryService for InventoryApi {
                 reservation_id: id.to_string(),
                 success: true,
                 message: "reserved".to_owned(),
+                status: ReservationStatus::Pending.as_str().to_owned(),
             },
             ReserveOutcome::Existing(id, status) => pb::ReservationResponse {
                 reservation_id: id.to_string(),
@@ -152,11 +155,13 @@ impl InventoryService for InventoryApi {
                     "the reference already holds reservation {id} ({})",
                     status.as_str().to_lowercase()
                 ),
+                status: status.as_str().to_owned(),
             },
             ReserveOutcome::Short(shortages) => pb::ReservationResponse {
                 reservation_id: String::new(),
                 success: false,
                 message: convert::shortage_message(&shortages),
+                status: String::new(),
             },
         };
         Ok(Response::new(reply))
