@@ -67,7 +67,7 @@ impl Bound {
         );
         let drain_readiness = readiness.clone();
         common::tls::server_builder(tls)?
-            .layer(common::metrics::GrpcMetricsLayer::new())
+            .layer(common::metrics::GrpcMetricsLayer::new(&[stand_in.service]))
             .add_routes(routes)
             .serve_with_incoming_shutdown(common::server::incoming(listener), async move {
                 shutdown.await;

@@ -148,7 +148,7 @@ impl App {
         let result = settings
             .overload
             .configure(common::tls::server_builder(tls)?)
-            .layer(common::metrics::GrpcMetricsLayer::new())
+            .layer(common::metrics::GrpcMetricsLayer::new(&[SERVICE_NAME]))
             // Inside the metrics layer, so refused and timed-out calls are counted by code.
             .layer(settings.overload.layer())
             .add_service(health)

@@ -2,4 +2,5 @@
 //! healthcheck against TLS servers. Certificates are made at test time (`system_tests::tls`).
 
 mod admin;
+mod labels;
 mod transport;

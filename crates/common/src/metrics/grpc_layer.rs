@@ -3,10 +3,15 @@
 //! The status code is only known once the response is finished: tonic puts it in the headers
 //! of a trailers-only response (errors) and otherwise in the trailers after the last message.
 //! So the layer wraps the response body and records when the trailers frame goes by.
+//!
+//! Labels come only from the methods the server serves (read from the service descriptors
+//! when the layer is built); every other path is counted under one fixed `unknown` pair, so
+//! no caller can grow the metric families by inventing method names.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -14,6 +19,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use prometheus::{HistogramVec, IntCounterVec};
+use prost::Message as _;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -72,16 +78,72 @@ pub fn grpc_code_name(code: Code) -> &'static str {
     }
 }
 
+/// The `grpc_service` / `grpc_method` label of every path that is not a served method.
+pub const UNKNOWN_LABEL: &str = "unknown";
+
+/// Services every server of the pair answers besides its own (health and reflection).
+pub const STANDARD_SERVICES: [&str; 2] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"];
+
+/// The label pair of one served method, shared by every call of it.
+#[derive(Clone, Debug)]
+struct Labels {
+    service: Arc<str>,
+    method: Arc<str>,
+}
+
 /// Tower layer recording `grpc_server_{started,handled}_total` and `grpc_server_handling_seconds`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
-    _private: (),
+    /// `/package.Service/Method` of every served method -> its labels.
+    known: Arc<HashMap<String, Labels>>,
+    unknown: Labels,
 }
 
 impl GrpcMetricsLayer {
-    /// Creates the layer; the metrics themselves are process-wide.
-    pub fn new() -> Self {
-        Self::default()
+    /// A layer labelling the methods of `services` (full names, e.g.
+    /// `inventory.v1.InventoryService`) and of [`STANDARD_SERVICES`]; any other path counts
+    /// as `unknown`. The methods are read from the descriptors of every proto the pair and
+    /// tonic's health and reflection services define; a name found there has none.
+    pub fn new(services: &[&str]) -> Self {
+        let wanted: Vec<&str> = services.iter().copied().chain(STANDARD_SERVICES).collect();
+        let mut known = HashMap::new();
+        for set in [
+            crate::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        ] {
+            // Compiled into the binary by build scripts: a set that does not decode is a
+            // build defect, and costs the labels of its services only.
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                tracing::error!("a compiled-in descriptor set does not decode");
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    let name = match file.package() {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    if !wanted.contains(&name.as_str()) {
+                        continue;
+                    }
+                    let service_label: Arc<str> = name.as_str().into();
+                    for method in &service.method {
+                        let labels =
+                            Labels { service: service_label.clone(), method: method.name().into() };
+                        known.insert(format!("/{name}/{}", method.name()), labels);
+                    }
+                }
+            }
+        }
+        let unknown = Labels { service: UNKNOWN_LABEL.into(), method: UNKNOWN_LABEL.into() };
+        Self { known: Arc::new(known), unknown }
+    }
+
+    /// The labels a call to `path` is recorded under.
+    fn labels(&self, path: &str) -> Labels {
+        self.known.get(path).unwrap_or(&self.unknown).clone()
     }
 }
 
@@ -89,7 +151,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetricsService { inner }
+        GrpcMetricsService { inner, layer: self.clone() }
     }
 }
 
@@ -97,6 +159,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsService<S> {
     inner: S,
+    layer: GrpcMetricsLayer,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcMetricsService<S>
@@ -112,7 +175,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let recorder = Recorder::start(request.uri().path());
+        let recorder = Some(Recorder::start(self.layer.labels(request.uri().path())));
         ResponseFuture { inner: self.inner.call(request), recorder }
     }
 }
@@ -206,32 +269,17 @@ fn status_in(headers: &HeaderMap) -> Option<Code> {
     headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
 }
 
-/// Splits `/inventory.v1.InventoryService/Reserve` into service and method.
-fn service_and_method(path: &str) -> Option<(&str, &str)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    let valid = !service.is_empty() && !method.is_empty() && !method.contains('/');
-    valid.then_some((service, method))
-}
-
 /// One in-flight call; records `handled` exactly once, as `Canceled` if dropped unfinished.
 struct Recorder {
-    service: String,
-    method: String,
+    labels: Labels,
     started_at: Instant,
     finished: bool,
 }
 
 impl Recorder {
-    fn start(path: &str) -> Option<Self> {
-        // Non-gRPC paths (no service/method) are not calls worth a series.
-        let (service, method) = service_and_method(path)?;
-        STARTED.with_label_values(&[GRPC_TYPE, service, method]).inc();
-        Some(Self {
-            service: service.to_owned(),
-            method: method.to_owned(),
-            started_at: Instant::now(),
-            finished: false,
-        })
+    fn start(labels: Labels) -> Self {
+        STARTED.with_label_values(&[GRPC_TYPE, &labels.service, &labels.method]).inc();
+        Self { labels, started_at: Instant::now(), finished: false }
     }
 
     fn finish(mut self, code: Code) {
@@ -243,7 +291,7 @@ impl Recorder {
             return;
         }
         self.finished = true;
-        let (service, method) = (self.service.as_str(), self.method.as_str());
+        let (service, method) = (&*self.labels.service, &*self.labels.method);
         HANDLED.with_label_values(&[GRPC_TYPE, service, method, grpc_code_name(code)]).inc();
         HANDLING_SECONDS
             .with_label_values(&[GRPC_TYPE, service, method])
@@ -300,14 +348,37 @@ mod tests {
     }
 
     #[test]
-    fn splits_grpc_paths() {
+    fn labels_only_the_methods_served() {
+        let layer = GrpcMetricsLayer::new(&["inventory.v1.InventoryService"]);
+        let labels = |path: &str| {
+            let labels = layer.labels(path);
+            (labels.service.to_string(), labels.method.to_string())
+        };
+        let pair = |service: &str, method: &str| (service.to_owned(), method.to_owned());
         assert_eq!(
-            service_and_method("/inventory.v1.InventoryService/ReserveInventory"),
-            Some(("inventory.v1.InventoryService", "ReserveInventory"))
+            labels("/inventory.v1.InventoryService/ReserveInventory"),
+            pair("inventory.v1.InventoryService", "ReserveInventory")
         );
-        for path in ["/", "", "/metrics", "/a/", "//m", "/a/b/c"] {
-            assert_eq!(service_and_method(path), None, "{path}");
+        assert_eq!(labels("/grpc.health.v1.Health/Watch"), pair("grpc.health.v1.Health", "Watch"));
+        assert_eq!(
+            labels("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            pair("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo")
+        );
+        // Another service of the pair, invented names and paths that are no gRPC call at all
+        // share one pair of labels.
+        for path in [
+            "/order.v1.OrderService/CreateOrder",
+            "/inventory.v1.InventoryService/NoSuchMethod",
+            "/evil1.Svc/M1a2b",
+            "/",
+            "",
+            "/metrics",
+            "/inventory.v1.InventoryService/ReserveInventory/extra",
+        ] {
+            assert_eq!(labels(path), pair(UNKNOWN_LABEL, UNKNOWN_LABEL), "{path}");
         }
+        // Every RPC of the contract resolves (the descriptors are the source of truth).
+        assert_eq!(layer.known.len(), 9 + 2 + 1, "{:?}", layer.known.keys());
     }
 
     #[test]
@@ -327,7 +398,7 @@ mod tests {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             Server::builder()
-                .layer(GrpcMetricsLayer::new())
+                .layer(GrpcMetricsLayer::new(&[]))
                 .add_service(health)
                 .add_service(crate::server::reflection().unwrap())
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {

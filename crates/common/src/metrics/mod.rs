@@ -15,7 +15,8 @@ use prometheus::{Encoder as _, TEXT_FORMAT, TextEncoder};
 use tokio::net::TcpListener;
 
 pub use grpc_layer::{
-    GrpcMetricsLayer, GrpcMetricsService, MetricsBody, ResponseFuture, grpc_code_name,
+    GrpcMetricsLayer, GrpcMetricsService, MetricsBody, ResponseFuture, STANDARD_SERVICES,
+    UNKNOWN_LABEL, grpc_code_name,
 };
 pub use registry::{
     LATENCY_BUCKETS, register_counter_vec, register_histogram_vec, register_int_gauge,

@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! let server = settings.overload.configure(tonic::transport::Server::builder())
-//!     .layer(common::metrics::GrpcMetricsLayer::new()) // outside: sees shed calls' codes
+//!     .layer(common::metrics::GrpcMetricsLayer::new(&[SERVICE_NAME])) // outside: sees shed calls' codes
 //!     .layer(settings.overload.layer());
 //! ```
 
