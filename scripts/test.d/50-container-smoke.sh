@@ -168,6 +168,8 @@ step "cargo build ($profile)"
 work="$(mktemp -d)"
 containers=()
 run_id="$$"
+# The inventory refuses to start with its admin RPCs open by accident; shopctl sends this.
+admin_token="smoke-admin-${run_id}-${RANDOM}"
 cleanup() {
   local rc=$?
   if ((${#containers[@]})); then
@@ -287,7 +289,8 @@ run_container product product-standin "GRPC_ADDR=127.0.0.1:$product_grpc"
 run_container payment payment-standin "GRPC_ADDR=127.0.0.1:$payment_grpc"
 run_container inventory inventory-service \
   "DATABASE_URL=postgres://inventory_svc:inventory_dev@$db_at" \
-  "GRPC_ADDR=127.0.0.1:$inv_grpc" "METRICS_ADDR=127.0.0.1:$inv_metrics"
+  "GRPC_ADDR=127.0.0.1:$inv_grpc" "METRICS_ADDR=127.0.0.1:$inv_metrics" \
+  "ADMIN_TOKEN=$admin_token"
 run_container order order-service \
   "DATABASE_URL=postgres://order_svc:order_dev@$db_at" \
   "GRPC_ADDR=127.0.0.1:$ord_grpc" "METRICS_ADDR=127.0.0.1:$ord_metrics" \
@@ -322,7 +325,7 @@ for check in "inventory_svc:inventory_dev orders.orders" "order_svc:order_dev in
   [[ "$out" == *"permission denied"* ]] || die "role $role reading $table: unexpected error: $out"
 done
 
-"$shopctl" --inventory-url "http://127.0.0.1:$inv_grpc" \
+"$shopctl" --inventory-url "http://127.0.0.1:$inv_grpc" --token "$admin_token" \
   stock set MUG-CLASSIC 5 --product prod-mug >/dev/null
 order_json="$("$shopctl" --json --order-url "http://127.0.0.1:$ord_grpc" \
   order place --user smoke-user --key "smoke-$run_id" prod-mug=1)"

@@ -1,6 +1,8 @@
 //! Authorization of admin RPCs: a bearer token (`ADMIN_TOKEN` / `ADMIN_TOKEN_FILE`) and/or an
-//! allow-list of mutual-TLS client identities (`ADMIN_ALLOWED_IDENTITIES`). The rest of an API
-//! stays open; a server asks [`AdminGuard::check`] in exactly the handlers it guards.
+//! allow-list of mutual-TLS client identities (`ADMIN_ALLOWED_IDENTITIES`). A server asks
+//! [`AdminGuard::check`] in exactly the handlers it guards. It fails closed: with none of
+//! them set, the guard cannot be built unless `ADMIN_AUTH_DISABLED=true` says to run the
+//! admin RPCs open on purpose.
 //!
 //! Outcomes: no credentials, or a bearer token that is malformed or wrong, is
 //! `UNAUTHENTICATED` (the caller has not proven who it is); a verified client certificate
@@ -23,8 +25,8 @@ use crate::tls::ServerTlsSettings;
 /// Who may call admin RPCs (flattened into the settings of a server that has them).
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct AdminAuthSettings {
-    /// Bearer token admin RPCs accept (`authorization: Bearer <token>`). Unset (and no
-    /// ADMIN_TOKEN_FILE / ADMIN_ALLOWED_IDENTITIES): admin RPCs are open.
+    /// Bearer token admin RPCs accept (`authorization: Bearer <token>`). One of ADMIN_TOKEN,
+    /// ADMIN_TOKEN_FILE, ADMIN_ALLOWED_IDENTITIES or ADMIN_AUTH_DISABLED=true is required.
     // hide_env_values: `--help` would otherwise print the token taken from the env.
     #[arg(
         long,
@@ -43,6 +45,18 @@ pub struct AdminAuthSettings {
     /// RPCs over mutual TLS (needs TLS_CLIENT_CA_PATH).
     #[arg(long, env = "ADMIN_ALLOWED_IDENTITIES", value_name = "NAMES", value_delimiter = ',')]
     pub admin_allowed_identities: Vec<String>,
+
+    /// Run the admin RPCs open to every client, on purpose (local runs, tests, a network
+    /// that only operators reach). Without it, a server given no admin token or identities
+    /// refuses to start. Ignored when a token or identities are set.
+    #[arg(
+        long,
+        env = "ADMIN_AUTH_DISABLED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub admin_auth_disabled: bool,
 }
 
 /// Why the admin settings cannot be used.
@@ -54,6 +68,12 @@ pub enum AuthSettingsError {
     /// The token is empty, or its file holds nothing.
     #[error("{0}: the admin token is empty")]
     EmptyToken(&'static str),
+    /// Nothing guards the admin RPCs and nobody said that is on purpose.
+    #[error(
+        "the admin RPCs would be open to every client: set ADMIN_TOKEN, ADMIN_TOKEN_FILE or \
+         ADMIN_ALLOWED_IDENTITIES, or ADMIN_AUTH_DISABLED=true to run them open on purpose"
+    )]
+    Unguarded,
     /// Identities are allowed but no client ever presents a certificate.
     #[error(
         "ADMIN_ALLOWED_IDENTITIES needs mutual TLS (TLS_CERT_PATH, TLS_KEY_PATH and \
@@ -85,9 +105,11 @@ impl AdminAuthSettings {
             .filter(|name| !name.is_empty())
             .map(str::to_owned)
             .collect();
-        let mutual_tls = tls.requires_client_certs() && tls.tls_cert_path.is_some();
-        if !identities.is_empty() && !mutual_tls {
+        if !identities.is_empty() && !tls.is_mutual() {
             return Err(AuthSettingsError::IdentitiesWithoutMutualTls);
+        }
+        if token.is_none() && identities.is_empty() && !self.admin_auth_disabled {
+            return Err(AuthSettingsError::Unguarded);
         }
         Ok(AdminGuard { token, identities: identities.into() })
     }
@@ -136,8 +158,8 @@ impl AdminGuard {
     pub fn log_startup(&self, methods: &str, tls_enabled: bool) {
         if self.is_open() {
             tracing::warn!(
-                "admin RPCs ({methods}) are open to every client: set ADMIN_TOKEN, \
-                 ADMIN_TOKEN_FILE or ADMIN_ALLOWED_IDENTITIES to guard them"
+                "admin RPCs ({methods}) are open to every client (ADMIN_AUTH_DISABLED=true): set \
+                 ADMIN_TOKEN, ADMIN_TOKEN_FILE or ADMIN_ALLOWED_IDENTITIES to guard them"
             );
             return;
         }
@@ -302,6 +324,7 @@ mod tests {
             admin_token: token.map(Secret::new),
             admin_token_file: None,
             admin_allowed_identities: identities.iter().map(|s| (*s).to_owned()).collect(),
+            admin_auth_disabled: false,
         }
         .guard(&mtls())
         .expect("guard")
@@ -315,11 +338,23 @@ mod tests {
     }
 
     #[test]
-    fn open_when_nothing_is_configured() {
-        let guard =
-            AdminAuthSettings::default().guard(&ServerTlsSettings::default()).expect("open");
+    fn fails_closed_unless_disabled_on_purpose() {
+        let unguarded = AdminAuthSettings::default().guard(&ServerTlsSettings::default());
+        let message = unguarded.expect_err("nothing configured").to_string();
+        for name in ["ADMIN_TOKEN", "ADMIN_ALLOWED_IDENTITIES", "ADMIN_AUTH_DISABLED=true"] {
+            assert!(message.contains(name), "{message}");
+        }
+        let disabled = AdminAuthSettings { admin_auth_disabled: true, ..Default::default() };
+        let guard = disabled.guard(&ServerTlsSettings::default()).expect("open on purpose");
         assert!(guard.is_open());
         assert!(guard.check_parts(&MetadataMap::new(), None).is_ok());
+        // A token wins over the switch.
+        let both = AdminAuthSettings {
+            admin_token: Some(Secret::new("t")),
+            admin_auth_disabled: true,
+            ..Default::default()
+        };
+        assert!(!both.guard(&ServerTlsSettings::default()).expect("guarded").is_open());
     }
 
     #[test]

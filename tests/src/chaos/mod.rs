@@ -562,6 +562,8 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     inventory_env.extend(env(&[
         ("GRPC_ADDR", inventory_addr.to_string()),
         ("SWEEP_INTERVAL_MS", SWEEP_INTERVAL.as_millis().to_string()),
+        // The run's own admin adjustments are faults it injects, open on purpose.
+        ("ADMIN_AUTH_DISABLED", "true".to_owned()),
     ]));
     let mut order_env = env(&common_env);
     order_env.extend(env(&[
