@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::auth::AdminAuthSettings;
 use common::overload::OverloadSettings;
 use common::proto::inventory::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
@@ -41,7 +42,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
-        admin: Default::default(),
+        // Open on purpose: the tests that guard admin RPCs set a token or identities.
+        admin: AdminAuthSettings { admin_auth_disabled: true, ..Default::default() },
+        authz_policy_file: None,
         overload: OverloadSettings::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),

@@ -1,5 +1,6 @@
 //! Rich gRPC errors every server builds the same way: google.rpc `BadRequest` field
-//! violations for `INVALID_ARGUMENT`, `ResourceInfo` for `NOT_FOUND`.
+//! violations for `INVALID_ARGUMENT`, `ResourceInfo` for `NOT_FOUND`, `ErrorInfo` where a
+//! client must tell one refusal from another by a stable reason.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -43,6 +44,21 @@ pub fn not_found(what: &str, key: &str) -> Status {
     Status::with_error_details(Code::NotFound, format!("{what} not found: {key}"), details)
 }
 
+/// `code` with a google.rpc `ErrorInfo`: a stable, machine-readable `reason` (UPPER_SNAKE)
+/// in `domain` (e.g. `inventory.v1`), with `metadata`, beside the human `message`.
+pub fn with_reason<'a>(
+    code: Code,
+    reason: &str,
+    domain: &str,
+    metadata: impl IntoIterator<Item = (&'a str, &'a str)>,
+    message: impl Into<String>,
+) -> Status {
+    let metadata: std::collections::HashMap<String, String> =
+        metadata.into_iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect();
+    let details = ErrorDetails::with_error_info(reason, domain, metadata);
+    Status::with_error_details(code, message, details)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +87,21 @@ mod tests {
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(status.message(), "reservation not found: abc");
         assert_eq!(status.get_details_resource_info().map(|r| r.resource_name), Some("abc".into()));
+    }
+
+    #[test]
+    fn with_reason_carries_error_info() {
+        let status = with_reason(
+            Code::AlreadyExists,
+            "SOME_REASON",
+            "inventory.v1",
+            [("reference_id", "o-1")],
+            "taken",
+        );
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(status.message(), "taken");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("SOME_REASON", "inventory.v1"));
+        assert_eq!(info.metadata.get("reference_id").map(String::as_str), Some("o-1"));
     }
 }

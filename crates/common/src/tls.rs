@@ -98,6 +98,11 @@ impl ServerTlsSettings {
         self.tls_client_ca_path.is_some()
     }
 
+    /// Whether every client proves its identity with a certificate: TLS on, client CA set.
+    pub fn is_mutual(&self) -> bool {
+        self.requires_client_certs() && self.tls_cert_path.is_some()
+    }
+
     /// The certificate and key files, when TLS is on; an error when only one is set, or when
     /// a client CA is set without them.
     fn identity_files(&self) -> Result<Option<(PemFile<'_>, PemFile<'_>)>, TlsError> {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::ServerTlsConfig;
 
+use crate::access::{Access, Policy};
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::reconciler::{self, ReconcileConfig};
 use crate::settings::Settings;
@@ -28,21 +29,24 @@ pub struct App {
     metrics: TcpListener,
     tls: Option<ServerTlsConfig>,
     admin: AdminGuard,
+    access: Access,
 }
 
 impl App {
-    /// Reads the TLS and admin settings (failing on a bad file at once), then binds the gRPC
-    /// and metrics listeners.
+    /// Reads the TLS, admin and caller-policy settings (failing on a bad file, or on admin
+    /// RPCs left open by accident, at once), then binds the gRPC and metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tls = settings.tls.server_config()?;
         let admin = settings.admin.guard(&settings.tls)?;
+        let policy = settings.authz_policy_file.as_deref().map(Policy::load).transpose()?;
+        let access = Access::new(settings.tls.is_mutual(), policy)?;
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
         let metrics = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
-        Ok(Self { settings, grpc, metrics, tls, admin })
+        Ok(Self { settings, grpc, metrics, tls, admin, access })
     }
 
     /// The address gRPC clients connect to.
@@ -66,7 +70,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, grpc, metrics, tls, admin } = self;
+        let Self { settings, grpc, metrics, tls, admin, access } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -134,12 +138,14 @@ impl App {
                 max_expiry_minutes: settings.max_expiry_minutes.max(1),
             },
         )
-        .with_admin_guard(admin.clone());
+        .with_admin_guard(admin.clone())
+        .with_access(access.clone());
         admin.log_startup("UpsertInventoryItem, AdjustStock", tls.is_some());
         tracing::info!(
             grpc_addr = %grpc.local_addr()?,
             tls = tls.is_some(),
-            mutual_tls = settings.tls.requires_client_certs(),
+            mutual_tls = settings.tls.is_mutual(),
+            caller_policy = access.has_policy(),
             %metrics_addr,
             "inventory server listening"
         );

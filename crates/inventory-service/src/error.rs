@@ -3,7 +3,16 @@
 use common::status::describe;
 use tonic::{Code, Status};
 
-use crate::domain::FieldViolation;
+use crate::domain::{FieldViolation, Reference};
+
+/// `google.rpc.ErrorInfo.domain` of this service's errors.
+pub const ERROR_DOMAIN: &str = "inventory.v1";
+/// ErrorInfo reason: the reference already holds a different request (ALREADY_EXISTS).
+pub const REFERENCE_IN_USE: &str = "RESERVATION_REFERENCE_IN_USE";
+/// ErrorInfo reason: the hold (or the reference's hold) was taken by another client identity.
+pub const HOLD_OF_ANOTHER_CALLER: &str = "HOLD_OWNED_BY_ANOTHER_CALLER";
+/// ErrorInfo reason: the caller policy does not allow this RPC or reference type.
+pub const CALLER_NOT_ALLOWED: &str = "CALLER_NOT_ALLOWED";
 
 /// Everything an inventory operation can fail with. Business outcomes that are not errors
 /// (a short reservation, a refused commit) are results, not variants here.
@@ -24,6 +33,21 @@ pub enum InventoryError {
     /// The call's deadline came before the locks it needed; nothing was written.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The reference already holds a live reservation of a different request; nothing was
+    /// written.
+    #[error(
+        "reference_id {:?} (reference_type {:?}) already holds a reservation of a different \
+         request (other items, warehouses or quantities); repeat the first request exactly, or \
+         use a new reference",
+        .0.id, .0.kind
+    )]
+    ReferenceInUse(Reference),
+    /// The caller is identified but not allowed this; `reason` is the ErrorInfo reason.
+    #[error("{message}")]
+    PermissionDenied { reason: &'static str, message: String },
+    /// The caller did not prove who it is, and this needs it.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A bug or an unexpected database failure; details are logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -59,6 +83,9 @@ impl InventoryError {
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::ReferenceInUse(_) => Code::AlreadyExists,
+            Self::PermissionDenied { .. } => Code::PermissionDenied,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -77,6 +104,30 @@ impl From<InventoryError> for Status {
                 Status::unavailable("database unavailable, retry later")
             }
             InventoryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
+            InventoryError::ReferenceInUse(reference) => common::status::with_reason(
+                Code::AlreadyExists,
+                REFERENCE_IN_USE,
+                ERROR_DOMAIN,
+                [
+                    ("reference_type", reference.kind.as_str()),
+                    ("reference_id", reference.id.as_str()),
+                ],
+                err.to_string(),
+            ),
+            InventoryError::PermissionDenied { reason, message } => {
+                tracing::warn!(reason, message, "call refused: permission denied");
+                common::status::with_reason(
+                    Code::PermissionDenied,
+                    reason,
+                    ERROR_DOMAIN,
+                    [],
+                    message.clone(),
+                )
+            }
+            InventoryError::Unauthenticated(message) => {
+                tracing::warn!(message, "call refused: caller not authenticated");
+                Status::unauthenticated(message)
+            }
             InventoryError::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 Status::internal("internal error")

@@ -1,6 +1,7 @@
 //! The inventory gRPC server: stock per warehouse, all-or-nothing holds, commits, expiry, and
 //! an append-only movement ledger, over PostgreSQL schema `inventory`.
 
+pub mod access;
 pub mod app;
 pub mod domain;
 pub mod error;

@@ -17,7 +17,8 @@ pub static CHECK_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
-/// Reservation attempts by outcome: reserved, existing, insufficient, not_found, invalid, error.
+/// Reservation attempts by outcome: reserved, existing, insufficient, conflict (the reference
+/// holds another request), denied, not_found, invalid, error.
 pub static RESERVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_counter_vec(
         "inventory_reservations_total",
@@ -26,7 +27,8 @@ pub static RESERVATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Commit attempts by outcome: committed, already_done, refused, not_found, invalid, error.
+/// Commit attempts by outcome: committed, already_done, refused, denied, not_found, invalid,
+/// error.
 pub static COMMITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_counter_vec(
         "inventory_commits_total",
@@ -35,7 +37,8 @@ pub static COMMITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Cancel attempts by outcome: cancelled, already_done, refused, not_found, invalid, error.
+/// Cancel attempts by outcome: cancelled, already_done, refused, denied, not_found, invalid,
+/// error.
 pub static CANCELLATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_counter_vec(
         "inventory_cancellations_total",
@@ -97,6 +100,8 @@ pub fn error_outcome(err: &crate::error::InventoryError) -> &'static str {
         E::InvalidArgument(_) => "invalid",
         E::NotFound { .. } => "not_found",
         E::FailedPrecondition(_) => "refused",
+        E::ReferenceInUse(_) => "conflict",
+        E::PermissionDenied { .. } | E::Unauthenticated(_) => "denied",
         E::Unavailable(_) | E::DeadlineExceeded(_) | E::Internal(_) => "error",
     }
 }
@@ -109,10 +114,19 @@ pub fn init() {
     EXPIRED_HOLDS.with_label_values(none);
     RESERVE_BATCH_SIZE.with_label_values(none);
     CHECK_BATCH_SIZE.with_label_values(none);
-    for outcome in ["reserved", "existing", "insufficient", "not_found", "invalid", "error"] {
+    for outcome in [
+        "reserved",
+        "existing",
+        "insufficient",
+        "conflict",
+        "denied",
+        "not_found",
+        "invalid",
+        "error",
+    ] {
         RESERVATIONS.with_label_values(&[outcome]);
     }
-    for outcome in ["already_done", "refused", "not_found", "invalid", "error"] {
+    for outcome in ["already_done", "refused", "denied", "not_found", "invalid", "error"] {
         COMMITS.with_label_values(&[outcome]);
         CANCELLATIONS.with_label_values(&[outcome]);
     }

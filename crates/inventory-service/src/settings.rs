@@ -1,6 +1,7 @@
 //! Settings from the environment (12-factor), each also a `--flag`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use common::auth::AdminAuthSettings;
 use common::overload::OverloadSettings;
@@ -28,6 +29,13 @@ pub struct Settings {
     /// Who may call the admin RPCs (UpsertInventoryItem, AdjustStock).
     #[command(flatten)]
     pub admin: AdminAuthSettings,
+
+    /// Caller policy (JSON): which client identities may call which RPCs, reserve under which
+    /// reference types, and settle any hold (see README, "Security model"). Needs mutual TLS.
+    /// Unset: with mutual TLS every verified client may call every RPC and holds belong to
+    /// whoever took them; without it callers are not told apart.
+    #[arg(long, env = "AUTHZ_POLICY_FILE", value_name = "FILE")]
+    pub authz_policy_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub overload: OverloadSettings,

@@ -29,6 +29,8 @@ fn help_lists_every_setting_and_no_secret() {
         "ADMIN_TOKEN",
         "ADMIN_TOKEN_FILE",
         "ADMIN_ALLOWED_IDENTITIES",
+        "ADMIN_AUTH_DISABLED",
+        "AUTHZ_POLICY_FILE",
     ] {
         assert!(help.contains(name), "--help does not mention {name}:\n{help}");
     }
@@ -172,6 +174,69 @@ fn write_mtls_files(dir: &std::path::Path) -> Vec<(&'static str, std::path::Path
     ]
 }
 
+/// Runs the binary with `env` on free ports; it must refuse to start (it never listens).
+fn refused_start(env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(BIN);
+    command
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/none")
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0");
+    for var in
+        ["ADMIN_TOKEN", "ADMIN_TOKEN_FILE", "ADMIN_ALLOWED_IDENTITIES", "ADMIN_AUTH_DISABLED"]
+    {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().expect("run");
+    assert!(!out.status.success(), "started with {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn admin_auth_fails_closed_unless_disabled_on_purpose() {
+    let stderr = refused_start(&[]);
+    for name in ["ADMIN_TOKEN", "ADMIN_ALLOWED_IDENTITIES", "ADMIN_AUTH_DISABLED=true"] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    // `false` is not "on purpose" either.
+    assert!(refused_start(&[("ADMIN_AUTH_DISABLED", "false")]).contains("ADMIN_AUTH_DISABLED"));
+}
+
+#[test]
+fn a_caller_policy_is_checked_at_start() {
+    let dir = std::env::temp_dir().join(format!("inventory-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_string_lossy().into_owned()
+    };
+    let typo = write("typo.json", r#"{"callers": [{"identity": "a", "rpcs": ["Reserve"]}]}"#);
+    let fine = write(
+        "fine.json",
+        r#"{"callers": [{"identity": "a", "rpcs": ["*"], "reference_types": ["*"]}]}"#,
+    );
+    let mut files = write_mtls_files(&dir);
+    let mtls: Vec<(&str, String)> =
+        files.drain(..).map(|(name, path)| (name, path.to_string_lossy().into_owned())).collect();
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut env: Vec<(&str, &str)> = mtls.iter().map(|(n, p)| (*n, p.as_str())).collect();
+        env.push(("ADMIN_AUTH_DISABLED", "true"));
+        env.extend_from_slice(extra);
+        refused_start(&env)
+    };
+    let stderr = with(&[("AUTHZ_POLICY_FILE", &typo)]);
+    assert!(stderr.contains("unknown RPC \"Reserve\"") && stderr.contains(&typo), "{stderr}");
+    let missing = dir.join("missing.json").to_string_lossy().into_owned();
+    assert!(with(&[("AUTHZ_POLICY_FILE", &missing)]).contains("cannot read"));
+    // A policy needs client certificates to authorize by.
+    let plaintext = refused_start(&[("ADMIN_AUTH_DISABLED", "true"), ("AUTHZ_POLICY_FILE", &fine)]);
+    assert!(plaintext.contains("needs mutual TLS"), "{plaintext}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn missing_database_url_is_a_clear_error() {
     let out = Command::new(BIN).env_remove("DATABASE_URL").output().expect("run");
@@ -192,6 +257,7 @@ fn sigterm_stops_it_cleanly() {
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
         // The admin database is shared by every test run: never migrate it.
         .env("RUN_MIGRATIONS", "false")
+        .env("ADMIN_AUTH_DISABLED", "true")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

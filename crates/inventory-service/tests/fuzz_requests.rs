@@ -9,6 +9,7 @@
 
 use common::proto::inventory::v1 as pb;
 use fuzz_support::{mutate, mutation, run_all, soup};
+use inventory_service::domain::HoldCaller;
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
@@ -22,7 +23,7 @@ fuzz_support::targets! {
     pb, "inventory.v1", run;
     CheckInventoryAvailabilityRequest => |r| convert::check_lines(r, &LIMITS).map(drop),
         seed: pb::CheckInventoryAvailabilityRequest { items: vec![check_item("SKU-1", 2), check_item("SKU-2", 1)] };
-    ReserveInventoryRequest => |r| convert::reserve(r, &LIMITS).map(drop),
+    ReserveInventoryRequest => |r| convert::reserve(r, &LIMITS, HoldCaller::anonymous()).map(drop),
         seed: pb::ReserveInventoryRequest {
             items: vec![reserve_item("SKU-1", "", 2), reserve_item("0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f", "east", 1)],
             reference_id: "order-1".into(),

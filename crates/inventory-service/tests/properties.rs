@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::proto::inventory::v1 as pb;
 use inventory_service::domain::allocation::{Allocation, LevelSnapshot, Line, Refusal, allocate};
-use inventory_service::domain::{ItemRef, Quantity, WarehouseId};
+use inventory_service::domain::{HoldCaller, ItemRef, Quantity, WarehouseId};
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
@@ -550,7 +550,7 @@ proptest! {
         if !(0..=max).contains(&expiration_minutes) {
             expected.push("expiration_minutes".to_owned());
         }
-        match convert::reserve(&req, &LIMITS) {
+        match convert::reserve(&req, &LIMITS, HoldCaller::anonymous()) {
             Ok(cmd) => {
                 prop_assert!(expected.is_empty(), "accepted, but {:?} are invalid", expected);
                 prop_assert_eq!(cmd.lines.len(), items.len());
@@ -777,7 +777,7 @@ proptest! {
             reference_id: reference.1.clone(),
             expiration_minutes,
         };
-        let cmd = convert::reserve(&reserve, &LIMITS).unwrap();
+        let cmd = convert::reserve(&reserve, &LIMITS, HoldCaller::anonymous()).unwrap();
         prop_assert_eq!(cmd.lines.len(), lines.len());
         for (line, (sku, wh, q)) in cmd.lines.iter().zip(&lines) {
             prop_assert_eq!(line.item.as_str(), sku.as_str());
@@ -827,7 +827,7 @@ fn reserve_names_both_reference_fields() {
         expiration_minutes: 0,
     };
     assert_eq!(
-        fields(convert::reserve(&req, &LIMITS).unwrap_err()),
+        fields(convert::reserve(&req, &LIMITS, HoldCaller::anonymous()).unwrap_err()),
         ["reference_type", "reference_id"]
     );
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use common::proto::inventory::v1 as pb;
 use inventory_service::domain::allocation::Line;
 use inventory_service::domain::commands::Reserve;
-use inventory_service::domain::{ItemRef, Quantity, Reference, ReservationStatus};
+use inventory_service::domain::{HoldCaller, ItemRef, Quantity, Reference, ReservationStatus};
 use inventory_service::error::InventoryError;
 use inventory_service::store::{ReserveBatching, ReserveOutcome, Store};
 use system_tests::{TestDb, TestInventory, reserve_request, test_settings};
@@ -26,6 +26,7 @@ fn req(reference: &str, lines: &[(&str, i32)]) -> anyhow::Result<Reserve> {
             .collect::<anyhow::Result<_>>()?,
         reference: Reference::parse("ORDER", reference).map_err(|v| anyhow::anyhow!("{v:?}"))?,
         expires_in_minutes: 30,
+        caller: HoldCaller::anonymous(),
     })
 }
 
@@ -189,7 +190,11 @@ async fn retries_inside_one_batch_share_one_hold() -> anyhow::Result<()> {
     let ReserveOutcome::Reserved(r1) = next()?? else { anyhow::bail!("r1 not reserved") };
     assert_eq!(next()??, ReserveOutcome::Existing(r1, ReservationStatus::Pending));
     let ReserveOutcome::Reserved(r2) = next()?? else { anyhow::bail!("r2 not reserved") };
-    assert_eq!(next()??, ReserveOutcome::Existing(r1, ReservationStatus::Pending));
+    // The same reference with other lines is another request: refused, even in one batch.
+    match next()? {
+        Err(InventoryError::ReferenceInUse(reference)) => assert_eq!(reference.id, "r1"),
+        other => anyhow::bail!("r1 with other lines: {other:?}"),
+    }
     let ReserveOutcome::Short(short) = next()?? else { anyhow::bail!("r3 first not short") };
     assert_eq!((short[0].requested, short[0].available), (100, 7));
     let ReserveOutcome::Reserved(r3) = next()?? else { anyhow::bail!("r3 retry not reserved") };
@@ -213,13 +218,26 @@ async fn retries_inside_one_batch_share_one_hold() -> anyhow::Result<()> {
         assert_eq!(hold.items.iter().map(|i| i.quantity).sum::<i32>(), q);
     }
 
-    // A later batch retrying r1 finds the committed-or-pending hold from outside the batch.
-    let again = store.reserve_batch(&[req("r1", &[("A", 1)])?, req("r6", &[("A", 1)])?]).await?;
+    // A later batch retrying r1 finds the committed-or-pending hold from outside the batch. r3
+    // holds the request that took the claim over (A x 3), not the refused one (A x 100).
+    let again = store
+        .reserve_batch(&[
+            req("r1", &[("A", 2)])?,
+            req("r6", &[("A", 1)])?,
+            req("r3", &[("A", 3)])?,
+            req("r3", &[("A", 100)])?,
+        ])
+        .await?;
     assert_eq!(
         again[0].as_ref().ok(),
         Some(&ReserveOutcome::Existing(r1, ReservationStatus::Pending))
     );
     assert!(matches!(again[1], Ok(ReserveOutcome::Reserved(_))));
+    assert_eq!(
+        again[2].as_ref().ok(),
+        Some(&ReserveOutcome::Existing(r3, ReservationStatus::Pending))
+    );
+    assert!(matches!(again[3], Err(InventoryError::ReferenceInUse(_))), "{:?}", again[3]);
     assert!(inv.ledger_violations().await?.is_empty());
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use inventory_service::domain::allocation::{Allocation, LevelSnapshot, Line, Refusal, allocate};
 use inventory_service::domain::commands::Reserve;
-use inventory_service::domain::{ItemRef, Quantity, Reference, WarehouseId};
+use inventory_service::domain::{HoldCaller, ItemRef, Quantity, Reference, WarehouseId};
 use inventory_service::error::InventoryError;
 use inventory_service::store::{ReserveOutcome, Store};
 use sqlx::PgPool;
@@ -156,6 +156,7 @@ fn reserve(lines: Vec<Line>, reference: &str) -> anyhow::Result<Reserve> {
         lines,
         reference: Reference::parse("DIFF", reference).map_err(|v| anyhow::anyhow!("{v:?}"))?,
         expires_in_minutes: 30,
+        caller: HoldCaller::anonymous(),
     })
 }
 
@@ -201,6 +202,8 @@ enum Expected {
     Short(Vec<inventory_service::domain::allocation::Shortage>),
     /// A retry of a reference an earlier request of the batch holds (index of that request).
     Same(usize),
+    /// Other lines under a reference an earlier request of the batch holds: refused.
+    InUse,
 }
 
 /// Compares one store answer with the model's; returns the hold id of a success.
@@ -221,6 +224,7 @@ async fn check(
             anyhow::ensure!(Some(id.uuid()) == holds[*k], "{context}: retry got another hold");
             Ok(None)
         }
+        (Err(InventoryError::ReferenceInUse(_)), Expected::InUse) => Ok(None),
         (Err(InventoryError::NotFound { key, .. }), Expected::Unknown(refs)) => {
             anyhow::ensure!(key == refs, "{context}: unknown {key:?}, model {refs:?}");
             Ok(None)
@@ -239,7 +243,8 @@ fn model(reqs: &[Reserve], levels: &mut [LevelSnapshot]) -> Vec<Expected> {
     let mut out = Vec::new();
     for (k, req) in reqs.iter().enumerate() {
         if let Some(&first) = holders.get(req.reference.id.as_str()) {
-            out.push(Expected::Same(first));
+            let same = reqs[first].fingerprint() == req.fingerprint();
+            out.push(if same { Expected::Same(first) } else { Expected::InUse });
             continue;
         }
         out.push(match allocate(&req.lines, levels) {
@@ -341,6 +346,7 @@ fn kind(e: &Expected) -> &'static str {
         Expected::Unknown(_) => "unknown",
         Expected::Short(_) => "short",
         Expected::Same(_) => "same",
+        Expected::InUse => "in_use",
     }
 }
 
@@ -368,11 +374,20 @@ async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
         let mut refs: Vec<String> = Vec::new();
         let mut reqs = Vec::new();
         for k in 0..1 + rng.below(6) {
-            let reference = if k > 0 && rng.chance(20) {
-                refs[rng.below(refs.len())].clone()
-            } else {
-                format!("{tag}-r{k}")
-            };
+            if k > 0 && rng.chance(40) {
+                // A retry of an earlier reference: half of them the very same request.
+                let earlier: &Reserve = &reqs[rng.below(reqs.len())];
+                let reference = earlier.reference.id.clone();
+                let lines = if rng.chance(50) {
+                    earlier.lines.clone()
+                } else {
+                    lines(&mut rng, &items, &tag, shape)?
+                };
+                reqs.push(reserve(lines, &reference)?);
+                refs.push(reference);
+                continue;
+            }
+            let reference = format!("{tag}-r{k}");
             reqs.push(reserve(lines(&mut rng, &items, &tag, shape)?, &reference)?);
             refs.push(reference);
         }
@@ -392,7 +407,7 @@ async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
         let held = holds.iter().flatten().count();
         check_totals(&pool, &context, &before, &after, &distinct, held).await?;
     }
-    for k in ["took", "short", "unknown", "same"] {
+    for k in ["took", "short", "unknown", "same", "in_use"] {
         assert!(seen.get(k).copied().unwrap_or(0) >= 5, "seed {seed}: {seen:?}");
     }
     eprintln!("seed {seed}: {seen:?}");

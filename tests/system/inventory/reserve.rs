@@ -166,3 +166,69 @@ async fn explicit_expiry_is_honoured() -> anyhow::Result<()> {
     assert!((240..=300).contains(&left), "expected ~5 minutes, got {left}s");
     Ok(())
 }
+
+/// Rows written for holds and ledger movements: a refused call must change neither.
+async fn written(inv: &TestInventory) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "select (select count(*) from inventory.reservations),
+                (select count(*) from inventory.movements)",
+    )
+    .fetch_one(&inv.db.pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn a_reference_holds_one_request() -> anyhow::Result<()> {
+    use tonic_types::StatusExt;
+    let inv = TestInventory::start().await?;
+    inv.stock("A", 10).await?;
+    inv.stock("B", 10).await?;
+    let first = inv.reserve("order-1", &[("A", 3), ("B", 1)]).await?;
+    assert!(first.success, "{first:?}");
+
+    // A retry of the same request, its lines in another order, gets the hold back.
+    let retry = inv.reserve("order-1", &[("B", 1), ("A", 3)]).await?;
+    assert_eq!((retry.success, &retry.reservation_id), (true, &first.reservation_id));
+    assert_eq!(retry.status, "PENDING");
+
+    // Anything else under the live reference is another request: refused, nothing written.
+    let before = written(&inv).await?;
+    for lines in [&[("A", 3)][..], &[("A", 3), ("B", 2)], &[("A", 1), ("B", 1), ("C", 1)]] {
+        let refused = inv
+            .client
+            .clone()
+            .reserve_inventory(reserve_request("order-1", lines))
+            .await
+            .expect_err("another request under a live reference");
+        assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+        assert!(refused.message().contains("reference_id \"order-1\""), "{}", refused.message());
+        let info = refused.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "RESERVATION_REFERENCE_IN_USE");
+        assert_eq!(info.metadata.get("reference_id").map(String::as_str), Some("order-1"));
+    }
+    assert_eq!(written(&inv).await?, before);
+    let a = inv.item("A").await?;
+    assert_eq!(a.reserved, 3);
+
+    // Committed, the reference still holds that one request.
+    let commit = pb::CommitReservationRequest { reservation_id: first.reservation_id.clone() };
+    let committed = inv.client.clone().commit_reservation(commit).await?.into_inner();
+    assert_eq!((committed.success, committed.status.as_str()), (true, "COMMITTED"));
+    let again = inv.client.clone().reserve_inventory(reserve_request("order-1", &[("A", 5)])).await;
+    assert_eq!(again.map(|_| ()).map_err(|s| s.code()), Err(tonic::Code::AlreadyExists));
+    let retry = inv.reserve("order-1", &[("A", 3), ("B", 1)]).await?;
+    assert_eq!(
+        (retry.reservation_id.as_str(), retry.status.as_str()),
+        (first.reservation_id.as_str(), "COMMITTED")
+    );
+
+    // Once its hold is no longer live, a reference takes a new request.
+    let other = inv.reserve("order-2", &[("A", 1)]).await?;
+    let cancel = pb::CancelReservationRequest { reservation_id: other.reservation_id.clone() };
+    let cancelled = inv.client.clone().cancel_reservation(cancel).await?.into_inner();
+    assert_eq!(cancelled.status, "CANCELLED");
+    let fresh = inv.reserve("order-2", &[("B", 4)]).await?;
+    assert!(fresh.success && fresh.reservation_id != other.reservation_id, "{fresh:?}");
+    assert!(inv.ledger_violations().await?.is_empty());
+    Ok(())
+}

@@ -2,5 +2,6 @@
 //! healthcheck against TLS servers. Certificates are made at test time (`system_tests::tls`).
 
 mod admin;
+mod holds;
 mod labels;
 mod transport;

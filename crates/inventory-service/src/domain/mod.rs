@@ -1,8 +1,11 @@
 //! Inventory types and rules: no protobuf, no SQL. Values here are valid by construction.
 
 pub mod allocation;
+mod caller;
 pub mod commands;
 mod values;
+
+pub use caller::HoldCaller;
 
 pub use values::{
     AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,

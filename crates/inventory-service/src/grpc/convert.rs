@@ -5,8 +5,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::proto::inventory::v1 as pb;
 
 use crate::domain::{
-    AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,
-    Sku, WarehouseId,
+    AdjustmentKey, FieldViolation, HoldCaller, ItemRef, PageSize, Quantity, Reason, Reference,
+    ReservationId, Sku, WarehouseId,
     allocation::{Line, Shortage},
     commands::{Adjust, CheckLine, ListPage, Reserve, Upsert},
 };
@@ -73,6 +73,7 @@ pub fn check_lines(
 pub fn reserve(
     req: &pb::ReserveInventoryRequest,
     limits: &Limits,
+    caller: HoldCaller,
 ) -> Result<Reserve, InventoryError> {
     let mut v = Violations::default();
     check_count(&mut v, req.items.len(), limits);
@@ -102,6 +103,7 @@ pub fn reserve(
             lines: lines.into_iter().collect::<Option<_>>()?,
             reference: reference?,
             expires_in_minutes: minutes?,
+            caller,
         })
     })
 }

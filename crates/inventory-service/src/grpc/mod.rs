@@ -9,7 +9,8 @@ use common::auth::AdminGuard;
 use common::proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{AvailabilityStatus, ReservationStatus, commands::Settle};
+use crate::access::{Access, Authorized};
+use crate::domain::{AvailabilityStatus, HoldCaller, ReservationStatus, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
 use crate::store::{ReserveOutcome, SettleOutcome, Store};
@@ -22,12 +23,14 @@ pub struct InventoryApi {
     limits: Limits,
     /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock); open by default.
     admin: AdminGuard,
+    /// Who may call which RPC, and whose holds; open by default.
+    access: Access,
 }
 
 impl InventoryApi {
     /// A handler set over `store`, bounded by `limits`.
     pub fn new(store: Store, limits: Limits) -> Self {
-        Self { store, limits, admin: AdminGuard::open() }
+        Self { store, limits, admin: AdminGuard::open(), access: Access::open() }
     }
 
     /// The same handlers with the admin RPCs guarded by `admin`.
@@ -35,16 +38,35 @@ impl InventoryApi {
         Self { admin, ..self }
     }
 
-    /// Commits or cancels, counting the outcome under `counter`.
+    /// The same handlers with callers authorized by `access`.
+    pub fn with_access(self, access: Access) -> Self {
+        Self { access, ..self }
+    }
+
+    /// Lets the caller of `request` call `rpc`, first thing in every handler, so refusals
+    /// reveal nothing.
+    fn authorize<T>(&self, request: &Request<T>, rpc: &str) -> Result<Authorized, InventoryError> {
+        self.access.authorize(rpc, || common::auth::client_names(request))
+    }
+
+    /// An admin RPC: the caller policy's permission, then the admin guard.
+    fn authorize_admin<T>(&self, request: &Request<T>, rpc: &str) -> Result<(), Status> {
+        self.authorize(request, rpc)?;
+        self.admin.check(request)
+    }
+
+    /// Commits or cancels for `caller`, counting the outcome under `counter`.
     async fn settle(
         &self,
         raw_id: &str,
+        caller: Result<HoldCaller, InventoryError>,
         op: fn(crate::domain::ReservationId) -> Settle,
         counter: &prometheus::IntCounterVec,
     ) -> Result<pb::ReservationResponse, InventoryError> {
         let result = async {
+            let caller = caller?;
             let op = op(convert::reservation_id(raw_id)?);
-            let outcome = self.store.settle(op).await?;
+            let outcome = self.store.settle(op, &caller).await?;
             Ok((op, outcome))
         }
         .await;
@@ -87,6 +109,7 @@ impl InventoryService for InventoryApi {
         request: Request<pb::CheckInventoryAvailabilityRequest>,
     ) -> Result<Response<pb::InventoryAvailabilityResponse>, Status> {
         let started = Instant::now();
+        self.authorize(&request, "CheckInventoryAvailability")?;
         let req = request.into_inner();
         let lines = convert::check_lines(&req, &self.limits)?;
         let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
@@ -130,7 +153,9 @@ impl InventoryService for InventoryApi {
         request: Request<pb::ReserveInventoryRequest>,
     ) -> Result<Response<pb::ReservationResponse>, Status> {
         let result = async {
-            let cmd = convert::reserve(request.get_ref(), &self.limits)?;
+            let caller = self.authorize(&request, "ReserveInventory")?;
+            let cmd = convert::reserve(request.get_ref(), &self.limits, caller.hold.clone())?;
+            caller.check_reference_type(&cmd.reference.kind)?;
             self.store.reserve(&cmd).await
         }
         .await;
@@ -171,8 +196,9 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::CommitReservationRequest>,
     ) -> Result<Response<pb::ReservationResponse>, Status> {
+        let caller = self.authorize(&request, "CommitReservation").map(|a| a.hold);
         let reply = self
-            .settle(&request.get_ref().reservation_id, Settle::Commit, &metrics::COMMITS)
+            .settle(&request.get_ref().reservation_id, caller, Settle::Commit, &metrics::COMMITS)
             .await?;
         Ok(Response::new(reply))
     }
@@ -181,8 +207,14 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::ReservationResponse>, Status> {
+        let caller = self.authorize(&request, "CancelReservation").map(|a| a.hold);
         let reply = self
-            .settle(&request.get_ref().reservation_id, Settle::Cancel, &metrics::CANCELLATIONS)
+            .settle(
+                &request.get_ref().reservation_id,
+                caller,
+                Settle::Cancel,
+                &metrics::CANCELLATIONS,
+            )
             .await?;
         Ok(Response::new(reply))
     }
@@ -191,8 +223,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::UpsertInventoryItemRequest>,
     ) -> Result<Response<pb::InventoryItem>, Status> {
-        // Admin RPC: authorized before anything else, so refusals reveal nothing.
-        self.admin.check(&request)?;
+        self.authorize_admin(&request, "UpsertInventoryItem")?;
         let cmd = convert::upsert(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.upsert(&cmd).await?)))
     }
@@ -201,8 +232,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::AdjustStockRequest>,
     ) -> Result<Response<pb::InventoryItem>, Status> {
-        // Admin RPC: authorized before anything else, so refusals reveal nothing.
-        self.admin.check(&request)?;
+        self.authorize_admin(&request, "AdjustStock")?;
         let cmd = convert::adjust(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.adjust(&cmd).await?)))
     }
@@ -211,6 +241,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::GetInventoryItemRequest>,
     ) -> Result<Response<pb::InventoryItem>, Status> {
+        self.authorize(&request, "GetInventoryItem")?;
         let sku = convert::sku(&request.get_ref().sku)?;
         Ok(Response::new(convert::item(self.store.item(&sku).await?)))
     }
@@ -219,6 +250,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::ListInventoryItemsRequest>,
     ) -> Result<Response<pb::ListInventoryItemsResponse>, Status> {
+        self.authorize(&request, "ListInventoryItems")?;
         let page = convert::list_page(request.get_ref())?;
         let (items, more) = self.store.list(&page).await?;
         let next_page_token = match items.last() {
@@ -235,7 +267,8 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
+        let caller = self.authorize(&request, "GetReservation")?;
         let id = convert::reservation_id(&request.get_ref().reservation_id)?;
-        Ok(Response::new(convert::reservation(self.store.reservation(id).await?)))
+        Ok(Response::new(convert::reservation(self.store.reservation(id, &caller.hold).await?)))
     }
 }

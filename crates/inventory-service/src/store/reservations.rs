@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use super::{ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store, ledger::settle};
 use crate::domain::{
-    ReservationId, ReservationStatus,
+    HoldCaller, ReservationId, ReservationStatus,
     allocation::Shortage,
     commands::{Reserve, Settle},
 };
-use crate::error::InventoryError;
+use crate::error::{HOLD_OF_ANOTHER_CALLER, InventoryError};
 
 /// What one sweep released.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl Store {
     ///
     /// With batching on, the call waits in the batcher's queue and shares a transaction with
     /// the calls queued beside it; otherwise it runs alone. Either way it is one round trip
-    /// to `inventory.reserve_many`.
+    /// to `inventory.reserve_holds`.
     #[tracing::instrument(skip_all, fields(reference_type = %req.reference.kind, reference_id = %req.reference.id, reservation_id))]
     pub async fn reserve(&self, req: &Reserve) -> Result<ReserveOutcome, InventoryError> {
         let outcome = match &self.batcher {
@@ -65,20 +65,30 @@ impl Store {
         reserve_many_on(&self.pool, reqs, lock_timeout).await
     }
 
-    /// Commits or cancels a hold, idempotently: one round trip to `inventory.settle_hold`
-    /// (see its migration), which locks the hold and, when it is pending, moves it on.
+    /// Commits or cancels a hold for `caller`, idempotently: one round trip to
+    /// `inventory.settle_hold_as` (see its migration), which locks the hold and, when it is
+    /// pending and the caller may touch it, moves it on.
     #[tracing::instrument(skip_all, fields(reservation_id = %op.reservation()))]
-    pub async fn settle(&self, op: Settle) -> Result<SettleOutcome, InventoryError> {
+    pub async fn settle(
+        &self,
+        op: Settle,
+        caller: &HoldCaller,
+    ) -> Result<SettleOutcome, InventoryError> {
         let id = op.reservation();
-        let row: Option<(String, Option<String>)> =
-            sqlx::query_as("select o_was, o_now from inventory.settle_hold($1, $2)")
-                .bind(id.uuid())
-                .bind(matches!(op, Settle::Commit(_)))
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some((was, now)) = row else {
+        let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "select o_was, o_now, o_owner from inventory.settle_hold_as($1, $2, $3)",
+        )
+        .bind(id.uuid())
+        .bind(matches!(op, Settle::Commit(_)))
+        .bind(caller.restricted_to())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((was, now, owner)) = row else {
             return Err(InventoryError::NotFound { what: "reservation", key: id.to_string() });
         };
+        if !caller.may_touch(owner.as_deref()) {
+            return Err(not_theirs(id, op.verb()));
+        }
         let was = parse_status(&was)?;
         let now = now.as_deref().map(parse_status).transpose()?;
 
@@ -100,16 +110,23 @@ impl Store {
         })
     }
 
-    /// A hold with its lines.
-    pub async fn reservation(&self, id: ReservationId) -> Result<ReservationView, InventoryError> {
+    /// A hold with its lines, if `caller` may read it.
+    pub async fn reservation(
+        &self,
+        id: ReservationId,
+        caller: &HoldCaller,
+    ) -> Result<ReservationView, InventoryError> {
         let row = sqlx::query(
-            "select reference_type, reference_id, status, expires_at
+            "select reference_type, reference_id, status, expires_at, owner
                from inventory.reservations where id = $1",
         )
         .bind(id.uuid())
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| InventoryError::NotFound { what: "reservation", key: id.to_string() })?;
+        if !caller.may_touch(row.try_get::<Option<String>, _>("owner")?.as_deref()) {
+            return Err(not_theirs(id, "read"));
+        }
         let items = sqlx::query_as::<_, (String, String, i32)>(
             "select i.sku, sl.warehouse_id, ri.quantity
                from inventory.reservation_items ri
@@ -180,6 +197,16 @@ pub(super) fn lock_timeout_for(
         .map(|left| left.saturating_sub(LOCK_TIMEOUT_MARGIN))
 }
 
+/// The answer to a caller touching a hold another client identity took.
+fn not_theirs(id: ReservationId, verb: &str) -> InventoryError {
+    InventoryError::PermissionDenied {
+        reason: HOLD_OF_ANOTHER_CALLER,
+        message: format!(
+            "reservation {id} was taken by another caller; this caller may not {verb} it"
+        ),
+    }
+}
+
 /// PostgreSQL's lock_not_available: `lock_timeout` expired.
 pub(super) fn is_lock_timeout(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
@@ -192,7 +219,7 @@ pub(super) fn too_late() -> InventoryError {
     )
 }
 
-/// One call of `inventory.reserve_many` (see its migration): claims, locks in the global
+/// One call of `inventory.reserve_holds` (see its migration): claims, locks in the global
 /// order, allocates as `domain::allocation::allocate` does, writes; one round trip, one
 /// transaction (autocommit). The SQL text is constant, so the statement is prepared once per
 /// connection. With `lock_timeout`, the statement waits no longer for any lock (it then fails
@@ -207,6 +234,8 @@ pub(super) async fn reserve_many_on<'e>(
     let mut ref_types = Vec::with_capacity(reqs.len());
     let mut ref_ids = Vec::with_capacity(reqs.len());
     let mut minutes = Vec::with_capacity(reqs.len());
+    let mut fingerprints = Vec::with_capacity(reqs.len());
+    let mut owners = Vec::with_capacity(reqs.len());
     let mut line_req = Vec::with_capacity(lines);
     let mut line_refs = Vec::with_capacity(lines);
     let mut line_ids = Vec::with_capacity(lines);
@@ -217,6 +246,8 @@ pub(super) async fn reserve_many_on<'e>(
         ref_types.push(req.reference.kind.as_str());
         ref_ids.push(req.reference.id.as_str());
         minutes.push(i32::try_from(req.expires_in_minutes).unwrap_or(i32::MAX));
+        fingerprints.push(req.fingerprint());
+        owners.push(req.caller.principal.as_deref());
         for line in &req.lines {
             line_req.push(k);
             line_refs.push(line.item.as_str());
@@ -226,13 +257,16 @@ pub(super) async fn reserve_many_on<'e>(
         }
     }
     let rows = sqlx::query_as::<_, ReserveRow>(
-        "select o_req, o_outcome, o_hold, o_status, o_item, o_warehouse, o_requested, o_available
-           from inventory.reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "select o_req, o_outcome, o_hold, o_status, o_item, o_warehouse, o_requested, o_available,
+                o_fingerprint, o_owner
+           from inventory.reserve_holds($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&ids)
     .bind(&ref_types)
     .bind(&ref_ids)
     .bind(&minutes)
+    .bind(&fingerprints)
+    .bind(&owners)
     .bind(&line_req)
     .bind(&line_refs)
     .bind(&line_ids)
@@ -241,11 +275,12 @@ pub(super) async fn reserve_many_on<'e>(
     .bind(lock_timeout.map(|t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX)))
     .fetch_all(executor)
     .await?;
-    Ok(answers(reqs, rows))
+    Ok(answers(reqs, &fingerprints, rows))
 }
 
-/// One row of `inventory.reserve_many`: request (1-based), outcome, hold id and status, and
-/// for refusals one unknown ref or one short line (SKU, warehouse, requested, available).
+/// One row of `inventory.reserve_holds`: request (1-based), outcome, hold id and status, for
+/// refusals one unknown ref or one short line (SKU, warehouse, requested, available), and for
+/// 'existing' the live hold's fingerprint and owner.
 type ReserveRow = (
     i32,
     String,
@@ -255,18 +290,24 @@ type ReserveRow = (
     Option<String>,
     Option<i32>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
 );
 
-/// Groups the function's rows into one answer per request, in request order.
+/// Groups the function's rows into one answer per request, in request order; `fingerprints`
+/// are the requests' own.
 fn answers(
     reqs: &[&Reserve],
+    fingerprints: &[String],
     rows: Vec<ReserveRow>,
 ) -> Vec<Result<ReserveOutcome, InventoryError>> {
     let mut out: Vec<Option<Result<ReserveOutcome, InventoryError>>> =
         std::iter::repeat_with(|| None).take(reqs.len()).collect();
     let mut unknown: Vec<Vec<String>> = vec![Vec::new(); reqs.len()];
     let mut short: Vec<Vec<Shortage>> = vec![Vec::new(); reqs.len()];
-    for (req, outcome, hold, status, item, warehouse, requested, available) in rows {
+    for (req, outcome, hold, status, item, warehouse, requested, available, fingerprint, owner) in
+        rows
+    {
         let Some(k) =
             usize::try_from(req).ok().and_then(|k| k.checked_sub(1)).filter(|k| *k < reqs.len())
         else {
@@ -284,8 +325,14 @@ fn answers(
                 out[k] = Some(match hold {
                     None => Err(missing_answer()),
                     Some(id) if outcome == "reserved" => Ok(ReserveOutcome::Reserved(id.into())),
-                    Some(id) => parse_status(status.as_deref().unwrap_or_default())
-                        .map(|status| ReserveOutcome::Existing(id.into(), status)),
+                    Some(id) => existing(
+                        reqs[k],
+                        &fingerprints[k],
+                        id.into(),
+                        status.as_deref().unwrap_or_default(),
+                        fingerprint.as_deref(),
+                        owner.as_deref(),
+                    ),
                 });
             }
             _ => {
@@ -311,8 +358,37 @@ fn answers(
         .collect()
 }
 
+/// The answer to `req` whose reference already holds hold `id`: the hold itself for a retry of
+/// the same request by a caller that may touch it. Holds taken before fingerprints were kept
+/// (none stored) match any request.
+fn existing(
+    req: &Reserve,
+    mine: &str,
+    id: ReservationId,
+    status: &str,
+    fingerprint: Option<&str>,
+    owner: Option<&str>,
+) -> Result<ReserveOutcome, InventoryError> {
+    // Ownership first: another caller learns nothing about what its hold contains.
+    if !req.caller.may_touch(owner) {
+        return Err(InventoryError::PermissionDenied {
+            reason: HOLD_OF_ANOTHER_CALLER,
+            message: format!(
+                "reference_id {:?} (reference_type {:?}) holds a reservation another caller took",
+                req.reference.id, req.reference.kind
+            ),
+        });
+    }
+    if fingerprint.is_some_and(|theirs| theirs != mine) {
+        return Err(InventoryError::ReferenceInUse(req.reference.clone()));
+    }
+    parse_status(status).map(|status| ReserveOutcome::Existing(id, status))
+}
+
 fn missing_answer() -> InventoryError {
-    InventoryError::Internal(anyhow::anyhow!("inventory.reserve_many gave no answer for a request"))
+    InventoryError::Internal(anyhow::anyhow!(
+        "inventory.reserve_holds gave no answer for a request"
+    ))
 }
 
 fn parse_status(value: &str) -> Result<ReservationStatus, InventoryError> {
