@@ -413,6 +413,27 @@ impl TestSystem {
         }
     }
 
+    /// The saga audit of order `id` (`orders.saga_steps`), oldest first, as
+    /// `(action, outcome)`.
+    pub async fn saga_steps(&self, id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let id = uuid::Uuid::parse_str(id)?;
+        Ok(sqlx::query_as(
+            "select action, outcome from orders.saga_steps where order_id = $1 order by id",
+        )
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    /// The `/metrics` page of the first order server.
+    pub async fn order_metrics(&self) -> anyhow::Result<String> {
+        self.orders
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no order server running"))?
+            .metrics_text()
+            .await
+    }
+
     /// How many order rows exist.
     pub async fn order_count(&self) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar("select count(*) from orders.orders")

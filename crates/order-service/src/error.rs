@@ -34,8 +34,9 @@ pub enum OrderError {
     #[error("insufficient stock: {}", describe_shortages(.0))]
     InventoryUnavailable(Vec<Shortage>),
     /// A peer service cannot be reached (or kept failing transiently); the caller may retry.
-    #[error("{peer} service unavailable: {message}")]
-    PeerUnavailable { peer: &'static str, message: String },
+    /// Only the code is kept: the peer's message may describe its internals.
+    #[error("{peer} service unavailable ({}), retry later", crate::clients::code_name(*.code))]
+    PeerUnavailable { peer: &'static str, code: Code },
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),

@@ -5,6 +5,7 @@ mod cancel;
 mod concurrency;
 mod idempotency;
 mod kill;
+mod payment;
 mod place;
 mod reconcile;
 mod recovery;

@@ -14,10 +14,11 @@ use tonic::Code;
 use tracing::field::display;
 use uuid::Uuid;
 
+use super::reasons;
 use crate::backoff;
 use crate::clients::Peers;
 use crate::clients::inventory::ReserveReply;
-use crate::clients::payment::ChargeReply;
+use crate::clients::payment::{ChargeFailure, ChargeReply, classify_charge_failure};
 use crate::domain::pricing::{SkuDemand, demand};
 use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
@@ -231,12 +232,12 @@ impl Engine {
                 }
                 Step::Advance(to, record(NextAction::Reserve, "ok", format!("hold {reservation}")))
             }
-            Ok(ReserveReply::Short(message)) => no_stock(state, "short", message),
-            Err(err) if matches!(err.code(), Code::NotFound | Code::InvalidArgument) => no_stock(
-                state,
-                "rejected",
-                format!("inventory refused the items: {}", err.status.message()),
-            ),
+            Ok(ReserveReply::Short(message)) => {
+                no_stock(state, "short", reasons::short_stock(&message), message)
+            }
+            Err(err) if matches!(err.code(), Code::NotFound | Code::InvalidArgument) => {
+                no_stock(state, "rejected", reasons::inventory_refused(err.code()), err.to_string())
+            }
             Err(err) => Step::Retry(err.to_string()),
         }
     }
@@ -264,11 +265,7 @@ impl Engine {
             Ok(ChargeReply::Declined { message }) => {
                 to.payment_status = PaymentStatus::Declined;
                 to.status = OrderStatus::PaymentFailed;
-                to.status_reason = if message.is_empty() {
-                    "payment declined".to_owned()
-                } else {
-                    message.clone()
-                };
+                to.status_reason = reasons::payment_declined(&message);
                 to.next_action = Some(NextAction::ReleaseHold);
                 Step::Advance(to, record(NextAction::Pay, "declined", message))
             }
@@ -276,19 +273,17 @@ impl Engine {
             Ok(ChargeReply::Unrecognised { status }) => {
                 Step::Retry(format!("payment answered with unknown status {status:?}"))
             }
-            // INTERNAL or DATA_LOSS may come after the charge was taken: the outcome is
-            // unknown, so ask again with the same key rather than fail a paid order.
-            Err(err)
-                if err.is_transient() || matches!(err.code(), Code::Internal | Code::DataLoss) =>
-            {
-                Step::Retry(err.to_string())
-            }
-            Err(err) => {
-                to.status = OrderStatus::PaymentFailed;
-                to.status_reason = format!("payment failed: {}", err.status.message());
-                to.next_action = Some(NextAction::ReleaseHold);
-                Step::Advance(to, record(NextAction::Pay, "failed", err.to_string()))
-            }
+            Err(err) => match classify_charge_failure(err.code()) {
+                // Asked again with the same key: the provider answers the first outcome, so a
+                // charge taken before the error is found, never taken twice.
+                ChargeFailure::OutcomeUnknown => Step::Retry(err.to_string()),
+                ChargeFailure::NotCharged => {
+                    to.status = OrderStatus::PaymentFailed;
+                    to.status_reason = reasons::payment_refused(err.code());
+                    to.next_action = Some(NextAction::ReleaseHold);
+                    Step::Advance(to, record(NextAction::Pay, "failed", err.to_string()))
+                }
+            },
         }
     }
 
@@ -408,21 +403,21 @@ impl Engine {
     }
 }
 
-/// The outcome of a reserve that got no stock: rejected, or (already paid) cancelled with a
-/// refund to follow.
-fn no_stock(state: &SagaState, outcome: &'static str, message: String) -> Step {
+/// The outcome of a reserve that got no stock: rejected with `reason`, or (already paid)
+/// cancelled with a refund to follow. `detail` goes to the audit only.
+fn no_stock(state: &SagaState, outcome: &'static str, reason: String, detail: String) -> Step {
     let mut to = Transition::from_state(state);
     to.reservation_id = None;
     if state.payment_status == PaymentStatus::Succeeded {
         to.status = OrderStatus::Cancelled;
-        to.status_reason = "stock no longer available after payment".to_owned();
+        to.status_reason = reasons::STOCK_GONE_AFTER_PAYMENT.to_owned();
         to.next_action = Some(NextAction::Refund);
     } else {
         to.status = OrderStatus::Rejected;
-        to.status_reason = message.clone();
+        to.status_reason = reason;
         to.next_action = None;
     }
-    Step::Advance(to, record(NextAction::Reserve, outcome, message))
+    Step::Advance(to, record(NextAction::Reserve, outcome, detail))
 }
 
 fn record(action: NextAction, outcome: &'static str, detail: String) -> StepRecord {
