@@ -3,6 +3,7 @@
 
 mod cancel;
 mod concurrency;
+mod foreign;
 mod idempotency;
 mod kill;
 mod payment;

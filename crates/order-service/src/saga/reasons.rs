@@ -17,6 +17,25 @@ pub const PAYMENT_DECLINED: &str = "payment declined";
 /// Reason of a paid order whose stock could not be taken again.
 pub const STOCK_GONE_AFTER_PAYMENT: &str = "stock no longer available after payment";
 
+/// Reason kept on a paid order whose hold another caller cancelled before the commit: the saga
+/// takes the stock again, and the order says why its first hold is not the one it sold.
+pub const HOLD_CANCELLED_ELSEWHERE: &str =
+    "its first inventory hold was cancelled by another caller and had to be taken again";
+
+/// Reason of a paid order whose hold another caller cancelled and whose stock was gone by the
+/// time the saga tried to take it again.
+pub const STOCK_GONE_AFTER_FOREIGN_CANCEL: &str = "stock no longer available after payment: \
+     its inventory hold was cancelled by another caller before the commit; the payment is refunded";
+
+/// Reason of an unpaid order whose inventory reference another caller holds.
+pub const REFERENCE_TAKEN: &str = "another caller holds this order's inventory reference \
+     (ORDER, order id); the order was not placed and nothing was charged";
+
+/// Reason of a paid order whose inventory reference another caller took before the saga
+/// could take the stock again.
+pub const REFERENCE_TAKEN_AFTER_PAYMENT: &str = "another caller took this order's inventory \
+     reference (ORDER, order id) after payment; the payment is refunded";
+
 /// The reason of a declined payment: the provider's own text, bounded.
 pub fn payment_declined(message: &str) -> String {
     let text = peer_text(message);
@@ -37,6 +56,22 @@ pub fn inventory_refused(code: Code) -> String {
 pub fn short_stock(message: &str) -> String {
     let text = peer_text(message);
     if text.is_empty() { "not enough stock".to_owned() } else { text }
+}
+
+/// `previous` (the reason the order ended with) plus the news that its hold was committed by
+/// another caller, so its stock left the inventory without a sale.
+pub fn hold_committed_elsewhere(previous: &str) -> String {
+    let news = "its inventory hold was committed by another caller: the stock left the \
+                inventory without a sale";
+    if previous.is_empty() { news.to_owned() } else { format!("{previous}; {news}") }
+}
+
+/// `previous` plus the news that another caller holds the order's inventory reference, so the
+/// saga could not release whatever that caller holds under it.
+pub fn reference_taken_at_release(previous: &str) -> String {
+    let news = "another caller holds this order's inventory reference (ORDER, order id); \
+                what it holds there was not released by the order service";
+    if previous.is_empty() { news.to_owned() } else { format!("{previous}; {news}") }
 }
 
 /// A peer's business text as an order may show it: control characters dropped, surrounding
@@ -73,5 +108,14 @@ mod tests {
             "payment refused by the payment service (INVALID_ARGUMENT)"
         );
         assert_eq!(inventory_refused(Code::NotFound), "inventory refused the items (NOT_FOUND)");
+    }
+
+    #[test]
+    fn foreign_settlement_news_keeps_the_earlier_reason() {
+        let reason = hold_committed_elsewhere("card declined");
+        assert!(reason.starts_with("card declined; "), "{reason}");
+        assert!(reason.contains("committed by another caller"), "{reason}");
+        assert!(!hold_committed_elsewhere("").starts_with(';'));
+        assert!(reference_taken_at_release("cancelled by request").contains("another caller"));
     }
 }
