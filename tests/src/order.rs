@@ -168,6 +168,7 @@ pub fn order_settings(
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
         peer_tls: Default::default(),
+        user_binding: Default::default(),
         overload: OverloadSettings::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
