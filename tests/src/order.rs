@@ -168,6 +168,7 @@ pub fn order_settings(
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
         peer_tls: Default::default(),
+        user_binding: Default::default(),
         overload: OverloadSettings::default(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
@@ -411,6 +412,27 @@ impl TestSystem {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// The saga audit of order `id` (`orders.saga_steps`), oldest first, as
+    /// `(action, outcome)`.
+    pub async fn saga_steps(&self, id: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let id = uuid::Uuid::parse_str(id)?;
+        Ok(sqlx::query_as(
+            "select action, outcome from orders.saga_steps where order_id = $1 order by id",
+        )
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    /// The `/metrics` page of the first order server.
+    pub async fn order_metrics(&self) -> anyhow::Result<String> {
+        self.orders
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no order server running"))?
+            .metrics_text()
+            .await
     }
 
     /// How many order rows exist.

@@ -18,9 +18,9 @@ pub(crate) enum StandinError {
     /// The request is well-formed but the current state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A failure injected through [`crate::Faults`].
-    #[error("{0}")]
-    Unavailable(&'static str),
+    /// A failure injected through [`crate::Faults`], answered with its code.
+    #[error("{1}")]
+    Injected(tonic::Code, &'static str),
     /// A bug in the stand-in; logged and answered INTERNAL.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -53,7 +53,7 @@ impl From<StandinError> for Status {
             }
             StandinError::NotFound { what, key } => common::status::not_found(what, &key),
             StandinError::FailedPrecondition(_) => Status::failed_precondition(message),
-            StandinError::Unavailable(_) => Status::unavailable(message),
+            StandinError::Injected(code, _) => Status::new(code, message),
             StandinError::Internal(_) => {
                 tracing::error!(error = %message, "stand-in bug");
                 Status::internal(message)

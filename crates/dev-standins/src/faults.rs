@@ -3,17 +3,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use tonic::Code;
 
 use crate::error::StandinError;
 
 /// A shared, cheaply cloned switchboard of faults; every clone controls the same stand-in.
 ///
-/// Per call, in order: wait the latency; answer UNAVAILABLE if `fail_all` is on or a
-/// `fail_next_n` failure is left (the call does nothing); run the call; if it succeeded and
-/// a `fail_after_apply_next_n` failure is left, answer UNAVAILABLE anyway (the call's effect,
-/// e.g. a charge, stays recorded: "outcome unknown").
+/// Per call, in order: wait the latency; fail if `fail_all` is on or a `fail_next_n`
+/// failure is left (the call does nothing); run the call; if it succeeded and a
+/// `fail_after_apply_next_n` failure is left, fail anyway (the call's effect, e.g. a charge,
+/// stays recorded: "outcome unknown"). Injected failures answer UNAVAILABLE unless
+/// [`set_fail_code`](Self::set_fail_code) chose another code.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Inner>,
@@ -25,6 +28,9 @@ struct Inner {
     fail_next_n: AtomicU32,
     fail_all: AtomicBool,
     fail_after_apply_next_n: AtomicU32,
+    /// The code of injected failures as `Code as i32`; 0 (OK) stands for the default,
+    /// UNAVAILABLE, so `Default` needs no special case.
+    fail_code: AtomicI32,
     calls: AtomicU64,
 }
 
@@ -70,12 +76,28 @@ impl Faults {
         self.inner.fail_after_apply_next_n.store(n, Ordering::SeqCst);
     }
 
-    /// Back to no latency and no failures (the call count is kept).
+    /// Makes injected failures answer `code` instead of UNAVAILABLE (OK means the default),
+    /// so a client's handling of each code can be tested.
+    pub fn set_fail_code(&self, code: Code) {
+        self.inner.fail_code.store(code as i32, Ordering::SeqCst);
+    }
+
+    /// The code injected failures answer with.
+    pub fn fail_code(&self) -> Code {
+        match Code::from_i32(self.inner.fail_code.load(Ordering::SeqCst)) {
+            Code::Ok => Code::Unavailable,
+            code => code,
+        }
+    }
+
+    /// Back to no latency and no failures, which answer UNAVAILABLE again (the call count is
+    /// kept).
     pub fn reset(&self) {
         self.set_latency_ms(0);
         self.fail_next_n(0);
         self.set_fail_all(false);
         self.fail_after_apply_next_n(0);
+        self.set_fail_code(Code::Ok);
     }
 
     /// How many service calls reached the stand-in, injected failures included.
@@ -94,13 +116,17 @@ impl Faults {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         if self.inner.fail_all.load(Ordering::SeqCst) || take_one(&self.inner.fail_next_n) {
-            tracing::info!("injected failure before the call");
-            return Err(StandinError::Unavailable("injected failure (development stand-in)"));
+            tracing::info!(code = ?self.fail_code(), "injected failure before the call");
+            return Err(StandinError::Injected(
+                self.fail_code(),
+                "injected failure (development stand-in)",
+            ));
         }
         let result = call.await;
         if result.is_ok() && take_one(&self.inner.fail_after_apply_next_n) {
-            tracing::info!("injected failure after the call was applied");
-            return Err(StandinError::Unavailable(
+            tracing::info!(code = ?self.fail_code(), "injected failure after the call was applied");
+            return Err(StandinError::Injected(
+                self.fail_code(),
                 "injected failure after the call was applied (development stand-in)",
             ));
         }
@@ -154,9 +180,23 @@ mod tests {
                 Ok(())
             })
             .await;
-        assert!(matches!(result, Err(StandinError::Unavailable(_))));
+        assert!(matches!(result, Err(StandinError::Injected(Code::Unavailable, _))));
         assert!(ran.load(Ordering::SeqCst));
         assert!(call(&faults).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn injected_failures_answer_the_chosen_code() {
+        let faults = Faults::new();
+        assert_eq!(faults.fail_code(), Code::Unavailable);
+        faults.set_fail_code(Code::Internal);
+        faults.fail_next_n(1);
+        let status = tonic::Status::from(call(&faults).await.unwrap_err());
+        assert_eq!(status.code(), Code::Internal);
+        faults.reset();
+        faults.fail_next_n(1);
+        let status = tonic::Status::from(call(&faults).await.unwrap_err());
+        assert_eq!(status.code(), Code::Unavailable);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::ServerTlsConfig;
 
+use crate::authz::CallerPolicy;
 use crate::clients::Peers;
 use crate::grpc::OrderApi;
 use crate::orders::{Orders, OrdersConfig};
@@ -41,20 +42,22 @@ pub struct App {
     grpc: TcpListener,
     metrics: TcpListener,
     tls: Option<ServerTlsConfig>,
+    callers: CallerPolicy,
 }
 
 impl App {
-    /// Reads the TLS settings (failing on a bad file at once), then binds the gRPC and
-    /// metrics listeners.
+    /// Reads the TLS and user binding settings (failing on a bad file or a binding without
+    /// mutual TLS at once), then binds the gRPC and metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tls = settings.tls.server_config()?;
+        let callers = CallerPolicy::from_settings(&settings.user_binding, &settings.tls)?;
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
         let metrics = TcpListener::bind(settings.metrics_addr)
             .await
             .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
-        Ok(Self { settings, grpc, metrics, tls })
+        Ok(Self { settings, grpc, metrics, tls, callers })
     }
 
     /// The address gRPC clients connect to.
@@ -78,7 +81,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, grpc, metrics, tls } = self;
+        let Self { settings, grpc, metrics, tls, callers } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -164,6 +167,7 @@ impl App {
             user = settings.user_service_url.as_deref().unwrap_or("(not checked)"),
             "order server listening"
         );
+        callers.log_startup();
 
         let drain_readiness = readiness.clone();
         let result = settings
@@ -176,7 +180,9 @@ impl App {
             .add_service(common::server::reflection()?)
             .add_service(
                 OrderServiceServer::new(
-                    OrderApi::new(orders).with_max_items(settings.max_items_per_request),
+                    OrderApi::new(orders)
+                        .with_max_items(settings.max_items_per_request)
+                        .with_callers(callers),
                 )
                 .max_decoding_message_size(settings.overload.max_request_bytes())
                 .max_encoding_message_size(settings.overload.max_response_bytes()),

@@ -30,12 +30,19 @@ pub enum OrderError {
     /// The request is well-formed but the current state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller has not proven who it is (or for which user it acts).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Not enough stock for the order; nothing was written.
     #[error("insufficient stock: {}", describe_shortages(.0))]
     InventoryUnavailable(Vec<Shortage>),
     /// A peer service cannot be reached (or kept failing transiently); the caller may retry.
-    #[error("{peer} service unavailable: {message}")]
-    PeerUnavailable { peer: &'static str, message: String },
+    /// Only the code is kept: the peer's message may describe its internals.
+    #[error("{peer} service unavailable ({}), retry later", crate::clients::code_name(*.code))]
+    PeerUnavailable { peer: &'static str, code: Code },
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -83,6 +90,12 @@ impl OrderError {
         FieldViolation::new(field, description).into()
     }
 
+    /// The order `id` does not exist (or, to a caller bound to another user, is not theirs:
+    /// both answers must be the same, so this one error serves both).
+    pub fn order_not_found(id: crate::domain::OrderId) -> Self {
+        Self::NotFound { what: "order", key: id.to_string() }
+    }
+
     /// Shorthand for a bug or broken invariant.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(anyhow::anyhow!(message.into()))
@@ -94,6 +107,8 @@ impl OrderError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) | Self::InventoryUnavailable(_) => Code::FailedPrecondition,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::PeerUnavailable { .. } | Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
@@ -115,6 +130,8 @@ impl From<OrderError> for Status {
                 Status::with_error_details(Code::NotFound, err.to_string(), details)
             }
             OrderError::FailedPrecondition(message) => Status::failed_precondition(message),
+            OrderError::Unauthenticated(message) => Status::unauthenticated(message),
+            OrderError::PermissionDenied(message) => Status::permission_denied(message),
             OrderError::InventoryUnavailable(shortages) => {
                 inventory_unavailable(err.to_string(), shortages)
             }

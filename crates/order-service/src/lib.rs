@@ -3,6 +3,7 @@
 //! and payment services that a recovery worker resumes after any crash.
 
 pub mod app;
+pub mod authz;
 pub mod backoff;
 pub mod clients;
 pub mod domain;

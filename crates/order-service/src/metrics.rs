@@ -82,8 +82,22 @@ pub static ORDERS_CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Holds of orders settled by another caller, by kind: `committed` (a hold the saga had to
+/// release was committed), `cancelled` (a hold the saga had to commit was cancelled),
+/// `reference_taken` (another caller holds the order's inventory reference).
+pub static FOREIGN_SETTLEMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_foreign_settlements_total",
+        "Order holds found settled (or the order's reference held) by another caller, by kind.",
+        &["kind"],
+    )
+});
+
+/// The kinds of [`FOREIGN_SETTLEMENTS`].
+pub const FOREIGN_SETTLEMENT_KINDS: [&str; 3] = ["committed", "cancelled", "reference_taken"];
+
 /// The saga step outcomes the engine reports (besides a transient `retry`).
-pub const STEP_OUTCOMES: [&str; 10] = [
+pub const STEP_OUTCOMES: [&str; 13] = [
     "ok",
     "short",
     "rejected",
@@ -94,6 +108,9 @@ pub const STEP_OUTCOMES: [&str; 10] = [
     "retry",
     "superseded",
     "orphan_released",
+    "committed_elsewhere",
+    "cancelled_elsewhere",
+    "reference_taken",
 ];
 
 /// Records one inventory call attempt.
@@ -123,6 +140,12 @@ pub fn saga_step(action: NextAction, outcome: &str) {
     SAGA_STEPS.with_label_values(&[action.as_str(), outcome]).inc();
 }
 
+/// Counts one hold of an order settled by another caller; `kind` is one of
+/// [`FOREIGN_SETTLEMENT_KINDS`].
+pub fn foreign_settlement(kind: &'static str) {
+    FOREIGN_SETTLEMENTS.with_label_values(&[kind]).inc();
+}
+
 /// Creates every known series at zero, so dashboards and alert rules see them (and their
 /// rates) before the first event instead of "no data".
 pub fn init() {
@@ -145,5 +168,8 @@ pub fn init() {
     }
     for status in OrderStatus::ALL {
         ORDERS_CREATED.with_label_values(&[status.as_str()]);
+    }
+    for kind in FOREIGN_SETTLEMENT_KINDS {
+        FOREIGN_SETTLEMENTS.with_label_values(&[kind]);
     }
 }

@@ -31,6 +31,10 @@ pub struct Settings {
     #[command(flatten)]
     pub peer_tls: PeerTlsSettings,
 
+    /// Which callers may state the end user, and which may see every user's orders.
+    #[command(flatten)]
+    pub user_binding: UserBindingSettings,
+
     #[command(flatten)]
     pub overload: OverloadSettings,
 
@@ -109,6 +113,24 @@ pub struct Settings {
     /// Most orders the reconciler asks the inventory about per tick.
     #[arg(long, env = "RECONCILE_BATCH", default_value_t = 200)]
     pub reconcile_batch: u32,
+}
+
+/// User binding of OrderService calls: with either list set, every call needs a client
+/// certificate named on one of them. Neither set: any caller may act for any user (the service
+/// trusts its network, as before).
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserBindingSettings {
+    /// Comma-separated client certificate names (subject CN or DNS SAN) of callers trusted to
+    /// state the end user in the `x-user-id` metadata (an API gateway or BFF): their calls only
+    /// create, read, list and cancel that user's orders. Turns user binding on; needs mutual
+    /// TLS (TLS_CERT_PATH, TLS_KEY_PATH, TLS_CLIENT_CA_PATH).
+    #[arg(long, env = "TRUSTED_EDGE_IDENTITIES", value_name = "NAMES", value_delimiter = ',')]
+    pub trusted_edge_identities: Vec<String>,
+
+    /// Comma-separated client certificate names of operators (support tools) that may read,
+    /// list and cancel any user's orders. Turns user binding on; needs mutual TLS.
+    #[arg(long, env = "OPERATOR_IDENTITIES", value_name = "NAMES", value_delimiter = ',')]
+    pub operator_identities: Vec<String>,
 }
 
 impl Settings {

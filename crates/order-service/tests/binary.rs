@@ -39,6 +39,8 @@ fn help_lists_every_setting_and_no_secret() {
         "PEER_TLS_CA_PATH",
         "PEER_TLS_CERT_PATH",
         "PEER_TLS_KEY_PATH",
+        "TRUSTED_EDGE_IDENTITIES",
+        "OPERATOR_IDENTITIES",
     ] {
         assert!(help.contains(name), "--help does not mention {name}:\n{help}");
     }
@@ -133,6 +135,22 @@ fn an_unreadable_peer_ca_stops_startup_naming_the_setting() {
         "{stderr}"
     );
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}
+
+#[test]
+fn user_binding_without_mutual_tls_stops_startup_naming_the_settings() {
+    let out = Command::new(BIN)
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/none")
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("TRUSTED_EDGE_IDENTITIES", "storefront")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for setting in ["TRUSTED_EDGE_IDENTITIES", "TLS_CLIENT_CA_PATH", "TLS_CERT_PATH"] {
+        assert!(stderr.contains(setting), "{setting}: {stderr}");
+    }
 }
 
 fn free_port() -> u16 {

@@ -3,8 +3,10 @@
 
 mod cancel;
 mod concurrency;
+mod foreign;
 mod idempotency;
 mod kill;
+mod payment;
 mod place;
 mod reconcile;
 mod recovery;

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use common::proto::inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient};
 use tonic::transport::Channel;
-use tonic::{Response, Status};
+use tonic::{Code, Response, Status};
+use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use super::{CallPolicy, PeerError, request, retrying, with_deadline};
@@ -17,6 +18,13 @@ use crate::metrics::{self, InventoryOutcome};
 const PEER: &str = "inventory";
 /// `reference_type` of every hold the order server takes; `reference_id` is the order id.
 pub const REFERENCE_TYPE: &str = "ORDER";
+/// `google.rpc.ErrorInfo.domain` of the inventory's errors.
+pub const ERROR_DOMAIN: &str = "inventory.v1";
+/// ErrorInfo reason: the reference already holds a different request (ALREADY_EXISTS).
+pub const REFERENCE_IN_USE: &str = "RESERVATION_REFERENCE_IN_USE";
+/// ErrorInfo reason: the hold or reference belongs to another client identity
+/// (PERMISSION_DENIED).
+pub const OWNED_BY_ANOTHER_CALLER: &str = "HOLD_OWNED_BY_ANOTHER_CALLER";
 
 /// Availability of one SKU as the inventory reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +48,76 @@ pub enum ReserveReply {
 pub struct SettleReply {
     pub success: bool,
     pub message: String,
+    /// The hold's status after the call (`ReservationResponse.status`; empty from an
+    /// inventory older than that field).
+    pub status: String,
+}
+
+/// A hold's status, as a refused commit or cancel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStatus {
+    Pending,
+    Committed,
+    Cancelled,
+    Expired,
+    /// Not reported, or a status this client does not know.
+    Unknown,
+}
+
+impl SettleReply {
+    /// The hold's status after the call: the `status` field, or, from an inventory that does
+    /// not send it, what its message says ("cannot commit a reservation that is cancelled").
+    pub fn hold_status(&self) -> HoldStatus {
+        match self.status.as_str() {
+            "PENDING" => HoldStatus::Pending,
+            "COMMITTED" => HoldStatus::Committed,
+            "CANCELLED" => HoldStatus::Cancelled,
+            "EXPIRED" => HoldStatus::Expired,
+            "" => {
+                let message = self.message.to_lowercase();
+                // Expired first: an expired hold is the ordinary case and must never be taken
+                // for a foreign settlement.
+                if message.contains("expired") {
+                    HoldStatus::Expired
+                } else if message.contains("cancelled") {
+                    HoldStatus::Cancelled
+                } else if message.contains("committed") {
+                    HoldStatus::Committed
+                } else {
+                    HoldStatus::Unknown
+                }
+            }
+            _ => HoldStatus::Unknown,
+        }
+    }
+}
+
+/// What a failed ReserveInventory means for the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReserveFailure {
+    /// The inventory refused the items themselves (unknown SKU, malformed request): retrying
+    /// the same request cannot help.
+    ItemsRefused,
+    /// Another caller holds the order's reference (`ORDER`, order id): a different request
+    /// under it, or a hold that belongs to another client identity.
+    ReferenceTaken,
+    /// Anything else, including a caller policy that does not allow this service
+    /// (`CALLER_NOT_ALLOWED`, a deployment mistake that a person fixes): try again later.
+    Retry,
+}
+
+/// The one rule for a failed reserve.
+pub fn classify_reserve_failure(status: &Status) -> ReserveFailure {
+    let reason = status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason);
+    match (status.code(), reason.as_deref()) {
+        (Code::NotFound | Code::InvalidArgument, _) => ReserveFailure::ItemsRefused,
+        (Code::AlreadyExists, Some(REFERENCE_IN_USE))
+        | (Code::PermissionDenied, Some(OWNED_BY_ANOTHER_CALLER)) => ReserveFailure::ReferenceTaken,
+        _ => ReserveFailure::Retry,
+    }
 }
 
 /// A hold as the inventory reports it (what the reconciler compares orders with).
@@ -152,7 +230,7 @@ impl InventoryPeer {
             })
         })
         .await?;
-        Ok(SettleReply { success: reply.success, message: reply.message })
+        Ok(SettleReply { success: reply.success, message: reply.message, status: reply.status })
     }
 
     /// Cancels the hold (repeating a cancel, or cancelling an expired hold, is success).
@@ -166,7 +244,7 @@ impl InventoryPeer {
             })
         })
         .await?;
-        Ok(SettleReply { success: reply.success, message: reply.message })
+        Ok(SettleReply { success: reply.success, message: reply.message, status: reply.status })
     }
 
     /// Reads the hold `reservation`; None when the inventory has no such hold.
@@ -209,5 +287,70 @@ impl InventoryPeer {
         };
         metrics::observe_inventory(call, outcome, started.elapsed());
         result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    fn with_reason(code: Code, domain: &str, reason: &str) -> Status {
+        let details =
+            ErrorDetails::with_error_info(reason, domain, std::collections::HashMap::new());
+        Status::with_error_details(code, "refused", details)
+    }
+
+    #[test]
+    fn reserve_failures() {
+        use ReserveFailure::*;
+        let cases = [
+            (Status::not_found("no such item"), ItemsRefused),
+            (Status::invalid_argument("items[0].quantity"), ItemsRefused),
+            (with_reason(Code::AlreadyExists, ERROR_DOMAIN, REFERENCE_IN_USE), ReferenceTaken),
+            (
+                with_reason(Code::PermissionDenied, ERROR_DOMAIN, OWNED_BY_ANOTHER_CALLER),
+                ReferenceTaken,
+            ),
+            // A caller policy that does not allow this service: fixed by a person, retried.
+            (with_reason(Code::PermissionDenied, ERROR_DOMAIN, "CALLER_NOT_ALLOWED"), Retry),
+            (Status::permission_denied("no"), Retry),
+            (Status::unauthenticated("no"), Retry),
+            // Without the reason that says so, ALREADY_EXISTS proves nothing about who holds it.
+            (Status::already_exists("exists"), Retry),
+            (with_reason(Code::AlreadyExists, "elsewhere.v1", REFERENCE_IN_USE), Retry),
+            (with_reason(Code::AlreadyExists, ERROR_DOMAIN, OWNED_BY_ANOTHER_CALLER), Retry),
+            (Status::unavailable("down"), Retry),
+            (Status::internal("bug"), Retry),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(classify_reserve_failure(&status), expected, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn hold_status_from_the_field_or_an_older_inventory_s_message() {
+        let reply = |status: &str, message: &str| SettleReply {
+            success: false,
+            message: message.to_owned(),
+            status: status.to_owned(),
+        };
+        assert_eq!(reply("COMMITTED", "").hold_status(), HoldStatus::Committed);
+        assert_eq!(reply("CANCELLED", "").hold_status(), HoldStatus::Cancelled);
+        assert_eq!(reply("EXPIRED", "").hold_status(), HoldStatus::Expired);
+        assert_eq!(reply("PENDING", "").hold_status(), HoldStatus::Pending);
+        assert_eq!(reply("SHIPPED", "").hold_status(), HoldStatus::Unknown);
+        // The field wins over the message.
+        assert_eq!(
+            reply("EXPIRED", "cannot commit a reservation that is cancelled").hold_status(),
+            HoldStatus::Expired
+        );
+        let old = |message: &str| reply("", message).hold_status();
+        assert_eq!(old("cannot commit a reservation that is cancelled"), HoldStatus::Cancelled);
+        assert_eq!(old("cannot commit a reservation that is expired"), HoldStatus::Expired);
+        assert_eq!(old("cannot cancel a reservation that is committed"), HoldStatus::Committed);
+        assert_eq!(old("no"), HoldStatus::Unknown);
     }
 }

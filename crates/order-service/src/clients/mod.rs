@@ -115,17 +115,62 @@ impl PeerError {
 
     /// The error a request gets when a peer call fails before anything was written: a
     /// transient failure is UNAVAILABLE, anything else a broken peer contract (internal).
+    /// The peer's own message is logged, never sent: it may describe the peer's internals.
     pub fn into_request_error(self) -> OrderError {
         if self.is_transient() {
-            OrderError::PeerUnavailable {
-                peer: self.peer,
-                message: self.status.message().to_owned(),
-            }
+            tracing::warn!(error = %self, "peer call failed");
+            OrderError::PeerUnavailable { peer: self.peer, code: self.code() }
         } else {
             OrderError::Internal(anyhow::Error::new(self))
         }
     }
 }
+
+/// The canonical upper-case name of a gRPC code (`INVALID_ARGUMENT`), as fixed texts that
+/// name a peer's answer quote it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Every gRPC code, for tests that must cover them all.
+#[cfg(test)]
+pub(crate) const ALL_CODES: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
 
 /// Codes after which the same call may succeed. CANCELLED is included because a peer that
 /// shuts down resets the calls in flight with it; every call here is safe to repeat.

@@ -2,6 +2,7 @@
 //! a retry after an unknown outcome returns the first outcome instead of charging again.
 
 use common::proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClient};
+use tonic::Code;
 use tonic::transport::Channel;
 
 use super::{CallPolicy, PeerError, request, retrying, with_deadline};
@@ -22,6 +23,43 @@ pub enum ChargeReply {
     Unrecognised {
         status: String,
     },
+}
+
+/// What a charge that failed with a gRPC error can have done to the customer's money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeFailure {
+    /// The provider refused the request before processing it: nothing was charged.
+    NotCharged,
+    /// The charge may have been taken: ask again with the same key.
+    OutcomeUnknown,
+}
+
+/// The one rule for a failed charge. Only codes a provider answers before it processes a
+/// request (the request is malformed, not allowed, or not served) prove that no money moved.
+/// Every other code can come after the charge was taken (INTERNAL, DATA_LOSS, a timeout, a
+/// reset connection, a provider's NOT_FOUND or ALREADY_EXISTS about its own bookkeeping), and
+/// ending such an order as PAYMENT_FAILED could keep money for goods never sent.
+pub fn classify_charge_failure(code: Code) -> ChargeFailure {
+    match code {
+        Code::InvalidArgument
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::Unimplemented => ChargeFailure::NotCharged,
+        // Listed one by one, no wildcard: a code added to tonic must be classified here.
+        Code::Ok
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unavailable
+        | Code::DataLoss => ChargeFailure::OutcomeUnknown,
+    }
 }
 
 /// Client of `payment.v1.PaymentService`.
@@ -94,5 +132,37 @@ impl PaymentPeer {
         })
         .await?;
         Ok(reply.refund_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::ALL_CODES;
+
+    #[test]
+    fn only_codes_that_prove_no_charge_end_a_payment() {
+        let not_charged = [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::OutOfRange,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+        ];
+        for code in ALL_CODES {
+            let expected = if not_charged.contains(&code) {
+                ChargeFailure::NotCharged
+            } else {
+                ChargeFailure::OutcomeUnknown
+            };
+            assert_eq!(classify_charge_failure(code), expected, "{code:?}");
+        }
+        // An unknown numeric status reaches the client as UNKNOWN: retried.
+        assert_eq!(
+            classify_charge_failure(Code::from_i32(99)),
+            ChargeFailure::OutcomeUnknown,
+            "unknown status numbers"
+        );
     }
 }

@@ -57,10 +57,7 @@ impl Orders {
 
     /// The order `id`.
     pub async fn get(&self, id: OrderId) -> Result<OrderView, OrderError> {
-        self.store
-            .order(id)
-            .await?
-            .ok_or_else(|| OrderError::NotFound { what: "order", key: id.to_string() })
+        self.store.order(id).await?.ok_or_else(|| OrderError::order_not_found(id))
     }
 
     /// One page of a user's orders, newest first, and whether more follow.

@@ -100,9 +100,13 @@ impl Orders {
             UserStanding::Blocked => {
                 Err(OrderError::FailedPrecondition(format!("user {user} is blocked")))
             }
-            UserStanding::Other(status) => Err(OrderError::FailedPrecondition(format!(
-                "user {user} has status {status:?} and cannot order"
-            ))),
+            // The status text is the user service's, of any length: logged, not answered.
+            UserStanding::Other(status) => {
+                tracing::warn!(user_status = %status, "user with an unknown status refused");
+                Err(OrderError::FailedPrecondition(format!(
+                    "user {user} is not active and cannot order"
+                )))
+            }
         }
     }
 

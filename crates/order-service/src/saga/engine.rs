@@ -14,10 +14,13 @@ use tonic::Code;
 use tracing::field::display;
 use uuid::Uuid;
 
+use super::reasons;
 use crate::backoff;
 use crate::clients::Peers;
-use crate::clients::inventory::ReserveReply;
-use crate::clients::payment::ChargeReply;
+use crate::clients::inventory::{
+    HoldStatus, ReserveFailure, ReserveReply, classify_reserve_failure,
+};
+use crate::clients::payment::{ChargeFailure, ChargeReply, classify_charge_failure};
 use crate::domain::pricing::{SkuDemand, demand};
 use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
@@ -29,6 +32,23 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Steps one drive runs before yielding the order (guards against a hold that keeps being
 /// lost between re-take and commit, or an order that keeps changing under the driver).
 const MAX_STEPS_PER_DRIVE: u32 = 16;
+
+/// Step outcome: the hold the saga had to release was committed by another caller.
+const COMMITTED_ELSEWHERE: &str = "committed_elsewhere";
+/// Step outcome: the hold the saga had to commit was cancelled by another caller.
+const CANCELLED_ELSEWHERE: &str = "cancelled_elsewhere";
+/// Step outcome: another caller holds the order's inventory reference.
+const REFERENCE_TAKEN: &str = "reference_taken";
+
+/// The `order_foreign_settlements_total` kind a step outcome reports, if any.
+fn foreign_settlement_kind(outcome: &str) -> Option<&'static str> {
+    match outcome {
+        COMMITTED_ELSEWHERE => Some("committed"),
+        CANCELLED_ELSEWHERE => Some("cancelled"),
+        REFERENCE_TAKEN => Some("reference_taken"),
+        _ => None,
+    }
+}
 
 /// The engine's knobs, from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +164,11 @@ impl Engine {
                         tracing::Span::current().record("reservation_id", display(reservation));
                     }
                     if me.store.finish_step(id, version, &to, &record).await? {
+                        // Counted once the outcome is written: a superseded step is repeated
+                        // and would otherwise count the same settlement twice.
+                        if let Some(kind) = foreign_settlement_kind(record.outcome) {
+                            metrics::foreign_settlement(kind);
+                        }
                         tracing::info!(
                             action = action.as_str(),
                             outcome = record.outcome,
@@ -231,13 +256,19 @@ impl Engine {
                 }
                 Step::Advance(to, record(NextAction::Reserve, "ok", format!("hold {reservation}")))
             }
-            Ok(ReserveReply::Short(message)) => no_stock(state, "short", message),
-            Err(err) if matches!(err.code(), Code::NotFound | Code::InvalidArgument) => no_stock(
-                state,
-                "rejected",
-                format!("inventory refused the items: {}", err.status.message()),
-            ),
-            Err(err) => Step::Retry(err.to_string()),
+            Ok(ReserveReply::Short(message)) => {
+                no_stock(state, "short", reasons::short_stock(&message), message)
+            }
+            Err(err) => match classify_reserve_failure(&err.status) {
+                ReserveFailure::ItemsRefused => no_stock(
+                    state,
+                    "rejected",
+                    reasons::inventory_refused(err.code()),
+                    err.to_string(),
+                ),
+                ReserveFailure::ReferenceTaken => reference_taken(state, err.to_string()),
+                ReserveFailure::Retry => Step::Retry(err.to_string()),
+            },
         }
     }
 
@@ -264,11 +295,7 @@ impl Engine {
             Ok(ChargeReply::Declined { message }) => {
                 to.payment_status = PaymentStatus::Declined;
                 to.status = OrderStatus::PaymentFailed;
-                to.status_reason = if message.is_empty() {
-                    "payment declined".to_owned()
-                } else {
-                    message.clone()
-                };
+                to.status_reason = reasons::payment_declined(&message);
                 to.next_action = Some(NextAction::ReleaseHold);
                 Step::Advance(to, record(NextAction::Pay, "declined", message))
             }
@@ -276,19 +303,17 @@ impl Engine {
             Ok(ChargeReply::Unrecognised { status }) => {
                 Step::Retry(format!("payment answered with unknown status {status:?}"))
             }
-            // INTERNAL or DATA_LOSS may come after the charge was taken: the outcome is
-            // unknown, so ask again with the same key rather than fail a paid order.
-            Err(err)
-                if err.is_transient() || matches!(err.code(), Code::Internal | Code::DataLoss) =>
-            {
-                Step::Retry(err.to_string())
-            }
-            Err(err) => {
-                to.status = OrderStatus::PaymentFailed;
-                to.status_reason = format!("payment failed: {}", err.status.message());
-                to.next_action = Some(NextAction::ReleaseHold);
-                Step::Advance(to, record(NextAction::Pay, "failed", err.to_string()))
-            }
+            Err(err) => match classify_charge_failure(err.code()) {
+                // Asked again with the same key: the provider answers the first outcome, so a
+                // charge taken before the error is found, never taken twice.
+                ChargeFailure::OutcomeUnknown => Step::Retry(err.to_string()),
+                ChargeFailure::NotCharged => {
+                    to.status = OrderStatus::PaymentFailed;
+                    to.status_reason = reasons::payment_refused(err.code());
+                    to.next_action = Some(NextAction::ReleaseHold);
+                    Step::Advance(to, record(NextAction::Pay, "failed", err.to_string()))
+                }
+            },
         }
     }
 
@@ -315,6 +340,23 @@ impl Engine {
                 to.next_action = None;
                 Step::Advance(to, record(NextAction::Commit, "ok", reply.message))
             }
+            // Only another caller cancels a hold the saga still has to commit (the saga
+            // releases holds of unpaid orders only): take the stock again, and say so.
+            Ok(reply) if reply.hold_status() == HoldStatus::Cancelled => {
+                tracing::error!(message = %reply.message, "the order's hold was cancelled by another caller before its commit; re-taking it");
+                to.reservation_id = None;
+                to.next_action = Some(NextAction::Reserve);
+                to.status_reason = reasons::HOLD_CANCELLED_ELSEWHERE.to_owned();
+                Step::Advance(
+                    to,
+                    record(
+                        NextAction::Commit,
+                        CANCELLED_ELSEWHERE,
+                        format!("hold {reservation}: {}", reply.message),
+                    ),
+                )
+            }
+            // Expired (or gone some other way): the ordinary lost hold.
             Ok(reply) => {
                 let rec = lost(&mut to, reply.message);
                 Step::Advance(to, rec)
@@ -353,13 +395,26 @@ impl Engine {
                             ),
                         );
                     }
-                    Err(err) if matches!(err.code(), Code::NotFound | Code::InvalidArgument) => {
-                        return Step::Advance(
-                            to,
-                            record(NextAction::ReleaseHold, "nothing_held", err.to_string()),
-                        );
-                    }
-                    Err(err) => return Step::Retry(err.to_string()),
+                    Err(err) => match classify_reserve_failure(&err.status) {
+                        ReserveFailure::ItemsRefused => {
+                            return Step::Advance(
+                                to,
+                                record(NextAction::ReleaseHold, "nothing_held", err.to_string()),
+                            );
+                        }
+                        // Whatever the other caller holds under the order's reference is not
+                        // the saga's to release; the order still ends (and refunds if paid).
+                        ReserveFailure::ReferenceTaken => {
+                            tracing::error!(error = %err, "another caller holds the order's inventory reference; nothing to release");
+                            to.status_reason =
+                                reasons::reference_taken_at_release(&state.status_reason);
+                            return Step::Advance(
+                                to,
+                                record(NextAction::ReleaseHold, REFERENCE_TAKEN, err.to_string()),
+                            );
+                        }
+                        ReserveFailure::Retry => return Step::Retry(err.to_string()),
+                    },
                 }
             }
         };
@@ -369,10 +424,26 @@ impl Engine {
             Ok(reply) if reply.success => {
                 Step::Advance(to, record(NextAction::ReleaseHold, "ok", reply.message))
             }
+            // Only a committed hold refuses a cancel, and the saga never releases a hold it
+            // committed (it commits paid orders only, and never releases a paid order's hold):
+            // another caller committed it, and its stock left without a sale. The order keeps
+            // its end, says so, and is counted and alerted on; a refund still follows.
+            Ok(reply) if reply.hold_status() == HoldStatus::Committed => {
+                tracing::error!(message = %reply.message, "the order's hold was committed by another caller; its stock left without a sale");
+                to.status_reason = reasons::hold_committed_elsewhere(&state.status_reason);
+                Step::Advance(
+                    to,
+                    record(
+                        NextAction::ReleaseHold,
+                        COMMITTED_ELSEWHERE,
+                        format!("hold {reservation}: {}", reply.message),
+                    ),
+                )
+            }
             Ok(reply) => {
-                // Only a committed hold refuses a cancel, and a committed order is never
-                // released: this needs a person, so say so loudly and stop retrying.
-                tracing::error!(message = %reply.message, "hold could not be released");
+                // A refusal this engine does not know: a person has to look, so say so
+                // loudly and stop retrying.
+                tracing::error!(message = %reply.message, status = %reply.status, "hold could not be released");
                 Step::Advance(to, record(NextAction::ReleaseHold, "failed", reply.message))
             }
             Err(err) if err.code() == Code::NotFound => {
@@ -408,21 +479,45 @@ impl Engine {
     }
 }
 
-/// The outcome of a reserve that got no stock: rejected, or (already paid) cancelled with a
-/// refund to follow.
-fn no_stock(state: &SagaState, outcome: &'static str, message: String) -> Step {
+/// The outcome of a reserve that got no stock: rejected with `reason`, or (already paid)
+/// cancelled with a refund to follow. `detail` goes to the audit only.
+fn no_stock(state: &SagaState, outcome: &'static str, reason: String, detail: String) -> Step {
     let mut to = Transition::from_state(state);
     to.reservation_id = None;
     if state.payment_status == PaymentStatus::Succeeded {
         to.status = OrderStatus::Cancelled;
-        to.status_reason = "stock no longer available after payment".to_owned();
+        to.status_reason = if state.status_reason == reasons::HOLD_CANCELLED_ELSEWHERE {
+            reasons::STOCK_GONE_AFTER_FOREIGN_CANCEL
+        } else {
+            reasons::STOCK_GONE_AFTER_PAYMENT
+        }
+        .to_owned();
         to.next_action = Some(NextAction::Refund);
     } else {
         to.status = OrderStatus::Rejected;
-        to.status_reason = message.clone();
+        to.status_reason = reason;
         to.next_action = None;
     }
-    Step::Advance(to, record(NextAction::Reserve, outcome, message))
+    Step::Advance(to, record(NextAction::Reserve, outcome, detail))
+}
+
+/// The outcome of a reserve that found the order's reference held by another caller: that
+/// hold is not the order's, so nothing is released. Not yet paid: rejected; paid (a re-take
+/// after a lost hold): cancelled with a refund to follow.
+fn reference_taken(state: &SagaState, detail: String) -> Step {
+    tracing::error!(error = %detail, "another caller holds the order's inventory reference");
+    let mut to = Transition::from_state(state);
+    to.reservation_id = None;
+    if state.payment_status == PaymentStatus::Succeeded {
+        to.status = OrderStatus::Cancelled;
+        to.status_reason = reasons::REFERENCE_TAKEN_AFTER_PAYMENT.to_owned();
+        to.next_action = Some(NextAction::Refund);
+    } else {
+        to.status = OrderStatus::Rejected;
+        to.status_reason = reasons::REFERENCE_TAKEN.to_owned();
+        to.next_action = None;
+    }
+    Step::Advance(to, record(NextAction::Reserve, REFERENCE_TAKEN, detail))
 }
 
 fn record(action: NextAction, outcome: &'static str, detail: String) -> StepRecord {

@@ -2,6 +2,7 @@
 //! and by the recovery worker for orders whose lease lapsed or whose retry is due.
 
 pub mod engine;
+pub mod reasons;
 pub mod recovery;
 
 pub use engine::{DriveEnd, Engine, EngineConfig};
