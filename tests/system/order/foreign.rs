@@ -8,6 +8,7 @@ use system_tests::{PlantedOrder, SystemOptions, TestSystem, metric_value, order_
 
 const COMMITTED: &str = r#"order_foreign_settlements_total{kind="committed"}"#;
 const CANCELLED: &str = r#"order_foreign_settlements_total{kind="cancelled"}"#;
+const TAKEN: &str = r#"order_foreign_settlements_total{kind="reference_taken"}"#;
 
 /// Places an order of 2 WIDGET paid by `method` while the payment service answers
 /// UNAVAILABLE, so the order waits at `pay` with its hold PENDING (the outcome of its payment
@@ -173,5 +174,59 @@ async fn an_expired_hold_is_retaken_without_being_counted_as_foreign() -> anyhow
     assert!(steps.contains(&("commit".into(), "hold_lost".into())), "{steps:?}");
     assert_eq!(counter(&sys, CANCELLED).await?, 0.0);
     assert_eq!(sys.reservation(&stale.reservation_id).await?.status, "EXPIRED");
+    Ok(())
+}
+
+/// Another caller squats on the order's reference (`ORDER`, order id) before the saga's first
+/// reserve: with a different request the inventory refuses the order's own (ALREADY_EXISTS).
+#[tokio::test]
+async fn an_order_reference_held_by_another_caller_rejects_the_order() -> anyhow::Result<()> {
+    let mut sys =
+        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+    sys.migrate_orders().await?;
+    sys.stock("WIDGET", 5).await?;
+    sys.stock("GADGET", 5).await?;
+    let planted = PlantedOrder::pending(&[("p-widget", "WIDGET", 1, 250)]);
+    let id = sys.plant(&planted).await?;
+    let squatter = sys.inventory()?.reserve(&id, &[("GADGET", 2)]).await?;
+    assert!(squatter.success);
+    sys.start_order_server().await?;
+    let order = sys.wait_settled(&id).await?;
+    assert_eq!(order.status, "REJECTED", "{order:?}");
+    assert!(order.status_reason.contains("another caller holds"), "{order:?}");
+    let steps = sys.saga_steps(&id).await?;
+    assert!(steps.contains(&("reserve".into(), "reference_taken".into())), "{steps:?}");
+    assert_eq!(metric_value(&sys.order_metrics().await?, TAKEN), 1.0);
+    assert_eq!(sys.reservation(&squatter.reservation_id).await?.status, "PENDING");
+    assert!(sys.ledger.charges_for_order(&id).is_empty());
+    Ok(())
+}
+
+/// The order's hold is cancelled by a stranger while payment waits, then the stranger takes the
+/// reference with another request: the paid order cannot re-take its stock.
+#[tokio::test]
+async fn a_reference_taken_after_payment_cancels_and_refunds() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 5).await?;
+    sys.stock("GADGET", 5).await?;
+    sys.payment_faults.set_fail_all(true);
+    let order = sys.create(order_request("alice", &[("p-widget", 2)])).await??;
+    assert_eq!(order.status, "RESERVED");
+    let mut stranger = sys.inventory()?.client.clone();
+    stranger
+        .cancel_reservation(inv::CancelReservationRequest {
+            reservation_id: order.inventory_reservation_id.clone(),
+        })
+        .await?;
+    let squatter = sys.inventory()?.reserve(&order.id, &[("GADGET", 1)]).await?;
+    assert!(squatter.success);
+    sys.payment_faults.set_fail_all(false);
+    let done = sys.wait_settled(&order.id).await?;
+    assert_eq!(done.status, "CANCELLED", "{done:?}");
+    assert_eq!(done.payment_status, "REFUNDED");
+    assert!(done.status_reason.contains("another caller took"), "{done:?}");
+    let steps = sys.saga_steps(&order.id).await?;
+    assert!(steps.contains(&("commit".into(), "cancelled_elsewhere".into())), "{steps:?}");
+    assert!(steps.contains(&("reserve".into(), "reference_taken".into())), "{steps:?}");
     Ok(())
 }
