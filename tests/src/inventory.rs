@@ -35,10 +35,9 @@ pub struct TestInventory {
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         database: DatabaseSettings {
-            database_url: database_url.to_owned(),
-            run_migrations: true,
             db_max_connections: 20,
             db_acquire_timeout_ms: 5_000,
+            ..DatabaseSettings::new(database_url)
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),

@@ -160,10 +160,9 @@ pub fn order_settings(
 ) -> Settings {
     Settings {
         database: DatabaseSettings {
-            database_url: database_url.to_owned(),
-            run_migrations: true,
             db_max_connections: 15,
             db_acquire_timeout_ms: 5_000,
+            ..DatabaseSettings::new(database_url)
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),

@@ -1,9 +1,16 @@
+//! The database pool, per-schema migrations, and what a database error means: the one place
+//! both services ask whether a failure is worth a retry, and which connections to replace
+//! after a failover.
+
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::str::FromStr as _;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::settings::DatabaseSettings;
@@ -16,7 +23,18 @@ pub type MigrateFn =
 ///
 /// Call it inside a Tokio runtime: the pool spawns its maintenance task right away.
 pub fn connect_lazy(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    let mut options = PgConnectOptions::from_str(&settings.database_url)?;
+    // Session defaults of every pooled connection: a statement, or a caller stuck inside a
+    // transaction, cannot hold a connection and its row locks without bound.
+    let timeouts = [
+        ("statement_timeout", settings.db_statement_timeout_ms),
+        ("idle_in_transaction_session_timeout", settings.db_idle_in_transaction_timeout_ms),
+    ];
+    let set: Vec<_> = timeouts.into_iter().filter(|(_, ms)| *ms > 0).collect();
+    if !set.is_empty() {
+        options = options.options(set);
+    }
+    let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(Duration::from_millis(settings.db_acquire_timeout_ms))
         // By default sqlx pings every idle connection before handing it out: one extra round
@@ -26,13 +44,42 @@ pub fn connect_lazy(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> 
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
+                // Opened before the database was last seen read-only (a failover that left
+                // this connection on a standby): replace it.
+                if opened_before_last_failover(meta.age) {
+                    return Ok(false);
+                }
                 if meta.idle_for >= PING_IDLE_AFTER {
                     conn.ping().await?;
                 }
                 Ok(true)
             })
         })
-        .connect_lazy(&settings.database_url)
+        .connect_lazy_with(options);
+    Ok(pool)
+}
+
+/// When the process started; failover marks are kept relative to it.
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// Milliseconds after [`STARTED`] the database was last seen unable to take writes (0: never).
+static LAST_FAILOVER_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that the database behind the pools was seen unable to take writes (read-only, shut
+/// down by its administrator): every connection opened before now is replaced before its
+/// next use, so the pools reconnect to wherever the database address now leads.
+pub fn mark_failover() {
+    let now = u64::try_from(STARTED.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+    LAST_FAILOVER_MS.fetch_max(now, Ordering::AcqRel);
+}
+
+/// Whether a connection of age `age` was opened before the last [`mark_failover`].
+fn opened_before_last_failover(age: Duration) -> bool {
+    let mark = LAST_FAILOVER_MS.load(Ordering::Acquire);
+    if mark == 0 {
+        return false;
+    }
+    let since_mark = STARTED.elapsed().saturating_sub(Duration::from_millis(mark));
+    age > since_mark
 }
 
 /// How long a pooled connection may sit idle before it is pinged ahead of its next use.
@@ -53,6 +100,8 @@ pub async fn migrate(
 ) -> Result<(), MigrateError> {
     let options = pool.connect_options();
     let mut conn = PgConnection::connect_with(&options).await?;
+    // A migration (an index on a big table) may run longer than any call should.
+    sqlx::query("set statement_timeout = 0").execute(&mut conn).await?;
     // CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a role that only
     // owns its (pre-created) schema does not have: ask for it only when the schema is missing.
     let exists: bool =
@@ -81,23 +130,68 @@ pub fn migrate_fn(pool: PgPool, migrator: fn() -> Migrator, schema: &'static str
     })
 }
 
-/// Whether `err` means the database cannot be reached right now (worth `UNAVAILABLE` and a retry).
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
+/// What a database error means for the call that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The database cannot serve the call now: down, restarting, failing over, read-only,
+    /// out of resources or too slow. Worth `UNAVAILABLE`: the caller retries later.
+    Unavailable,
+    /// The call's transaction lost a race (serialization failure, deadlock) and was rolled
+    /// back. Worth `ABORTED`: the caller retries the call.
+    Conflict,
+    /// Anything else: a bug or a broken invariant. Worth `INTERNAL`, details logged.
+    Other,
+}
+
+/// What `err` means; see [`DbFailure`]. Errors that show the pool's connections lead to a
+/// server that cannot take writes also [`mark_failover`], so they are replaced.
+pub fn classify(err: &sqlx::Error) -> DbFailure {
     match err {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_unavailable_sqlstate(&code)),
-        _ => false,
+        | sqlx::Error::Tls(_) => DbFailure::Unavailable,
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => {
+                let failure = classify_sqlstate(&code);
+                if leaves_wrong_server(&code) {
+                    mark_failover();
+                }
+                failure
+            }
+            None => DbFailure::Other,
+        },
+        _ => DbFailure::Other,
     }
 }
 
-fn is_unavailable_sqlstate(code: &str) -> bool {
-    // 08: connection exceptions; 57P01-03: admin/crash shutdown, cannot connect now;
-    // 53300: too many connections.
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+/// Whether `err` means the database cannot serve right now (worth `UNAVAILABLE` and a retry).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    classify(err) == DbFailure::Unavailable
+}
+
+fn classify_sqlstate(code: &str) -> DbFailure {
+    match code {
+        // 08: connection exceptions. 57P01-03: administrator or crash shutdown, cannot
+        // connect now. 57014: statement_timeout (or a cancel). 25006: a read-only
+        // transaction (a standby, or default_transaction_read_only: a failover in
+        // progress). 53: insufficient resources (disk full, out of memory, too many
+        // connections). 58030: I/O error on the server. 40003: the server lost track of
+        // whether the statement completed.
+        _ if code.starts_with("08") || code.starts_with("53") => DbFailure::Unavailable,
+        "57P01" | "57P02" | "57P03" | "57014" | "25006" | "58030" | "40003" => {
+            DbFailure::Unavailable
+        }
+        // Serialization failure, deadlock: nothing was written, the call may run again.
+        "40001" | "40P01" => DbFailure::Conflict,
+        _ => DbFailure::Other,
+    }
+}
+
+/// SQLSTATEs after which the pool's connections may lead to a server that cannot take writes.
+fn leaves_wrong_server(code: &str) -> bool {
+    matches!(code, "25006" | "57P01" | "57P02" | "57P03")
 }
 
 #[cfg(test)]
@@ -162,32 +256,53 @@ mod tests {
             db_error("57P02"),
             db_error("57P03"),
             db_error("53300"),
+            db_error("53100"),
+            // A failover in progress: the pool reached a read-only server.
+            db_error("25006"),
+            // statement_timeout: the database is too slow to answer now.
+            db_error("57014"),
+            db_error("58030"),
+            db_error("40003"),
         ] {
-            assert!(is_unavailable(&err), "{err}");
+            assert_eq!(classify(&err), DbFailure::Unavailable, "{err}");
         }
     }
 
     #[test]
-    fn query_problems_are_not_unavailable() {
+    fn lost_races_are_conflicts_and_bugs_are_other() {
+        assert_eq!(classify(&db_error("40001")), DbFailure::Conflict);
+        assert_eq!(classify(&db_error("40P01")), DbFailure::Conflict);
         for err in [
             sqlx::Error::RowNotFound,
             sqlx::Error::Protocol("bad".into()),
             db_error("23505"),
-            db_error("40001"),
-            db_error("57014"),
-            db_error("53100"),
+            db_error("42P01"),
+            db_error("XX000"),
         ] {
-            assert!(!is_unavailable(&err), "{err}");
+            assert_eq!(classify(&err), DbFailure::Other, "{err}");
         }
+    }
+
+    #[test]
+    fn a_failover_replaces_connections_opened_before_it() {
+        mark_failover();
+        // Opened before the mark: older than the time since it.
+        assert!(opened_before_last_failover(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!opened_before_last_failover(Duration::from_millis(1)));
+        // A read-only error marks too.
+        let before = LAST_FAILOVER_MS.load(Ordering::Acquire);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(classify(&db_error("25006")), DbFailure::Unavailable);
+        assert!(LAST_FAILOVER_MS.load(Ordering::Acquire) > before);
     }
 
     #[tokio::test]
     async fn connect_lazy_does_not_touch_the_database() {
         let settings = DatabaseSettings {
-            database_url: "postgres://app:pw@127.0.0.1:1/none".into(),
-            run_migrations: true,
             db_max_connections: 2,
             db_acquire_timeout_ms: 100,
+            ..DatabaseSettings::new("postgres://app:pw@127.0.0.1:1/none")
         };
         let pool = connect_lazy(&settings).unwrap();
         let err = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
@@ -197,10 +312,9 @@ mod tests {
     #[tokio::test]
     async fn connect_lazy_rejects_a_malformed_url() {
         let settings = DatabaseSettings {
-            database_url: "postgres://app:pw@db:not-a-port/shop".into(),
-            run_migrations: true,
             db_max_connections: 2,
             db_acquire_timeout_ms: 100,
+            ..DatabaseSettings::new("postgres://app:pw@db:not-a-port/shop")
         };
         assert!(connect_lazy(&settings).is_err());
     }

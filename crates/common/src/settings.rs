@@ -30,6 +30,32 @@ pub struct DatabaseSettings {
     /// How long a query waits for a pooled connection before failing, in milliseconds.
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
     pub db_acquire_timeout_ms: u64,
+
+    /// Longest one SQL statement may run, in milliseconds (PostgreSQL `statement_timeout` of
+    /// every pooled connection; migrations are not bound). Past it the call answers
+    /// UNAVAILABLE. 0: no limit.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub db_statement_timeout_ms: u64,
+
+    /// Longest a pooled connection may sit inside an open transaction, in milliseconds
+    /// (`idle_in_transaction_session_timeout`): a stuck caller cannot hold row locks longer.
+    /// 0: no limit.
+    #[arg(long, env = "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 15_000)]
+    pub db_idle_in_transaction_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    /// The defaults for `database_url` (what `--help` shows), for tests and tools.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            run_migrations: true,
+            db_max_connections: 10,
+            db_acquire_timeout_ms: 2000,
+            db_statement_timeout_ms: 10_000,
+            db_idle_in_transaction_timeout_ms: 15_000,
+        }
+    }
 }
 
 // Manual impl: settings get logged at startup, and the URL carries the password.
@@ -40,6 +66,8 @@ impl fmt::Debug for DatabaseSettings {
             .field("run_migrations", &self.run_migrations)
             .field("db_max_connections", &self.db_max_connections)
             .field("db_acquire_timeout_ms", &self.db_acquire_timeout_ms)
+            .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
+            .field("db_idle_in_transaction_timeout_ms", &self.db_idle_in_transaction_timeout_ms)
             .finish()
     }
 }
