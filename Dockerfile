@@ -29,7 +29,8 @@
 #
 # Every image: the binary at /usr/local/bin/app (ENTRYPOINT), CA certificates, numeric non-root
 # user 10001, LOG_FORMAT=json, and HEALTHCHECK `app healthcheck` (the binary probes its own
-# grpc.health.v1 on GRPC_ADDR; exit 0 only when SERVING).
+# grpc.health.v1 on GRPC_ADDR for liveness: exit 0 while the process serves, whatever its
+# database does; `app healthcheck --ready` asks for readiness instead).
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim

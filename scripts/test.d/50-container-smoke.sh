@@ -299,13 +299,15 @@ run_container order order-service \
   "PAYMENT_SERVICE_URL=http://127.0.0.1:$payment_grpc"
 step "started ${containers[*]} (gRPC ports $inv_grpc, $ord_grpc, $product_grpc, $payment_grpc)"
 
-# wait_healthy NAME: polls the image's HEALTHCHECK until it passes (60 s at most).
+# wait_healthy NAME: polls the image's HEALTHCHECK (liveness) and then readiness (`app
+# healthcheck --ready`: migrated, database writable) until both pass (60 s at most).
 wait_healthy() {
   local name="$1" deadline=$((SECONDS + 60)) state
   while :; do
     state="$(podman inspect --format '{{.State.Status}}' "$name")"
     [[ "$state" == running ]] || die "$name is $state, not running"
-    if podman healthcheck run "$name" >/dev/null 2>&1; then
+    if podman healthcheck run "$name" >/dev/null 2>&1 &&
+      podman exec "$name" /usr/local/bin/app healthcheck --ready >/dev/null 2>&1; then
       return 0
     fi
     ((SECONDS < deadline)) || die "$name not healthy after 60 s"

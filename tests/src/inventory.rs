@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::auth::AdminAuthSettings;
+use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::proto::inventory::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
@@ -45,6 +46,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         admin: AdminAuthSettings { admin_auth_disabled: true, ..Default::default() },
         authz_policy_file: None,
         overload: OverloadSettings::default(),
+        shutdown: ShutdownSettings::immediate(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         default_expiry_minutes: 30,

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::proto::inventory::v1 as inv;
 use common::proto::order::v1 as pb;
@@ -169,6 +170,7 @@ pub fn order_settings(
         peer_tls: Default::default(),
         user_binding: Default::default(),
         overload: OverloadSettings::default(),
+        shutdown: ShutdownSettings::immediate(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),
         inventory_service_url: format!("http://{inventory}"),

@@ -1,7 +1,9 @@
 //! End-to-end tests: real PostgreSQL (one database per test), real servers on loopback.
 
+mod failover;
 mod inventory;
 mod order;
 mod outage;
 mod overload;
 mod security;
+mod shutdown;

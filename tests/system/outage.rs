@@ -140,6 +140,10 @@ async fn outage(crash: bool) -> anyhow::Result<()> {
     let order_down =
         wait_health(order.addr, order_service, ServingStatus::NotServing, FAST * 2).await?;
     println!("NOT_SERVING after: inventory {inv_down:?}, order {order_down:?}");
+    // Liveness does not follow the database: an orchestrator restarts no server for it.
+    for addr in [inventory.addr, order.addr] {
+        assert_eq!(health(addr, common::server::LIVENESS).await, Some(ServingStatus::Serving));
+    }
 
     let mut took = Vec::new();
     let item = inv::GetInventoryItemRequest { sku: "WIDGET".into() };

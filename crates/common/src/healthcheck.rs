@@ -1,6 +1,9 @@
-//! `<binary> healthcheck [ADDR]`: asks the server's own `grpc.health.v1.Health/Check` (service
-//! `""`) and exits 0 when it is SERVING, 1 otherwise. Container `HEALTHCHECK`s and
-//! orchestrator probes use it, so images need no extra probe binary.
+//! `<binary> healthcheck [--ready] [ADDR]`: asks the server's own `grpc.health.v1.Health/Check`
+//! and exits 0 when it is SERVING, 1 otherwise. Without `--ready` it asks for liveness (service
+//! `liveness`: the process serves, whatever its database does), which is what a container
+//! `HEALTHCHECK` or a liveness probe must ask so that a database outage restarts nothing; with
+//! `--ready`, for readiness (service `""`: migrated, database reachable and writable), for
+//! start-up ordering and readiness probes. Images need no extra probe binary.
 //!
 //! The address is `ADDR`, else `GRPC_ADDR`, else the binary's default; an unspecified
 //! host (`0.0.0.0`, `[::]`) is probed on loopback. It is checked before the settings are
@@ -40,9 +43,10 @@ pub const SUBCOMMAND: &str = "healthcheck";
 /// How long the whole check (connect and call) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
-const USAGE: &str = "usage: <binary> healthcheck [ADDR]\n\
-    Calls grpc.health.v1.Health/Check (service \"\") on ADDR, else GRPC_ADDR, else the \
-    default address; exits 0 when SERVING, 1 otherwise.";
+const USAGE: &str = "usage: <binary> healthcheck [--ready] [ADDR]\n\
+    Calls grpc.health.v1.Health/Check on ADDR, else GRPC_ADDR, else the default address, for \
+    liveness (service \"liveness\"), or with --ready for readiness (service \"\"); exits 0 \
+    when SERVING, 1 otherwise.";
 
 /// Why a health check could not get a status.
 #[derive(Debug, thiserror::Error)]
@@ -101,23 +105,28 @@ pub async fn run_with_tls(
     tls: Option<SelfCheckTls>,
     default_grpc_addr: &str,
 ) -> i32 {
-    let arg_addr = match rest.as_slice() {
-        [] => None,
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{USAGE}");
-            return 0;
+    let mut service = crate::server::LIVENESS;
+    let mut arg_addr = None;
+    for arg in &rest {
+        let arg = arg.to_string_lossy();
+        match arg.as_ref() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return 0;
+            }
+            "--ready" => service = "",
+            addr if !addr.starts_with('-') && arg_addr.is_none() => {
+                arg_addr = Some(addr.to_owned());
+            }
+            _ => {
+                eprintln!("{USAGE}");
+                return 2;
+            }
         }
-        [addr] if !addr.to_string_lossy().starts_with('-') => {
-            Some(addr.to_string_lossy().into_owned())
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return 2;
-        }
-    };
+    }
     let raw = arg_addr.or(env_addr).unwrap_or_else(|| default_grpc_addr.to_owned());
     let outcome = match probe_addr(&raw) {
-        Ok(addr) => check_with_tls(addr, tls.as_ref(), TIMEOUT).await,
+        Ok(addr) => check_service(addr, tls.as_ref(), service, TIMEOUT).await,
         Err(error) => Err(error),
     };
     match outcome {
@@ -176,16 +185,18 @@ pub fn probe_addr(listen_addr: &str) -> Result<SocketAddr, HealthcheckError> {
     Ok(SocketAddr::new(ip, addr.port()))
 }
 
-/// Calls `grpc.health.v1.Health/Check` for service `""` at `addr`, connecting and answering
-/// within `timeout`.
+/// Calls `grpc.health.v1.Health/Check` for readiness (service `""`) at `addr`, connecting and
+/// answering within `timeout`.
 pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<ServingStatus, HealthcheckError> {
-    check_with_tls(addr, None, timeout).await
+    check_service(addr, None, "", timeout).await
 }
 
-/// [`check`] over TLS when `tls` is set (see the module docs for what it trusts).
-pub async fn check_with_tls(
+/// Calls `grpc.health.v1.Health/Check` for `service` at `addr`, over TLS when `tls` is set
+/// (see the module docs for what it trusts).
+pub async fn check_service(
     addr: SocketAddr,
     tls: Option<&SelfCheckTls>,
+    service: &str,
     timeout: Duration,
 ) -> Result<ServingStatus, HealthcheckError> {
     let call = async {
@@ -203,7 +214,7 @@ pub async fn check_with_tls(
             .await
             .map_err(|source| HealthcheckError::Connect { addr, source })?;
         let response = HealthClient::new(channel)
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest { service: service.to_owned() })
             .await
             .map_err(|status| HealthcheckError::Call { addr, status: Box::new(status) })?;
         Ok(response.into_inner().status())
@@ -262,8 +273,11 @@ mod tests {
         let status = check(addr, TIMEOUT).await.expect("check");
         assert_eq!(status, ServingStatus::NotServing);
         assert_eq!(exit_code(status), 1);
-        let code = run(vec![], Some(addr.to_string()), "127.0.0.1:1").await;
+        let code = run(vec!["--ready".into()], Some(addr.to_string()), "127.0.0.1:1").await;
         assert_eq!(code, 1, "GRPC_ADDR wins over the default");
+        // Liveness does not follow readiness.
+        assert_eq!(run(vec![], Some(addr.to_string()), "127.0.0.1:1").await, 0);
+        assert_eq!(run(vec![addr.to_string().into(), "--ready".into()], None, "x").await, 1);
         server.abort();
     }
 
@@ -373,7 +387,7 @@ mod tests {
             readiness.set_serving().await;
             let probe = settings.self_check().expect("self check");
             assert!(probe.is_some());
-            let status = check_with_tls(addr, probe.as_ref(), TIMEOUT).await.expect("tls check");
+            let status = check_service(addr, probe.as_ref(), "", TIMEOUT).await.expect("tls check");
             assert_eq!(status, ServingStatus::Serving, "{settings:?}");
             let code =
                 run_with_tls(vec![addr.to_string().into()], None, probe, "127.0.0.1:1").await;
@@ -393,7 +407,7 @@ mod tests {
         readiness.set_serving().await;
         let wrong =
             ServerTlsSettings { tls_client_ca_path: None, ..other }.self_check().expect("b");
-        let error = check_with_tls(addr, wrong.as_ref(), TIMEOUT).await.expect_err("pinned");
+        let error = check_service(addr, wrong.as_ref(), "", TIMEOUT).await.expect_err("pinned");
         assert!(matches!(error, HealthcheckError::Connect { .. }), "{error:?}");
         server.abort();
         let _ = std::fs::remove_dir_all(dir_a);

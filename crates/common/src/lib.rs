@@ -7,6 +7,8 @@ pub mod auth;
 pub mod db;
 /// `<binary> healthcheck`: asks the own grpc.health.v1, exits 0 when SERVING (container probe).
 pub mod healthcheck;
+/// The one server host of every binary: listeners, health, layers, bounded shutdown.
+pub mod host;
 /// Prometheus `/metrics` endpoint, per-method gRPC server metrics and registration helpers.
 pub mod metrics;
 /// Overload protection: concurrency limit, call deadlines, HTTP/2 and message-size limits.

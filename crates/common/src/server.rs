@@ -1,3 +1,6 @@
+//! Health (readiness and liveness), reflection, and the watcher that drives readiness from the
+//! database: NOT_SERVING until migrated, then exactly while the database takes writes.
+
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -38,16 +41,23 @@ pub fn reflection()
         .build_v1()
 }
 
-/// The health service for `services` (and the whole server, `""`), all starting NOT_SERVING.
+/// The health service name of liveness: SERVING while the process serves at all, whatever
+/// its database does, so an orchestrator restarts a wedged process but never a whole fleet
+/// waiting out a database outage. Readiness is `""` and the server's own service names.
+pub const LIVENESS: &str = "liveness";
+
+/// The health service for `services` (and the whole server, `""`), all starting NOT_SERVING,
+/// and [`LIVENESS`], SERVING from the start.
 pub fn health(services: &[&str]) -> (Readiness, HealthServer<HealthService>) {
     let reporter = HealthReporter::new();
     let mut names: Vec<String> = vec![String::new()];
     names.extend(services.iter().filter(|name| !name.is_empty()).map(|name| (*name).to_owned()));
     // HealthReporter starts "" as SERVING and has no synchronous setter. Nothing else holds
-    // its lock yet, so the update completes on its first poll.
-    let done = poll_once(set_all(&reporter, &names, ServingStatus::NotServing));
+    // its lock yet, so the updates complete on their first poll.
+    let done = poll_once(set_all(&reporter, &names, ServingStatus::NotServing))
+        && poll_once(set_all(&reporter, &[LIVENESS.to_owned()], ServingStatus::Serving));
     if !done {
-        tracing::error!("could not mark the health service NOT_SERVING at start");
+        tracing::error!("could not set the health service's statuses at start");
     }
     let server = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
     let readiness = Readiness {
@@ -111,7 +121,9 @@ fn poll_once(future: impl Future<Output = ()>) -> bool {
 }
 
 /// Drives `readiness` from the database: NOT_SERVING until `migrate` (if any) has succeeded,
-/// then SERVING exactly while `SELECT 1` succeeds, checked every `interval`.
+/// then SERVING exactly while the database answers and takes writes (not a standby, not
+/// read-only), checked every `interval`. A database seen read-only also has the pool's
+/// connections replaced ([`crate::db::mark_failover`]), so a promoted primary is found.
 ///
 /// Runs until its task is aborted; spawn it and abort it when shutting down.
 ///
@@ -139,18 +151,18 @@ pub async fn watch_database(
     let mut reachable = None;
     loop {
         ticker.tick().await;
-        let error = ping(&pool).await.err();
+        let error = writable(&pool).await.err();
         if reachable == Some(error.is_none()) {
             continue;
         }
         reachable = Some(error.is_none());
         match error {
             None => {
-                tracing::info!("database reachable, serving");
+                tracing::info!("database reachable and writable, serving");
                 readiness.set_serving().await;
             }
             Some(error) => {
-                tracing::warn!(%error, "database unreachable, not serving");
+                tracing::warn!(%error, "database unreachable or read-only, not serving");
                 readiness.set_not_serving().await;
             }
         }
@@ -174,9 +186,22 @@ async fn migrate_until_done(migrate: &MigrateFn) {
     }
 }
 
-async fn ping(pool: &PgPool) -> Result<(), String> {
-    match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await {
-        Ok(Ok(_)) => Ok(()),
+/// `Ok` when the database answers and would take a write: it is no standby
+/// (`pg_is_in_recovery()`) and new transactions are not read-only.
+async fn writable(pool: &PgPool) -> Result<(), String> {
+    let query = sqlx::query_as::<_, (bool, String)>(
+        "select pg_is_in_recovery(), current_setting('transaction_read_only')",
+    );
+    match tokio::time::timeout(PING_TIMEOUT, query.fetch_one(pool)).await {
+        Ok(Ok((false, read_only))) if read_only == "off" => Ok(()),
+        Ok(Ok((in_recovery, _))) => {
+            crate::db::mark_failover();
+            Err(if in_recovery {
+                "the database is a standby (in recovery)".to_owned()
+            } else {
+                "the database is read-only (transaction_read_only = on)".to_owned()
+            })
+        }
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {PING_TIMEOUT:?}")),
     }
@@ -211,10 +236,9 @@ mod tests {
 
     fn unreachable_pool() -> PgPool {
         db::connect_lazy(&DatabaseSettings {
-            database_url: "postgres://app:pw@127.0.0.1:1/none".into(),
-            run_migrations: true,
             db_max_connections: 1,
             db_acquire_timeout_ms: 50,
+            ..DatabaseSettings::new("postgres://app:pw@127.0.0.1:1/none")
         })
         .unwrap()
     }
@@ -240,6 +264,15 @@ mod tests {
         readiness.set_not_serving().await;
         assert_eq!(status(&readiness, "").await, Ok(Wire::NotServing));
         assert_eq!(status(&readiness, SERVICE).await, Ok(Wire::NotServing));
+    }
+
+    #[tokio::test]
+    async fn liveness_serves_whatever_readiness_says() {
+        let (readiness, _server) = health(&[SERVICE]);
+        assert_eq!(status(&readiness, LIVENESS).await, Ok(Wire::Serving));
+        readiness.set_serving().await;
+        readiness.set_not_serving().await;
+        assert_eq!(status(&readiness, LIVENESS).await, Ok(Wire::Serving));
     }
 
     #[tokio::test]
@@ -304,10 +337,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_migration_does_not_block_the_next() {
         let pool = db::connect_lazy(&DatabaseSettings {
-            database_url: test_database_url(),
-            run_migrations: true,
             db_max_connections: 2,
             db_acquire_timeout_ms: 2000,
+            ..DatabaseSettings::new(test_database_url())
         })
         .unwrap();
         let id = std::process::id();
@@ -334,10 +366,9 @@ mod tests {
         let url = test_database_url();
         let schema: &'static str = format!("common_test_{}", std::process::id()).leak();
         let pool = db::connect_lazy(&DatabaseSettings {
-            database_url: url,
-            run_migrations: true,
             db_max_connections: 2,
             db_acquire_timeout_ms: 2000,
+            ..DatabaseSettings::new(url)
         })
         .unwrap();
         let migrator = noop_migrator;

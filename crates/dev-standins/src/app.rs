@@ -1,13 +1,13 @@
-//! What the three stand-in servers share: binding, health, reflection, metrics, shutdown.
+//! What the three stand-in servers share: the one server host of `common`, with no database,
+//! no metrics endpoint, no drain delay and room for any load a test sends.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
-use anyhow::Context;
+use common::host::{Host, HostSpec, ShutdownSettings};
+use common::overload::OverloadSettings;
 use common::tls::ServerTlsSettings;
-use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 
 /// Which stand-in a server is, for health and logs.
 #[derive(Debug, Clone, Copy)]
@@ -18,13 +18,12 @@ pub(crate) struct StandIn {
     pub(crate) label: &'static str,
 }
 
-/// A bound, not yet serving gRPC listener. Binding before running lets tests ask for port 0
-/// and read the real port first.
+/// A bound, not yet serving stand-in. Binding before running lets tests ask for port 0 and
+/// read the real port first.
 #[derive(Debug)]
 pub(crate) struct Bound {
     stand_in: StandIn,
-    listener: TcpListener,
-    tls: Option<ServerTlsConfig>,
+    host: Host,
 }
 
 impl Bound {
@@ -34,49 +33,42 @@ impl Bound {
         addr: SocketAddr,
         tls: &ServerTlsSettings,
     ) -> anyhow::Result<Self> {
-        let tls = tls.server_config()?;
-        let listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("binding the {} stand-in's gRPC address {addr}", stand_in.label)
-        })?;
-        Ok(Self { stand_in, listener, tls })
+        // The order server's own limits bound what reaches a stand-in; a stand-in shedding
+        // calls would only make tests fail in ways no real peer does.
+        let overload = OverloadSettings { max_concurrent_requests: 10_000, ..Default::default() };
+        let host = Host::bind(HostSpec {
+            name: stand_in.label,
+            services: &[stand_in.service],
+            grpc_addr: addr,
+            metrics_addr: None,
+            tls,
+            overload: &overload,
+            shutdown: &ShutdownSettings::immediate(),
+        })
+        .await?;
+        Ok(Self { stand_in, host })
     }
 
     /// The address gRPC clients connect to.
     pub(crate) fn addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.listener.local_addr()?)
+        self.host.grpc_addr()
     }
 
     /// Serves `routes` plus health and reflection until `shutdown` resolves, then finishes
-    /// the calls in flight.
+    /// the calls in flight. Ready as soon as it listens: no database, nothing to warm up.
     pub(crate) async fn serve(
         self,
         routes: Routes,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { stand_in, listener, tls } = self;
-        let (readiness, health) = common::server::health(&[stand_in.service]);
-        // No database and nothing to warm up: ready as soon as it listens.
-        readiness.set_serving().await;
-        let routes = routes.add_service(health).add_service(common::server::reflection()?);
+        let Self { stand_in, host } = self;
         tracing::warn!(
-            grpc_addr = %listener.local_addr()?,
+            grpc_addr = %host.grpc_addr()?,
             service = stand_in.service,
-            tls = tls.is_some(),
+            tls = host.tls_enabled(),
             "{} DEVELOPMENT STAND-IN listening: in-memory fake, not for production",
             stand_in.label,
         );
-        let drain_readiness = readiness.clone();
-        common::tls::server_builder(tls)?
-            .layer(common::metrics::GrpcMetricsLayer::new(&[stand_in.service]))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(common::server::incoming(listener), async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing calls in flight");
-                drain_readiness.set_not_serving().await;
-            })
-            .await
-            .with_context(|| format!("serving the {} stand-in", stand_in.label))?;
-        tracing::info!("{} stand-in stopped", stand_in.label);
-        Ok(())
+        host.serve(routes, shutdown).await
     }
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::auth::AdminGuard;
+use common::host::{Host, HostSpec};
 use common::proto::inventory::v1::inventory_service_server::InventoryServiceServer;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tonic::transport::ServerTlsConfig;
+use tonic::service::Routes;
 
 use crate::access::{Access, Policy};
 use crate::grpc::{InventoryApi, convert::Limits};
@@ -25,9 +24,7 @@ pub const SERVICE_NAME: &str = "inventory.v1.InventoryService";
 /// and read the real ports before running.
 pub struct App {
     settings: Settings,
-    grpc: TcpListener,
-    metrics: TcpListener,
-    tls: Option<ServerTlsConfig>,
+    host: Host,
     admin: AdminGuard,
     access: Access,
 }
@@ -36,27 +33,30 @@ impl App {
     /// Reads the TLS, admin and caller-policy settings (failing on a bad file, or on admin
     /// RPCs left open by accident, at once), then binds the gRPC and metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let tls = settings.tls.server_config()?;
         let admin = settings.admin.guard(&settings.tls)?;
         let policy = settings.authz_policy_file.as_deref().map(Policy::load).transpose()?;
         let access = Access::new(settings.tls.is_mutual(), policy)?;
-        let grpc = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("binding gRPC address {}", settings.grpc_addr))?;
-        let metrics = TcpListener::bind(settings.metrics_addr)
-            .await
-            .with_context(|| format!("binding metrics address {}", settings.metrics_addr))?;
-        Ok(Self { settings, grpc, metrics, tls, admin, access })
+        let host = Host::bind(HostSpec {
+            name: "inventory",
+            services: &[SERVICE_NAME],
+            grpc_addr: settings.grpc_addr,
+            metrics_addr: Some(settings.metrics_addr),
+            tls: &settings.tls,
+            overload: &settings.overload,
+            shutdown: &settings.shutdown,
+        })
+        .await?;
+        Ok(Self { settings, host, admin, access })
     }
 
     /// The address gRPC clients connect to.
     pub fn grpc_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.grpc.local_addr()?)
+        self.host.grpc_addr()
     }
 
     /// The address of `/metrics`.
     pub fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.metrics.local_addr()?)
+        self.host.metrics_addr()?.context("no metrics endpoint")
     }
 
     /// Runs until SIGTERM or Ctrl-C.
@@ -64,13 +64,14 @@ impl App {
         self.run_until(common::shutdown::signal()).await
     }
 
-    /// Runs until `shutdown` resolves, then stops taking calls, finishes the ones in flight
-    /// and returns.
+    /// Runs until `shutdown` resolves, then shuts down as `common::host` says: NOT_SERVING,
+    /// drain delay, streams ended, calls in flight finished within the grace, sweeper and
+    /// reconciler stopped.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, grpc, metrics, tls, admin, access } = self;
+        let Self { settings, mut host, admin, access } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -88,7 +89,6 @@ impl App {
             });
         }
 
-        let (readiness, health) = common::server::health(&[SERVICE_NAME]);
         let migrate = settings.database.run_migrations.then(|| {
             common::db::migrate_fn(
                 pool.clone(),
@@ -96,22 +96,14 @@ impl App {
                 "inventory",
             )
         });
-        let watcher = tokio::spawn(common::server::watch_database(
-            pool.clone(),
-            readiness.clone(),
-            migrate,
-            Duration::from_secs(2),
-        ));
-        let watcher_abort = watcher.abort_handle();
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let sweeper = tokio::spawn(sweeper::run(
+        host.watch_database(pool.clone(), migrate);
+        host.spawn(sweeper::run(
             store.clone(),
             Duration::from_millis(settings.sweep_interval_ms.max(10)),
             settings.sweep_batch_size.max(1),
-            stop_rx.clone(),
+            host.stop_token(),
         ));
-        let reconciler = tokio::spawn(reconciler::run(
+        host.spawn(reconciler::run(
             store.clone(),
             ReconcileConfig {
                 // Zero stays zero (disabled); anything else is at least 10 ms, as the sweeper.
@@ -121,14 +113,9 @@ impl App {
                 }),
                 lapse_grace: Duration::from_millis(settings.reconcile_lapse_grace_ms),
             },
-            readiness.clone(),
-            stop_rx.clone(),
+            host.readiness(),
+            host.stop_token(),
         ));
-        let metrics_addr = metrics.local_addr()?;
-        let mut metrics_stop = stop_rx.clone();
-        let metrics_server = tokio::spawn(common::metrics::serve(metrics, async move {
-            let _ = metrics_stop.changed().await;
-        }));
 
         let api = InventoryApi::new(
             store,
@@ -140,47 +127,23 @@ impl App {
         )
         .with_admin_guard(admin.clone())
         .with_access(access.clone());
-        admin.log_startup("UpsertInventoryItem, AdjustStock", tls.is_some());
+        admin.log_startup("UpsertInventoryItem, AdjustStock", host.tls_enabled());
         tracing::info!(
-            grpc_addr = %grpc.local_addr()?,
-            tls = tls.is_some(),
+            grpc_addr = %host.grpc_addr()?,
+            tls = host.tls_enabled(),
             mutual_tls = settings.tls.is_mutual(),
             caller_policy = access.has_policy(),
-            %metrics_addr,
+            metrics_addr = ?host.metrics_addr()?,
             "inventory server listening"
         );
 
-        let drain_readiness = readiness.clone();
-        let result = settings
-            .overload
-            .configure(common::tls::server_builder(tls)?)
-            .layer(common::metrics::GrpcMetricsLayer::new(&[SERVICE_NAME]))
-            // Inside the metrics layer, so refused and timed-out calls are counted by code.
-            .layer(settings.overload.layer())
-            .add_service(health)
-            .add_service(common::server::reflection()?)
-            .add_service(
-                InventoryServiceServer::new(api)
-                    .max_decoding_message_size(settings.overload.max_request_bytes())
-                    .max_encoding_message_size(settings.overload.max_response_bytes()),
-            )
-            .serve_with_incoming_shutdown(common::server::incoming(grpc), async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing calls in flight");
-                // Stop the watcher first so it cannot flip health back to SERVING.
-                watcher_abort.abort();
-                drain_readiness.set_not_serving().await;
-            })
-            .await;
-
-        let _ = stop_tx.send(true);
-        watcher.abort();
-        let _ = sweeper.await;
-        let _ = reconciler.await;
-        let _ = metrics_server.await;
+        let routes = Routes::new(
+            InventoryServiceServer::new(api)
+                .max_decoding_message_size(settings.overload.max_request_bytes())
+                .max_encoding_message_size(settings.overload.max_response_bytes()),
+        );
+        let served = host.serve(routes, shutdown).await;
         pool.close().await;
-        result.context("serving gRPC")?;
-        tracing::info!("inventory server stopped");
-        Ok(())
+        served
     }
 }

@@ -1,5 +1,6 @@
 //! The one error type of the inventory server and its one mapping to a gRPC status.
 
+use common::db::DbFailure;
 use common::status::describe;
 use tonic::{Code, Status};
 
@@ -30,6 +31,10 @@ pub enum InventoryError {
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database rolled the call's transaction back after a conflict (serialization
+    /// failure, deadlock); nothing was written and the caller may retry at once.
+    #[error("database conflict")]
+    Conflict(#[source] sqlx::Error),
     /// The call's deadline came before the locks it needed; nothing was written.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -61,10 +66,10 @@ impl From<FieldViolation> for InventoryError {
 
 impl From<sqlx::Error> for InventoryError {
     fn from(err: sqlx::Error) -> Self {
-        if common::db::is_unavailable(&err) {
-            Self::Unavailable(err)
-        } else {
-            Self::Internal(err.into())
+        match common::db::classify(&err) {
+            DbFailure::Unavailable => Self::Unavailable(err),
+            DbFailure::Conflict => Self::Conflict(err),
+            DbFailure::Other => Self::Internal(err.into()),
         }
     }
 }
@@ -82,6 +87,7 @@ impl InventoryError {
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::Conflict(_) => Code::Aborted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::ReferenceInUse(_) => Code::AlreadyExists,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
@@ -102,6 +108,10 @@ impl From<InventoryError> for Status {
             InventoryError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Status::unavailable("database unavailable, retry later")
+            }
+            InventoryError::Conflict(cause) => {
+                tracing::warn!(error = %cause, "database conflict, transaction rolled back");
+                Status::aborted("the database rolled the call back after a conflict; retry")
             }
             InventoryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             InventoryError::ReferenceInUse(reference) => common::status::with_reason(

@@ -102,7 +102,7 @@ pub fn error_outcome(err: &crate::error::InventoryError) -> &'static str {
         E::FailedPrecondition(_) => "refused",
         E::ReferenceInUse(_) => "conflict",
         E::PermissionDenied { .. } | E::Unauthenticated(_) => "denied",
-        E::Unavailable(_) | E::DeadlineExceeded(_) | E::Internal(_) => "error",
+        E::Unavailable(_) | E::Conflict(_) | E::DeadlineExceeded(_) | E::Internal(_) => "error",
     }
 }
 

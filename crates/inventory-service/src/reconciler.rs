@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use common::server::Readiness;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::InventoryError;
 use crate::metrics;
@@ -32,13 +32,13 @@ pub struct ReconcileConfig {
     pub lapse_grace: Duration,
 }
 
-/// Reconciles every `config.interval` until `stop` flips, while `readiness` says the database
-/// is reachable and migrated.
+/// Reconciles every `config.interval` until `stop` is cancelled, while `readiness` says the
+/// database is reachable and migrated.
 pub async fn run(
     store: Store,
     config: ReconcileConfig,
     readiness: Readiness,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     if config.interval.is_zero() {
         tracing::info!("reconciler disabled (RECONCILE_INTERVAL_MS=0)");
@@ -47,7 +47,12 @@ pub async fn run(
     let mut failing = false;
     loop {
         if readiness.is_serving() {
-            match reconcile_once(&store, config.lapse_grace).await {
+            // A pass only reads: dropping it at a stop is safe.
+            let pass = tokio::select! {
+                pass = reconcile_once(&store, config.lapse_grace) => pass,
+                () = stop.cancelled() => return,
+            };
+            match pass {
                 Ok(_) if failing => {
                     tracing::info!("reconciliation recovered");
                     failing = false;
@@ -64,7 +69,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(config.interval) => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
     }
 }

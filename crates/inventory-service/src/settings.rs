@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use common::auth::AdminAuthSettings;
+use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::tls::ServerTlsSettings;
@@ -39,6 +40,10 @@ pub struct Settings {
 
     #[command(flatten)]
     pub overload: OverloadSettings,
+
+    /// Shutdown (drain delay, grace) and connection age.
+    #[command(flatten)]
+    pub shutdown: ShutdownSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]

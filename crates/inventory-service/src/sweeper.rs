@@ -2,15 +2,16 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 use crate::store::Store;
 
-/// Sweeps every `interval` until `stop` flips; a full batch sweeps again at once.
-pub async fn run(store: Store, interval: Duration, batch: u32, mut stop: watch::Receiver<bool>) {
+/// Sweeps every `interval` until `stop` is cancelled; a full batch sweeps again at once. A
+/// sweep in progress finishes (it is one transaction): the stop is taken between sweeps.
+pub async fn run(store: Store, interval: Duration, batch: u32, stop: CancellationToken) {
     let mut failing = false;
-    loop {
+    while !stop.is_cancelled() {
         match store.sweep_expired(batch).await {
             Ok(report) => {
                 if failing {
@@ -32,7 +33,7 @@ pub async fn run(store: Store, interval: Duration, batch: u32, mut stop: watch::
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return,
         }
     }
 }

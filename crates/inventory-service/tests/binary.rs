@@ -63,6 +63,7 @@ fn an_unreadable_tls_file_stops_startup_naming_the_setting() {
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("TLS_CERT_PATH", "/nonexistent/server.pem")
         .env("TLS_KEY_PATH", "/nonexistent/server.key")
+        .env("ADMIN_AUTH_DISABLED", "true")
         .output()
         .expect("run");
     assert!(!out.status.success());

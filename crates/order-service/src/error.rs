@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use common::db::DbFailure;
 use common::proto::order::v1 as pb;
 use prost::Message;
 use tonic::{Code, Status};
@@ -46,6 +47,10 @@ pub enum OrderError {
     /// The database cannot be reached right now; the caller may retry.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database rolled the call's transaction back after a conflict (serialization
+    /// failure, deadlock); nothing was written and the caller may retry at once.
+    #[error("database conflict")]
+    Conflict(#[source] sqlx::Error),
     /// A bug, an unexpected database failure or a peer answer that breaks its contract;
     /// details are logged, never sent.
     #[error("internal error")]
@@ -76,10 +81,10 @@ impl From<FieldViolation> for OrderError {
 
 impl From<sqlx::Error> for OrderError {
     fn from(err: sqlx::Error) -> Self {
-        if common::db::is_unavailable(&err) {
-            Self::Unavailable(err)
-        } else {
-            Self::Internal(err.into())
+        match common::db::classify(&err) {
+            DbFailure::Unavailable => Self::Unavailable(err),
+            DbFailure::Conflict => Self::Conflict(err),
+            DbFailure::Other => Self::Internal(err.into()),
         }
     }
 }
@@ -110,6 +115,7 @@ impl OrderError {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::PeerUnavailable { .. } | Self::Unavailable(_) => Code::Unavailable,
+            Self::Conflict(_) => Code::Aborted,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -142,6 +148,10 @@ impl From<OrderError> for Status {
             OrderError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Status::unavailable("database unavailable, retry later")
+            }
+            OrderError::Conflict(cause) => {
+                tracing::warn!(error = %cause, "database conflict, transaction rolled back");
+                Status::aborted("the database rolled the call back after a conflict; retry")
             }
             OrderError::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::tls::{PeerTlsSettings, ServerTlsSettings};
@@ -37,6 +38,10 @@ pub struct Settings {
 
     #[command(flatten)]
     pub overload: OverloadSettings,
+
+    /// Shutdown (drain delay, grace) and connection age.
+    #[command(flatten)]
+    pub shutdown: ShutdownSettings,
 
     /// Address of the gRPC server.
     #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50052")]

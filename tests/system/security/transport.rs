@@ -92,9 +92,10 @@ async fn healthcheck_probes_tls_and_mutual_tls_servers() -> anyhow::Result<()> {
     for tls in [pki.server_tls(), pki.server_mtls()] {
         let inventory = inventory_with(tls.clone(), pki.client_tls(Some("harness"))?).await?;
         let probe = tls.self_check()?;
-        let status = common::healthcheck::check_with_tls(
+        let status = common::healthcheck::check_service(
             inventory.addr,
             probe.as_ref(),
+            "",
             common::healthcheck::TIMEOUT,
         )
         .await?;
