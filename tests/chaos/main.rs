@@ -47,7 +47,7 @@ async fn seeded_chaos_run_keeps_every_invariant() -> anyhow::Result<()> {
 async fn late_reserve_retry_after_cancel_leaks_a_hold() -> anyhow::Result<()> {
     use std::time::Duration;
 
-    use common::proto::order::v1::CancelOrderRequest;
+    use proto::order::v1::CancelOrderRequest;
     use system_tests::chaos::proxy::{Proxy, ProxyMode};
     use system_tests::invariants::{self, Baseline};
     use system_tests::{SystemOptions, TestOrderServer, TestSystem, order_request};

@@ -580,8 +580,8 @@ pub async fn check(
 
 #[cfg(test)]
 mod tests {
-    use common::proto::inventory::v1 as inv;
-    use common::proto::payment::v1 as pay;
+    use proto::inventory::v1 as inv;
+    use proto::payment::v1 as pay;
 
     use super::*;
     use crate::{TestSystem, order_request};

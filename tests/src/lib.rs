@@ -24,7 +24,7 @@ pub async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transp
 /// The endpoint of a loopback server: `https://` with `tls`, else `http://`.
 pub fn endpoint(
     addr: std::net::SocketAddr,
-    tls: Option<&common::tls::ClientTls>,
+    tls: Option<&security::tls::ClientTls>,
 ) -> anyhow::Result<tonic::transport::Endpoint> {
     Ok(match tls {
         Some(tls) => tls.endpoint(&format!("https://{addr}"))?,
@@ -35,7 +35,7 @@ pub fn endpoint(
 /// A connected channel to a loopback server, over TLS when `tls` is set.
 pub async fn channel_over(
     addr: std::net::SocketAddr,
-    tls: Option<&common::tls::ClientTls>,
+    tls: Option<&security::tls::ClientTls>,
 ) -> anyhow::Result<tonic::transport::Channel> {
     Ok(endpoint(addr, tls)?.connect().await?)
 }
@@ -54,7 +54,7 @@ pub async fn wait_serving_over(
     addr: std::net::SocketAddr,
     service: &str,
     timeout: std::time::Duration,
-    tls: Option<&common::tls::ClientTls>,
+    tls: Option<&security::tls::ClientTls>,
 ) -> anyhow::Result<()> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
-use common::proto::inventory::v1 as inv;
-use common::proto::order::v1 as pb;
 use common::settings::{DatabaseSettings, LogSettings};
 use common::telemetry::LogFormat;
-use common::tls::ClientTls;
 use dev_standins::{
     Catalog, Faults, Ledger, PaymentApp, PaymentSettings, Product, ProductApp, ProductSettings,
     UserApp, UserSettings, Variant,
 };
 use order_service::{App, Settings};
+use proto::inventory::v1 as inv;
+use proto::order::v1 as pb;
+use security::tls::ClientTls;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -575,11 +575,10 @@ impl TestSystem {
     /// A client of the payment stand-in (to charge as a crashed order server would have).
     pub fn payment_client(
         &self,
-    ) -> anyhow::Result<
-        common::proto::payment::v1::payment_service_client::PaymentServiceClient<Channel>,
-    > {
+    ) -> anyhow::Result<proto::payment::v1::payment_service_client::PaymentServiceClient<Channel>>
+    {
         let channel = Channel::from_shared(format!("http://{}", self.payment_addr))?.connect_lazy();
-        Ok(common::proto::payment::v1::payment_service_client::PaymentServiceClient::new(channel))
+        Ok(proto::payment::v1::payment_service_client::PaymentServiceClient::new(channel))
     }
 }
 

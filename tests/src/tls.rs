@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use common::tls::{ClientTls, PemFile, ServerTlsSettings};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
+use security::tls::{ClientTls, PemFile, ServerTlsSettings};
 
 /// A test CA and the files it signed.
 pub struct TestPki {

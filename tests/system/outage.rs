@@ -6,9 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::proto::inventory::v1 as inv;
-use common::proto::order::v1 as pb;
 use dev_standins::{PaymentApp, PaymentSettings, ProductApp, ProductSettings};
+use proto::inventory::v1 as inv;
+use proto::order::v1 as pb;
 use system_tests::cluster::Cluster;
 use system_tests::invariants::{self, Baseline};
 use system_tests::{

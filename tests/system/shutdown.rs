@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::chaos::procs::target_binary;
 use system_tests::cluster::free_port;
 use system_tests::{InventoryClient, TestDb, TestInventory, reserve_request, test_settings};

@@ -19,8 +19,8 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
-use crate::settings::Secret;
-use crate::tls::ServerTlsSettings;
+use security::Secret;
+use security::tls::ServerTlsSettings;
 
 /// Who may call admin RPCs (flattened into the settings of a server that has them).
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::tls::{SelfCheckTls, ServerTlsSettings, TlsError};
+use security::tls::{SelfCheckTls, ServerTlsSettings, TlsError};
 
 /// The first argument that selects the health check instead of the server.
 pub const SUBCOMMAND: &str = "healthcheck";
@@ -365,8 +365,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (readiness, health) = crate::server::health(&["test.v1.TestService"]);
-        let builder =
-            crate::tls::server_builder(settings.server_config().expect("tls config")).expect("tls");
+        let builder = security::tls::server_builder(settings.server_config().expect("tls config"))
+            .expect("tls");
         let server = tokio::spawn(async move {
             let mut builder = builder;
             builder

@@ -1,5 +1,6 @@
-//! Wire types for every proto of the pair, and the plumbing both servers share: settings,
-//! telemetry, metrics, database pool and migrations, server bootstrap and shutdown.
+//! The server plumbing every binary of the pair shares: settings, telemetry, metrics,
+//! database pool and migrations, the server host (health, reflection, layers, shutdown),
+//! admin authorization. Wire types live in `proto`, TLS and secrets in `security`.
 
 /// Admin-RPC authorization: bearer token and/or allowed mutual-TLS client identities.
 pub mod auth;
@@ -13,17 +14,11 @@ pub mod host;
 pub mod metrics;
 /// Overload protection: concurrency limit, call deadlines, HTTP/2 and message-size limits.
 pub mod overload;
-/// Generated protobuf and gRPC types for every proto of the pair.
-pub mod proto;
 /// gRPC server bootstrap: reflection, health and database-driven readiness.
 pub mod server;
 /// Command-line and environment settings shared by every server.
 pub mod settings;
 /// Graceful shutdown on SIGTERM or Ctrl-C.
 pub mod shutdown;
-/// Rich gRPC errors: BadRequest field violations and ResourceInfo, built one way.
-pub mod status;
 /// Global `tracing` subscriber setup for servers and tests.
 pub mod telemetry;
-/// TLS settings of servers and peer clients, PEM loading, the healthcheck's TLS client.
-pub mod tls;

@@ -36,7 +36,7 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
 pub fn reflection()
 -> Result<ServerReflectionServer<impl ServerReflection>, tonic_reflection::server::Error> {
     tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use common::host::{Host, HostSpec, ShutdownSettings};
 use common::overload::OverloadSettings;
-use common::tls::ServerTlsSettings;
+use security::tls::ServerTlsSettings;
 use tonic::service::Routes;
 
 /// Which stand-in a server is, for health and logs.

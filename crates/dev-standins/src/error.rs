@@ -1,6 +1,6 @@
 //! The one error type of the stand-ins and its one mapping to a gRPC status.
 
-use common::status::describe;
+use proto::status::describe;
 use tonic::Status;
 
 use crate::fields::FieldViolation;
@@ -49,9 +49,9 @@ impl From<StandinError> for Status {
         let message = err.to_string();
         match err {
             StandinError::InvalidArgument(violations) => {
-                common::status::invalid_argument(&violations)
+                proto::status::invalid_argument(&violations)
             }
-            StandinError::NotFound { what, key } => common::status::not_found(what, &key),
+            StandinError::NotFound { what, key } => proto::status::not_found(what, &key),
             StandinError::FailedPrecondition(_) => Status::failed_precondition(message),
             StandinError::Injected(code, _) => Status::new(code, message),
             StandinError::Internal(_) => {

@@ -1,6 +1,6 @@
 //! Field checks shared by the stand-ins' requests and data files.
 
-pub(crate) use common::status::FieldViolation;
+pub(crate) use proto::status::FieldViolation;
 
 /// Collects every violation of a request, so one answer names all bad fields at once.
 #[derive(Debug, Default)]

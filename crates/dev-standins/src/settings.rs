@@ -7,7 +7,7 @@ use clap::ArgAction;
 use clap::builder::BoolishValueParser;
 use common::settings::LogSettings;
 use common::telemetry::LogFormat;
-use common::tls::ServerTlsSettings;
+use security::tls::ServerTlsSettings;
 
 /// 127.0.0.1 on a port the OS picks: what tests bind.
 const LOOPBACK_EPHEMERAL: SocketAddr =

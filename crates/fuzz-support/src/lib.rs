@@ -116,7 +116,7 @@ pub fn assert_inputs_reach_every_conversion(targets: &[Target]) {
 
 /// Every RPC's request type of the services in proto package `package` is in `targets`.
 pub fn assert_every_request_has_a_target(targets: &[Target], package: &str) {
-    let set = prost_types::FileDescriptorSet::decode(common::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let set = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
     let inputs: BTreeSet<String> = set
         .file
         .iter()

@@ -319,8 +319,7 @@ mod tests {
 
     #[test]
     fn the_rpc_list_is_the_services() {
-        let set =
-            prost_types::FileDescriptorSet::decode(common::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let set = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
         let service = set
             .file
             .iter()

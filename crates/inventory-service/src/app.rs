@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::auth::AdminGuard;
 use common::host::{Host, HostSpec};
-use common::proto::inventory::v1::inventory_service_server::InventoryServiceServer;
+use proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use tonic::service::Routes;
 
 use crate::access::{Access, Policy};

@@ -1,7 +1,7 @@
 //! The one error type of the inventory server and its one mapping to a gRPC status.
 
 use common::db::DbFailure;
-use common::status::describe;
+use proto::status::describe;
 use tonic::{Code, Status};
 
 use crate::domain::{FieldViolation, Reference};
@@ -101,9 +101,9 @@ impl From<InventoryError> for Status {
     fn from(err: InventoryError) -> Self {
         match &err {
             InventoryError::InvalidArgument(violations) => {
-                common::status::invalid_argument(violations)
+                proto::status::invalid_argument(violations)
             }
-            InventoryError::NotFound { what, key } => common::status::not_found(what, key),
+            InventoryError::NotFound { what, key } => proto::status::not_found(what, key),
             InventoryError::FailedPrecondition(message) => Status::failed_precondition(message),
             InventoryError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
@@ -114,7 +114,7 @@ impl From<InventoryError> for Status {
                 Status::aborted("the database rolled the call back after a conflict; retry")
             }
             InventoryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
-            InventoryError::ReferenceInUse(reference) => common::status::with_reason(
+            InventoryError::ReferenceInUse(reference) => proto::status::with_reason(
                 Code::AlreadyExists,
                 REFERENCE_IN_USE,
                 ERROR_DOMAIN,
@@ -126,7 +126,7 @@ impl From<InventoryError> for Status {
             ),
             InventoryError::PermissionDenied { reason, message } => {
                 tracing::warn!(reason, message, "call refused: permission denied");
-                common::status::with_reason(
+                proto::status::with_reason(
                     Code::PermissionDenied,
                     reason,
                     ERROR_DOMAIN,

@@ -7,7 +7,7 @@ use common::auth::AdminAuthSettings;
 use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
-use common::tls::ServerTlsSettings;
+use security::tls::ServerTlsSettings;
 
 /// Everything the inventory server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]

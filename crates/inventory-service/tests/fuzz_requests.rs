@@ -7,13 +7,13 @@
 //! `every_request_message_has_a_target` fails until it is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use common::proto::inventory::v1 as pb;
 use fuzz_support::{mutate, mutation, run_all, soup};
 use inventory_service::domain::HoldCaller;
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proto::inventory::v1 as pb;
 
 /// The server's default limits.
 const LIMITS: Limits =

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::proto::inventory::v1 as pb;
 use inventory_service::domain::allocation::{Allocation, LevelSnapshot, Line, Refusal, allocate};
 use inventory_service::domain::{HoldCaller, ItemRef, Quantity, WarehouseId};
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
+use proto::inventory::v1 as pb;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------

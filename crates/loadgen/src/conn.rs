@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use common::proto::inventory::v1::inventory_service_client::InventoryServiceClient;
-use common::proto::order::v1::order_service_client::OrderServiceClient;
+use proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use proto::order::v1::order_service_client::OrderServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// Connections to one server; worker `i` uses connection `i % len`.

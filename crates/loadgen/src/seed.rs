@@ -13,9 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::proto::inventory::v1 as pb;
 use fastrand::Rng;
 use futures::{StreamExt, TryStreamExt, stream};
+use proto::inventory::v1 as pb;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::conn::{Channels, with_deadline};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::host::{Host, HostSpec};
-use common::proto::order::v1::order_service_server::OrderServiceServer;
+use proto::order::v1::order_service_server::OrderServiceServer;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 

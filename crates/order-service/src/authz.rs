@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use common::tls::ServerTlsSettings;
+use security::tls::ServerTlsSettings;
 use tonic::Request;
 use tonic::metadata::MetadataMap;
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use common::db::DbFailure;
-use common::proto::order::v1 as pb;
 use prost::Message;
+use proto::order::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 

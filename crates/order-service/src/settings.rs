@@ -6,7 +6,7 @@ use std::time::Duration;
 use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
-use common::tls::{PeerTlsSettings, ServerTlsSettings};
+use security::tls::{PeerTlsSettings, ServerTlsSettings};
 
 use crate::clients::CallPolicy;
 

@@ -7,12 +7,12 @@
 //! `every_request_message_has_a_target` fails until it is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use common::proto::order::v1 as pb;
 use fuzz_support::{mutate, mutation, run_all, soup};
 use order_service::error::OrderError;
 use order_service::grpc::convert;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use proto::order::v1 as pb;
 
 fuzz_support::targets! {
     pb, "order.v1", run;

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use common::proto::order::v1 as pb;
 use order_service::domain::commands::{Cursor, OrderLine};
 use order_service::domain::currency;
 use order_service::domain::pricing::{self, PricingError, Product, Variant};
@@ -18,6 +17,7 @@ use order_service::domain::{Currency, ProductId, Quantity, VariantId};
 use order_service::error::OrderError;
 use order_service::grpc::convert::{self, DEFAULT_CANCEL_REASON, MAX_ITEMS};
 use proptest::prelude::*;
+use proto::order::v1 as pb;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------

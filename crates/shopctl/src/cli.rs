@@ -11,8 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use common::settings::Secret;
-use common::tls::{self, ClientTls, PemFile};
+use security::Secret;
+use security::tls::{self, ClientTls, PemFile};
 
 use crate::error::CliError;
 

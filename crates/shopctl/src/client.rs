@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use common::tls::ClientTls;
+use security::tls::ClientTls;
 use tonic::Request;
 use tonic::transport::Channel;
 

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
 
-use common::proto::order::v1 as order_pb;
 use prost::Message;
+use proto::order::v1 as order_pb;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 

@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
 use pb::inventory_service_client::InventoryServiceClient;
+use proto::inventory::v1 as pb;
 use tonic::Request;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;

@@ -3,7 +3,7 @@
 //! Unlike the mapping's default, fields holding their default value are printed too, so
 //! scripts always find every key.
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use serde_json::{Value, json};
 
 /// `inventory.v1.StockLevel`.

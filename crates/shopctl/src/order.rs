@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use common::proto::order::v1 as pb;
 use pb::order_service_client::OrderServiceClient;
+use proto::order::v1 as pb;
 use serde_json::{Value, json};
 use tonic::Request;
 use tonic::transport::Channel;

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use serde_json::Value;
 
 use crate::error::CliError;

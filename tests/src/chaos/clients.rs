@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::proto::order::v1 as pb;
+use proto::order::v1 as pb;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::Code;

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use common::proto::inventory::v1 as inv;
+use proto::inventory::v1 as inv;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::Code;

@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 
-use common::proto::inventory::v1 as pb;
 use inventory_service::domain::allocation::Line;
 use inventory_service::domain::commands::Reserve;
 use inventory_service::domain::{HoldCaller, ItemRef, Quantity, Reference, ReservationStatus};
 use inventory_service::error::InventoryError;
 use inventory_service::store::{ReserveBatching, ReserveOutcome, Store};
+use proto::inventory::v1 as pb;
 use system_tests::{TestDb, TestInventory, reserve_request, test_settings};
 
 fn req(reference: &str, lines: &[(&str, i32)]) -> anyhow::Result<Reserve> {

@@ -1,4 +1,4 @@
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::TestInventory;
 
 fn line(sku: &str, quantity: i32) -> pb::AvailabilityCheckItem {

@@ -220,13 +220,11 @@ async fn live_traffic_is_never_reported_as_inconsistent() -> anyhow::Result<()> 
         let id = resp.reservation_id;
         match i % 3 {
             0 => {
-                let req =
-                    common::proto::inventory::v1::CommitReservationRequest { reservation_id: id };
+                let req = proto::inventory::v1::CommitReservationRequest { reservation_id: id };
                 assert!(client.commit_reservation(req).await?.into_inner().success);
             }
             1 => {
-                let req =
-                    common::proto::inventory::v1::CancelReservationRequest { reservation_id: id };
+                let req = proto::inventory::v1::CancelReservationRequest { reservation_id: id };
                 assert!(client.cancel_reservation(req).await?.into_inner().success);
             }
             _ => {

@@ -1,4 +1,4 @@
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::{TestInventory, reserve_request};
 
 #[tokio::test]

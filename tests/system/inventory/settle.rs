@@ -1,4 +1,4 @@
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::TestInventory;
 
 async fn commit(inv: &TestInventory, id: &str) -> anyhow::Result<pb::ReservationResponse> {

@@ -1,6 +1,6 @@
 //! Every malformed request is INVALID_ARGUMENT with a BadRequest violation naming its field.
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::{TestInventory, assert_invalid, reserve_request};
 use tonic_types::StatusExt;
 

@@ -3,7 +3,7 @@
 //! so in its reason, the saga audit has its own outcome, `order_foreign_settlements_total`
 //! counts it, and the saga makes right what it can.
 
-use common::proto::inventory::v1 as inv;
+use proto::inventory::v1 as inv;
 use system_tests::{PlantedOrder, SystemOptions, TestSystem, metric_value, order_request};
 
 const COMMITTED: &str = r#"order_foreign_settlements_total{kind="committed"}"#;

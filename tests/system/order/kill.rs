@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::proto::order::v1::{GetOrderRequest, order_service_client::OrderServiceClient};
+use proto::order::v1::{GetOrderRequest, order_service_client::OrderServiceClient};
 use system_tests::{SystemOptions, TestSystem, order_request};
 
 /// The `order-service` executable cargo built beside this test binary.
@@ -72,8 +72,7 @@ async fn sigkill_during_payment_then_restart_confirms_once() -> anyhow::Result<(
     wait_serving(port).await?;
     let channel =
         tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
-    let mut client =
-        common::proto::order::v1::order_service_client::OrderServiceClient::new(channel);
+    let mut client = proto::order::v1::order_service_client::OrderServiceClient::new(channel);
     let in_flight = tokio::spawn(async move {
         let mut req = order_request("kim", &[("p-widget", 2)]);
         req.idempotency_key = "kill-1".into();

@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 
-use common::proto::order::v1 as pb;
+use proto::order::v1 as pb;
 use system_tests::{TestSystem, metric_value, order_request};
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use common::proto::inventory::v1 as inv;
+use proto::inventory::v1 as inv;
 use system_tests::{PlantedOrder, SystemOptions, TestOrderServer, TestSystem, metric_value};
 
 /// The gauge is a process-wide static: under `cargo test` (one process for every test) these

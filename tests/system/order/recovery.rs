@@ -1,6 +1,6 @@
 //! Crashes, outages and replicas: the saga is resumed from its row and never double-acts.
 
-use common::proto::payment::v1 as pay;
+use proto::payment::v1 as pay;
 use system_tests::{PlantedOrder, SystemOptions, TestOrderServer, TestSystem, order_request};
 
 #[tokio::test]
@@ -159,7 +159,7 @@ async fn a_lapsed_hold_is_retaken_before_the_commit() -> anyhow::Result<()> {
     let stale = sys.inventory()?.reserve(&id, &[("WIDGET", 1)]).await?;
     let mut inventory = sys.inventory()?.client.clone();
     inventory
-        .cancel_reservation(common::proto::inventory::v1::CancelReservationRequest {
+        .cancel_reservation(proto::inventory::v1::CancelReservationRequest {
             reservation_id: stale.reservation_id.clone(),
         })
         .await?;

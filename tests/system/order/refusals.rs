@@ -1,5 +1,5 @@
-use common::proto::order::v1 as pb;
 use prost::Message;
+use proto::order::v1 as pb;
 use system_tests::{SystemOptions, TestSystem, order_request};
 use tonic::Code;
 use tonic_types::StatusExt;

@@ -1,6 +1,6 @@
 //! Every malformed request is INVALID_ARGUMENT with a BadRequest violation naming its field.
 
-use common::proto::order::v1 as pb;
+use proto::order::v1 as pb;
 use system_tests::{TestSystem, assert_invalid, order_request};
 use tonic::Code;
 use tonic_types::StatusExt;

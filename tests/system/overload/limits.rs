@@ -1,6 +1,6 @@
 //! MAX_MESSAGE_BYTES and MAX_ITEMS_PER_REQUEST, on both servers.
 
-use common::proto::inventory::v1 as inv;
+use proto::inventory::v1 as inv;
 use system_tests::{
     SystemOptions, TestDb, TestInventory, TestOrderServer, TestSystem, assert_invalid,
     order_request, reserve_request, test_settings,

@@ -49,9 +49,7 @@ async fn calls_beyond_the_limit_get_resource_exhausted_while_health_serves() -> 
     let mut client = inv.new_client()?;
     let started = Instant::now();
     let refused = client
-        .get_inventory_item(common::proto::inventory::v1::GetInventoryItemRequest {
-            sku: "HOT".into(),
-        })
+        .get_inventory_item(proto::inventory::v1::GetInventoryItemRequest { sku: "HOT".into() })
         .await
         .map(|_| ())
         .map_err(|status| (status, started.elapsed()));

@@ -1,5 +1,5 @@
-use common::proto::inventory::v1 as pb;
-use common::settings::Secret;
+use proto::inventory::v1 as pb;
+use security::Secret;
 use system_tests::tls::TestPki;
 use system_tests::{InventoryClient, TestDb, TestInventory, reserve_request, test_settings};
 use tonic::{Code, Request};

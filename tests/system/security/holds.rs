@@ -2,7 +2,7 @@
 //! identities, RPCs and reference types, and holds that only their taker (or an operator) may
 //! commit, cancel, read or reserve again.
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::tls::TestPki;
 use system_tests::{InventoryClient, TestDb, TestInventory, reserve_request, test_settings};
 use tonic::Code;

@@ -3,7 +3,7 @@
 
 use std::str::FromStr as _;
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use system_tests::{TestSystem, metric_value};
 use tonic::transport::Channel;
 

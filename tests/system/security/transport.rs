@@ -1,8 +1,8 @@
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
-use common::tls::{ClientTls, PeerTlsSettings};
 use dev_standins::{PaymentApp, PaymentSettings, ProductApp, ProductSettings};
+use proto::inventory::v1 as pb;
+use security::tls::{ClientTls, PeerTlsSettings};
 use system_tests::tls::TestPki;
 use system_tests::{
     InventoryClient, TestDb, TestInventory, TestOrderServer, order_request, order_settings,
@@ -32,7 +32,7 @@ async fn check(client: &InventoryClient) -> Result<bool, tonic::Status> {
 }
 
 async fn inventory_with(
-    tls: common::tls::ServerTlsSettings,
+    tls: security::tls::ServerTlsSettings,
     client_tls: ClientTls,
 ) -> anyhow::Result<TestInventory> {
     let db = TestDb::create().await?;
@@ -76,8 +76,11 @@ async fn mutual_tls_needs_a_client_certificate_signed_by_the_ca() -> anyhow::Res
     let stranger = TestPki::new()?;
     let (cert, key) = stranger.client("intruder")?;
     let foreign = ClientTls::from_files(
-        Some(common::tls::PemFile::new("CA", &pki.ca_path)),
-        Some((common::tls::PemFile::new("cert", &cert), common::tls::PemFile::new("key", &key))),
+        Some(security::tls::PemFile::new("CA", &pki.ca_path)),
+        Some((
+            security::tls::PemFile::new("cert", &cert),
+            security::tls::PemFile::new("key", &key),
+        )),
     )?;
     let refused = check(&client(&https, &foreign)?).await;
     assert!(refused.is_err(), "a certificate of another CA was accepted: {refused:?}");

@@ -2,8 +2,8 @@
 //! (`TRUSTED_EDGE_IDENTITIES`) acts for the user it names in `x-user-id` only, an operator
 //! identity (`OPERATOR_IDENTITIES`) for anyone, and every other caller is refused.
 
-use common::proto::order::v1 as pb;
 use order_service::settings::UserBindingSettings;
+use proto::order::v1 as pb;
 use system_tests::tls::TestPki;
 use system_tests::{
     OrderClient, PlantedOrder, SystemOptions, TestOrderServer, TestSystem, order_request,

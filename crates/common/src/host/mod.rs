@@ -41,7 +41,7 @@ use tonic_health::server::HealthService;
 use crate::db::MigrateFn;
 use crate::overload::OverloadSettings;
 use crate::server::Readiness;
-use crate::tls::ServerTlsSettings;
+use security::tls::ServerTlsSettings;
 
 pub use ending::{Ending, EndingBody, EndingLayer, EndingService};
 pub use settings::ShutdownSettings;
@@ -229,7 +229,7 @@ impl Host {
             }
         };
         let server = timing
-            .configure(overload.configure(crate::tls::server_builder(tls)?))
+            .configure(overload.configure(security::tls::server_builder(tls)?))
             .layer(crate::metrics::GrpcMetricsLayer::new(&services))
             // Inside the metrics layer, so calls ended at shutdown are counted by code.
             .layer(EndingLayer::new(ending.clone()))

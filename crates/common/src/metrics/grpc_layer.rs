@@ -109,7 +109,7 @@ impl GrpcMetricsLayer {
         let wanted: Vec<&str> = services.iter().copied().chain(STANDARD_SERVICES).collect();
         let mut known = HashMap::new();
         for set in [
-            crate::proto::FILE_DESCRIPTOR_SET,
+            proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         ] {

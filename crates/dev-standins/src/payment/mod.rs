@@ -7,7 +7,7 @@ mod service;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use common::proto::payment::v1::payment_service_server::PaymentServiceServer;
+use proto::payment::v1::payment_service_server::PaymentServiceServer;
 use tonic::service::Routes;
 
 use crate::app::{Bound, StandIn};

@@ -1,6 +1,6 @@
 //! The `payment.v1.PaymentService` handlers: validate, decide, record in the [`Ledger`].
 
-use common::proto::payment::v1 as pb;
+use proto::payment::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::ledger::{ChargeRequest, Decision, Ledger, RefundRequest};

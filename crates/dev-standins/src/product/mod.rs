@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::proto::product::v1::product_service_server::ProductServiceServer;
+use proto::product::v1::product_service_server::ProductServiceServer;
 use tonic::service::Routes;
 
 use crate::app::{Bound, StandIn};

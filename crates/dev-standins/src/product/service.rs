@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use common::proto::product::v1::{self as pb, get_product_request::Identifier};
+use proto::product::v1::{self as pb, get_product_request::Identifier};
 use tonic::{Request, Response, Status};
 
 use super::catalog::{Catalog, Product};

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use common::proto::user::v1::user_service_server::UserServiceServer;
+use proto::user::v1::user_service_server::UserServiceServer;
 use tonic::service::Routes;
 
 use crate::app::{Bound, StandIn};

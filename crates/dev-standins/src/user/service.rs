@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use common::proto::user::v1 as pb;
+use proto::user::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::directory::Directory;

@@ -1,8 +1,8 @@
-use common::proto::payment::v1::payment_service_client::PaymentServiceClient;
-use common::proto::payment::v1::{
+use dev_standins::{ChargeStatus, Faults, Ledger, PaymentApp, PaymentSettings};
+use proto::payment::v1::payment_service_client::PaymentServiceClient;
+use proto::payment::v1::{
     ProcessPaymentRequest, ProcessPaymentResponse, RefundPaymentRequest, RefundPaymentResponse,
 };
-use dev_standins::{ChargeStatus, Faults, Ledger, PaymentApp, PaymentSettings};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
-use common::proto::product::v1::get_product_request::Identifier;
-use common::proto::product::v1::product_service_client::ProductServiceClient;
-use common::proto::product::v1::{GetProductRequest, Product as WireProduct};
 use dev_standins::{Catalog, Faults, Product, ProductApp, ProductSettings, Variant};
+use proto::product::v1::get_product_request::Identifier;
+use proto::product::v1::product_service_client::ProductServiceClient;
+use proto::product::v1::{GetProductRequest, Product as WireProduct};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -1,6 +1,6 @@
-use common::proto::user::v1::GetUserRequest;
-use common::proto::user::v1::user_service_client::UserServiceClient;
 use dev_standins::{Directory, User, UserApp, UserSettings, UserStatus};
+use proto::user::v1::GetUserRequest;
+use proto::user::v1::user_service_client::UserServiceClient;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -10,7 +10,7 @@ const MAX_REFERENCE_ID_LEN: usize = 128;
 const MAX_REASON_LEN: usize = 500;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
-pub use common::status::FieldViolation;
+pub use proto::status::FieldViolation;
 
 fn key(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {
     if value.is_empty() {

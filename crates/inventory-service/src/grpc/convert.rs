@@ -2,7 +2,7 @@
 //! field on failure), store views are turned into replies. Protobuf types stop here.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 
 use crate::domain::{
     AdjustmentKey, FieldViolation, HoldCaller, ItemRef, PageSize, Quantity, Reason, Reference,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use common::auth::AdminGuard;
-use common::proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
+use proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Authorized};

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
 use fastrand::Rng;
+use proto::inventory::v1 as pb;
 
 use super::Workload;
 use crate::conn::{Channels, with_deadline};

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
 use fastrand::Rng;
+use proto::inventory::v1 as pb;
 
 use super::Workload;
 use super::check;

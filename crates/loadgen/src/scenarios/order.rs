@@ -6,8 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::proto::order::v1 as pb;
 use fastrand::Rng;
+use proto::order::v1 as pb;
 
 use super::Workload;
 use super::reserve::References;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::proto::inventory::v1 as pb;
 use fastrand::Rng;
+use proto::inventory::v1 as pb;
 
 use super::Workload;
 use crate::conn::{Channels, with_deadline};

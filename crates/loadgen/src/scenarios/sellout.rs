@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::proto::inventory::v1 as pb;
+use proto::inventory::v1 as pb;
 use tokio::task::JoinSet;
 
 use super::reserve;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use common::proto::inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient};
+use proto::inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient};
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::tls::ClientTls;
+use security::tls::ClientTls;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 

@@ -1,7 +1,7 @@
 //! The payment service client. Both calls carry an idempotency key derived from the order, so
 //! a retry after an unknown outcome returns the first outcome instead of charging again.
 
-use common::proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClient};
+use proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClient};
 use tonic::Code;
 use tonic::transport::Channel;
 

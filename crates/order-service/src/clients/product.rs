@@ -1,6 +1,6 @@
 //! The product catalog client.
 
-use common::proto::product::v1::{
+use proto::product::v1::{
     self as pb, get_product_request::Identifier, product_service_client::ProductServiceClient,
 };
 use tonic::transport::Channel;

@@ -1,6 +1,6 @@
 //! The optional user directory client.
 
-use common::proto::user::v1::{self as pb, user_service_client::UserServiceClient};
+use proto::user::v1::{self as pb, user_service_client::UserServiceClient};
 use tonic::Code;
 use tonic::transport::Channel;
 

@@ -3,7 +3,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use common::proto::order::v1 as pb;
+use proto::order::v1 as pb;
 use uuid::Uuid;
 
 use crate::domain::commands::{CancelOrder, CreateOrder, Cursor, ListPage, OrderLine};

@@ -2,7 +2,7 @@
 
 pub mod convert;
 
-use common::proto::order::v1::{self as pb, order_service_server::OrderService};
+use proto::order::v1::{self as pb, order_service_server::OrderService};
 use tonic::{Request, Response, Status};
 
 use crate::authz::{Caller, CallerPolicy};

@@ -1,5 +1,10 @@
-//! Generated protobuf and gRPC types, one module per package.
+//! The pair's wire types: generated protobuf and gRPC types, one module per package, the
+//! encoded descriptor set reflection serves, and the rich error details every server builds
+//! the same way. Clients (shopctl, loadgen) need nothing else of the servers' plumbing.
 #![allow(unreachable_pub, missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+
+/// Rich gRPC errors: BadRequest field violations, ResourceInfo, ErrorInfo reasons.
+pub mod status;
 
 /// `inventory.v1`: the inventory server's contract.
 pub mod inventory {
