@@ -139,8 +139,75 @@ pub enum DbFailure {
     /// The call's transaction lost a race (serialization failure, deadlock) and was rolled
     /// back. Worth `ABORTED`: the caller retries the call.
     Conflict,
+    /// A lock the statement needed stayed taken past its `lock_timeout`, which a statement
+    /// sets from its call's deadline: nothing was written. Worth `DEADLINE_EXCEEDED`.
+    LockTimeout,
     /// Anything else: a bug or a broken invariant. Worth `INTERNAL`, details logged.
     Other,
+}
+
+/// A database error with what it means ([`classify`]): the one database variant of every
+/// service's error type, and the one place its status is decided.
+#[derive(Debug, thiserror::Error)]
+#[error("database error ({failure:?}): {source}")]
+pub struct DbError {
+    failure: DbFailure,
+    #[source]
+    source: sqlx::Error,
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(source: sqlx::Error) -> Self {
+        Self { failure: classify(&source), source }
+    }
+}
+
+impl DbError {
+    /// What the error means.
+    pub fn failure(&self) -> DbFailure {
+        self.failure
+    }
+
+    /// The same failure for another caller (`sqlx::Error` is not `Clone`: a batch that fails
+    /// answers each of its callers).
+    pub fn shared(&self) -> Self {
+        Self { failure: self.failure, source: sqlx::Error::Protocol(self.source.to_string()) }
+    }
+}
+
+impl proto::status::CallError for DbError {
+    fn code(&self) -> tonic::Code {
+        match self.failure {
+            DbFailure::Unavailable => tonic::Code::Unavailable,
+            DbFailure::Conflict => tonic::Code::Aborted,
+            DbFailure::LockTimeout => tonic::Code::DeadlineExceeded,
+            DbFailure::Other => tonic::Code::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self.failure {
+            DbFailure::Unavailable => "database unavailable, retry later",
+            DbFailure::Conflict => "the database rolled the call back after a conflict; retry",
+            DbFailure::LockTimeout => {
+                "the rows the call needs stayed locked until its deadline; nothing was written"
+            }
+            DbFailure::Other => "internal error",
+        }
+        .to_owned()
+    }
+
+    fn log(&self) {
+        match self.failure {
+            DbFailure::Other => tracing::error!(error = ?self.source, "internal database error"),
+            DbFailure::LockTimeout => {
+                tracing::info!(error = %self.source, "lock wait past the deadline")
+            }
+            DbFailure::Unavailable | DbFailure::Conflict => {
+                tracing::warn!(failure = ?self.failure, error = %self.source, "database error")
+            }
+        }
+    }
 }
 
 /// What `err` means; see [`DbFailure`]. Errors that show the pool's connections lead to a
@@ -185,6 +252,8 @@ fn classify_sqlstate(code: &str) -> DbFailure {
         }
         // Serialization failure, deadlock: nothing was written, the call may run again.
         "40001" | "40P01" => DbFailure::Conflict,
+        // lock_not_available: the statement's lock_timeout (its call's deadline) ran out.
+        "55P03" => DbFailure::LockTimeout,
         _ => DbFailure::Other,
     }
 }
@@ -272,6 +341,7 @@ mod tests {
     fn lost_races_are_conflicts_and_bugs_are_other() {
         assert_eq!(classify(&db_error("40001")), DbFailure::Conflict);
         assert_eq!(classify(&db_error("40P01")), DbFailure::Conflict);
+        assert_eq!(classify(&db_error("55P03")), DbFailure::LockTimeout);
         for err in [
             sqlx::Error::RowNotFound,
             sqlx::Error::Protocol("bad".into()),
@@ -317,5 +387,23 @@ mod tests {
             ..DatabaseSettings::new("postgres://app:pw@db:not-a-port/shop")
         };
         assert!(connect_lazy(&settings).is_err());
+    }
+
+    #[test]
+    fn each_failure_has_one_code_and_a_message_without_internals() {
+        use proto::status::CallError as _;
+        for (state, code) in [
+            ("08006", tonic::Code::Unavailable),
+            ("40001", tonic::Code::Aborted),
+            ("55P03", tonic::Code::DeadlineExceeded),
+            ("XX000", tonic::Code::Internal),
+        ] {
+            let err = DbError::from(db_error(state));
+            assert_eq!(err.code(), code, "{state}");
+            assert_eq!(err.shared().code(), code, "a shared copy answers the same");
+            assert!(!err.public_message().contains("sqlstate"), "{}", err.public_message());
+            let status = proto::status::status(&err);
+            assert_eq!((status.code(), status.message()), (code, err.public_message().as_str()));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The one error type of the stand-ins and its one mapping to a gRPC status.
 
-use proto::status::describe;
-use tonic::Status;
+use proto::status::{CallError, Details, describe};
+use tonic::{Code, Status};
 
 use crate::fields::FieldViolation;
 
@@ -44,20 +44,34 @@ impl StandinError {
     }
 }
 
+impl CallError for StandinError {
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Injected(code, _) => *code,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn details(&self) -> Details {
+        match self {
+            Self::InvalidArgument(violations) => Details::bad_request(violations),
+            Self::NotFound { what, key } => Details::resource(what, key),
+            _ => Details::default(),
+        }
+    }
+
+    fn log(&self) {
+        if let Self::Internal(_) = self {
+            tracing::error!(error = %self, "stand-in bug");
+        }
+    }
+}
+
 impl From<StandinError> for Status {
     fn from(err: StandinError) -> Self {
-        let message = err.to_string();
-        match err {
-            StandinError::InvalidArgument(violations) => {
-                proto::status::invalid_argument(&violations)
-            }
-            StandinError::NotFound { what, key } => proto::status::not_found(what, &key),
-            StandinError::FailedPrecondition(_) => Status::failed_precondition(message),
-            StandinError::Injected(code, _) => Status::new(code, message),
-            StandinError::Internal(_) => {
-                tracing::error!(error = %message, "stand-in bug");
-                Status::internal(message)
-            }
-        }
+        proto::status::status(&err)
     }
 }

@@ -296,6 +296,7 @@ fn unauthenticated() -> InventoryError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use prost::Message as _;
+    use proto::status::CallError as _;
     use tonic::Code;
 
     use super::*;

@@ -1,7 +1,7 @@
 //! The one error type of the inventory server and its one mapping to a gRPC status.
 
-use common::db::DbFailure;
-use proto::status::describe;
+use common::db::DbError;
+use proto::status::{CallError, Details, describe};
 use tonic::{Code, Status};
 
 use crate::domain::{FieldViolation, Reference};
@@ -28,16 +28,6 @@ pub enum InventoryError {
     /// The request is well-formed but the current state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The database cannot be reached right now; the caller may retry.
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    /// The database rolled the call's transaction back after a conflict (serialization
-    /// failure, deadlock); nothing was written and the caller may retry at once.
-    #[error("database conflict")]
-    Conflict(#[source] sqlx::Error),
-    /// The call's deadline came before the locks it needed; nothing was written.
-    #[error("{0}")]
-    DeadlineExceeded(String),
     /// The reference already holds a live reservation of a different request; nothing was
     /// written.
     #[error(
@@ -53,7 +43,10 @@ pub enum InventoryError {
     /// The caller did not prove who it is, and this needs it.
     #[error("{0}")]
     Unauthenticated(String),
-    /// A bug or an unexpected database failure; details are logged, never sent.
+    /// The database failed the call; what that means is decided once, in `common::db`.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A bug; details are logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -66,11 +59,7 @@ impl From<FieldViolation> for InventoryError {
 
 impl From<sqlx::Error> for InventoryError {
     fn from(err: sqlx::Error) -> Self {
-        match common::db::classify(&err) {
-            DbFailure::Unavailable => Self::Unavailable(err),
-            DbFailure::Conflict => Self::Conflict(err),
-            DbFailure::Other => Self::Internal(err.into()),
-        }
+        Self::Database(err.into())
     }
 }
 
@@ -79,69 +68,63 @@ impl InventoryError {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         FieldViolation::new(field, description).into()
     }
+}
 
-    /// The status code this error maps to (also used as a metrics label).
-    pub fn code(&self) -> Code {
+impl CallError for InventoryError {
+    fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::Unavailable(_) => Code::Unavailable,
-            Self::Conflict(_) => Code::Aborted,
-            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::ReferenceInUse(_) => Code::AlreadyExists,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Database(db) => db.code(),
             Self::Internal(_) => Code::Internal,
         }
     }
-}
 
-impl From<InventoryError> for Status {
-    fn from(err: InventoryError) -> Self {
-        match &err {
-            InventoryError::InvalidArgument(violations) => {
-                proto::status::invalid_argument(violations)
-            }
-            InventoryError::NotFound { what, key } => proto::status::not_found(what, key),
-            InventoryError::FailedPrecondition(message) => Status::failed_precondition(message),
-            InventoryError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                Status::unavailable("database unavailable, retry later")
-            }
-            InventoryError::Conflict(cause) => {
-                tracing::warn!(error = %cause, "database conflict, transaction rolled back");
-                Status::aborted("the database rolled the call back after a conflict; retry")
-            }
-            InventoryError::DeadlineExceeded(message) => Status::deadline_exceeded(message),
-            InventoryError::ReferenceInUse(reference) => proto::status::with_reason(
-                Code::AlreadyExists,
+    fn public_message(&self) -> String {
+        match self {
+            Self::Database(db) => db.public_message(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Details {
+        match self {
+            Self::InvalidArgument(violations) => Details::bad_request(violations),
+            Self::NotFound { what, key } => Details::resource(what, key),
+            Self::ReferenceInUse(reference) => Details::reason(
                 REFERENCE_IN_USE,
                 ERROR_DOMAIN,
                 [
                     ("reference_type", reference.kind.as_str()),
                     ("reference_id", reference.id.as_str()),
                 ],
-                err.to_string(),
             ),
-            InventoryError::PermissionDenied { reason, message } => {
-                tracing::warn!(reason, message, "call refused: permission denied");
-                proto::status::with_reason(
-                    Code::PermissionDenied,
-                    reason,
-                    ERROR_DOMAIN,
-                    [],
-                    message.clone(),
-                )
-            }
-            InventoryError::Unauthenticated(message) => {
-                tracing::warn!(message, "call refused: caller not authenticated");
-                Status::unauthenticated(message)
-            }
-            InventoryError::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
-                Status::internal("internal error")
-            }
+            Self::PermissionDenied { reason, .. } => Details::reason(reason, ERROR_DOMAIN, []),
+            _ => Details::default(),
         }
+    }
+
+    fn log(&self) {
+        match self {
+            Self::PermissionDenied { reason, message } => {
+                tracing::warn!(reason, message, "call refused: permission denied");
+            }
+            Self::Unauthenticated(message) => {
+                tracing::warn!(message, "call refused: caller not authenticated");
+            }
+            Self::Database(db) => db.log(),
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            _ => {}
+        }
+    }
+}
+
+impl From<InventoryError> for Status {
+    fn from(err: InventoryError) -> Self {
+        proto::status::status(&err)
     }
 }

@@ -6,6 +6,11 @@ use common::metrics::{
     register_counter_vec, register_histogram_vec, register_int_gauge, register_int_gauge_vec,
 };
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
+use proto::status::CallError as _;
+use tonic::Code;
+
+use crate::domain::{InconsistencyKind, ReserveOutcome, SettleOutcome, commands::Settle};
+use crate::error::InventoryError;
 
 /// Latency of CheckInventoryAvailability, from request to answer.
 pub static CHECK_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -76,7 +81,7 @@ pub static RESERVE_BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
-/// Mismatches the reconciler found in its last pass, by kind (see `store::InconsistencyKind`).
+/// Mismatches the reconciler found in its last pass, by kind (see `domain::InconsistencyKind`).
 pub static INCONSISTENCIES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec(
         "inventory_inconsistencies",
@@ -93,16 +98,34 @@ pub static RECONCILE_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
-/// The outcome label of a failed request, shared by the three outcome counters.
-pub fn error_outcome(err: &crate::error::InventoryError) -> &'static str {
-    use crate::error::InventoryError as E;
-    match err {
-        E::InvalidArgument(_) => "invalid",
-        E::NotFound { .. } => "not_found",
-        E::FailedPrecondition(_) => "refused",
-        E::ReferenceInUse(_) => "conflict",
-        E::PermissionDenied { .. } | E::Unauthenticated(_) => "denied",
-        E::Unavailable(_) | E::Conflict(_) | E::DeadlineExceeded(_) | E::Internal(_) => "error",
+/// The outcome label of a reserve request that got an answer.
+pub fn reserve_outcome(outcome: &ReserveOutcome) -> &'static str {
+    match outcome {
+        ReserveOutcome::Reserved(_) => "reserved",
+        ReserveOutcome::Existing(..) => "existing",
+        ReserveOutcome::Short(_) => "insufficient",
+    }
+}
+
+/// The outcome label of a commit (`committed`) or cancel (`cancelled`) that got an answer.
+pub fn settle_outcome(op: Settle, outcome: &SettleOutcome) -> &'static str {
+    match outcome {
+        SettleOutcome::Applied => op.done(),
+        SettleOutcome::AlreadyDone(_) => "already_done",
+        SettleOutcome::Refused(_) => "refused",
+    }
+}
+
+/// The outcome label of a failed request, shared by the three outcome counters: the error's
+/// code says which.
+pub fn error_outcome(err: &InventoryError) -> &'static str {
+    match err.code() {
+        Code::InvalidArgument => "invalid",
+        Code::NotFound => "not_found",
+        Code::FailedPrecondition => "refused",
+        Code::AlreadyExists => "conflict",
+        Code::PermissionDenied | Code::Unauthenticated => "denied",
+        _ => "error",
     }
 }
 
@@ -132,7 +155,7 @@ pub fn init() {
     }
     COMMITS.with_label_values(&["committed"]);
     CANCELLATIONS.with_label_values(&["cancelled"]);
-    for kind in crate::store::InconsistencyKind::ALL {
+    for kind in InconsistencyKind::ALL {
         INCONSISTENCIES.with_label_values(&[kind.as_str()]);
     }
     LazyLock::force(&RECONCILE_LAST_SUCCESS);

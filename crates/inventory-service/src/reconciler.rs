@@ -14,9 +14,10 @@ use std::time::Duration;
 use common::server::Readiness;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::InconsistencyKind;
 use crate::error::InventoryError;
 use crate::metrics;
-use crate::store::{Inconsistencies, InconsistencyKind, Store};
+use crate::store::{Inconsistencies, Store};
 
 /// How many mismatches of each kind one pass logs one by one (then only a count), so that a
 /// mass corruption cannot flood the logs.

@@ -29,6 +29,8 @@ pub mod report;
 pub mod rss;
 /// `loadgen run`: phases of one scenario and their result rows.
 pub mod run;
+/// The flags of `loadgen run` and its exit codes.
+pub mod run_args;
 /// Closed- and open-loop drivers.
 pub mod runner;
 /// The workloads: one module per scenario.

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::anchors;
-use crate::cli::{EXIT_VIOLATIONS, RunArgs};
 use crate::conn::Channels;
 use crate::invariants;
 use crate::probe::{self, Costs, Probe};
 use crate::report::{self, ResultRow};
 use crate::rss;
+use crate::run_args::{EXIT_VIOLATIONS, RunArgs};
 use crate::runner::{self, ClosedLoop, Measured, OpenLoop};
 use crate::scenarios::check::Check;
 use crate::scenarios::mixed::Mixed;

@@ -206,6 +206,7 @@ fn names(list: &[String]) -> Vec<String> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use proto::status::CallError as _;
     use tonic::Code;
     use tonic::metadata::MetadataValue;
 

@@ -1,13 +1,13 @@
-//! The one error type of the order server and its one mapping to a gRPC status.
+//! The one error type of the order server and what its callers are told (through the one
+//! mapping of `proto::status`).
 
-use std::collections::HashMap;
-
-use common::db::DbFailure;
-use prost::Message;
+use common::db::DbError;
 use proto::order::v1 as pb;
+use proto::status::{CallError, Details, describe};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::clients::PeerError;
+use crate::domain::pricing::PricingError;
 use crate::domain::{FieldViolation, Shortage};
 
 /// `google.rpc.ErrorInfo.reason` of an order refused for lack of stock.
@@ -40,29 +40,16 @@ pub enum OrderError {
     /// Not enough stock for the order; nothing was written.
     #[error("insufficient stock: {}", describe_shortages(.0))]
     InventoryUnavailable(Vec<Shortage>),
-    /// A peer service cannot be reached (or kept failing transiently); the caller may retry.
-    /// Only the code is kept: the peer's message may describe its internals.
-    #[error("{peer} service unavailable ({}), retry later", crate::clients::code_name(*.code))]
-    PeerUnavailable { peer: &'static str, code: Code },
-    /// The database cannot be reached right now; the caller may retry.
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    /// The database rolled the call's transaction back after a conflict (serialization
-    /// failure, deadlock); nothing was written and the caller may retry at once.
-    #[error("database conflict")]
-    Conflict(#[source] sqlx::Error),
-    /// A bug, an unexpected database failure or a peer answer that breaks its contract;
-    /// details are logged, never sent.
+    /// A peer service failed the call before anything was written (its answer is decided by
+    /// the peer error itself: UNAVAILABLE when worth a retry).
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// The database failed the call; what that means is decided once, in `common::db`.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A bug or a broken invariant; details are logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn describe_shortages(shortages: &[Shortage]) -> String {
@@ -81,10 +68,32 @@ impl From<FieldViolation> for OrderError {
 
 impl From<sqlx::Error> for OrderError {
     fn from(err: sqlx::Error) -> Self {
-        match common::db::classify(&err) {
-            DbFailure::Unavailable => Self::Unavailable(err),
-            DbFailure::Conflict => Self::Conflict(err),
-            DbFailure::Other => Self::Internal(err.into()),
+        Self::Database(err.into())
+    }
+}
+
+/// A catalog answer the order cannot be priced from, as the caller sees it.
+impl From<PricingError> for OrderError {
+    fn from(err: PricingError) -> Self {
+        match err {
+            PricingError::UnknownProduct { product_id, .. } => {
+                Self::NotFound { what: "product", key: product_id }
+            }
+            PricingError::UnknownVariant { product_id, variant_id, .. } => Self::NotFound {
+                what: "product variant",
+                key: format!("{product_id} variant {variant_id}"),
+            },
+            PricingError::CurrencyMismatch { product_id, product_currency, order_currency } => {
+                Self::FailedPrecondition(format!(
+                    "product {product_id} is sold in {product_currency}, not {order_currency}"
+                ))
+            }
+            PricingError::BadCatalogEntry { product_id, problem } => Self::FailedPrecondition(
+                format!("product {product_id} cannot be sold: the catalog entry {problem}"),
+            ),
+            PricingError::Overflow => {
+                Self::invalid("items", "the order total is larger than this service can charge")
+            }
         }
     }
 }
@@ -105,72 +114,59 @@ impl OrderError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(anyhow::anyhow!(message.into()))
     }
+}
 
-    /// The status code this error maps to.
-    pub fn code(&self) -> Code {
+impl CallError for OrderError {
+    fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) | Self::InventoryUnavailable(_) => Code::FailedPrecondition,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
-            Self::PeerUnavailable { .. } | Self::Unavailable(_) => Code::Unavailable,
-            Self::Conflict(_) => Code::Aborted,
+            Self::Peer(peer) => peer.code(),
+            Self::Database(db) => db.code(),
             Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Self::Peer(peer) => peer.public_message(),
+            Self::Database(db) => db.public_message(),
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Details {
+        match self {
+            Self::InvalidArgument(violations) => Details::bad_request(violations),
+            Self::NotFound { what, key } => Details::resource(what, key),
+            Self::InventoryUnavailable(shortages) => inventory_unavailable(shortages),
+            _ => Details::default(),
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            Self::Peer(peer) => peer.log(),
+            Self::Database(db) => db.log(),
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            _ => {}
         }
     }
 }
 
 impl From<OrderError> for Status {
     fn from(err: OrderError) -> Self {
-        match &err {
-            OrderError::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                Status::with_error_details(Code::InvalidArgument, err.to_string(), details)
-            }
-            OrderError::NotFound { what, key } => {
-                let details = ErrorDetails::with_resource_info(*what, key.clone(), "", "");
-                Status::with_error_details(Code::NotFound, err.to_string(), details)
-            }
-            OrderError::FailedPrecondition(message) => Status::failed_precondition(message),
-            OrderError::Unauthenticated(message) => Status::unauthenticated(message),
-            OrderError::PermissionDenied(message) => Status::permission_denied(message),
-            OrderError::InventoryUnavailable(shortages) => {
-                inventory_unavailable(err.to_string(), shortages)
-            }
-            OrderError::PeerUnavailable { .. } => {
-                tracing::warn!(error = %err, "peer unavailable");
-                Status::unavailable(err.to_string())
-            }
-            OrderError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "database unavailable");
-                Status::unavailable("database unavailable, retry later")
-            }
-            OrderError::Conflict(cause) => {
-                tracing::warn!(error = %cause, "database conflict, transaction rolled back");
-                Status::aborted("the database rolled the call back after a conflict; retry")
-            }
-            OrderError::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
-                Status::internal("internal error")
-            }
-        }
+        proto::status::status(&err)
     }
 }
 
-/// FAILED_PRECONDITION carrying a google.rpc `ErrorInfo` and the typed
-/// `order.v1.InventoryUnavailable` detail. tonic-types only packs its standard details, so
-/// the `google.rpc.Status` is built here with both `Any`s.
-fn inventory_unavailable(message: String, shortages: &[Shortage]) -> Status {
+/// An `ErrorInfo` naming the short SKUs, and the typed `order.v1.InventoryUnavailable` detail
+/// with each short item's numbers.
+fn inventory_unavailable(shortages: &[Shortage]) -> Details {
     let skus: Vec<&str> = shortages.iter().map(|s| s.sku.as_str()).collect();
-    let info = tonic_types::pb::ErrorInfo {
-        reason: INVENTORY_UNAVAILABLE.to_owned(),
-        domain: ERROR_DOMAIN.to_owned(),
-        metadata: HashMap::from([("skus".to_owned(), skus.join(","))]),
-    };
     let typed = pb::InventoryUnavailable {
         items: shortages
             .iter()
@@ -182,26 +178,16 @@ fn inventory_unavailable(message: String, shortages: &[Shortage]) -> Status {
             })
             .collect(),
     };
-    let status = tonic_types::pb::Status {
-        code: Code::FailedPrecondition as i32,
-        message: message.clone(),
-        details: vec![
-            prost_types::Any {
-                type_url: tonic_types::ErrorInfo::TYPE_URL.to_owned(),
-                value: info.encode_to_vec(),
-            },
-            prost_types::Any {
-                type_url: INVENTORY_UNAVAILABLE_TYPE_URL.to_owned(),
-                value: typed.encode_to_vec(),
-            },
-        ],
-    };
-    Status::with_details(Code::FailedPrecondition, message, status.encode_to_vec().into())
+    Details::reason(INVENTORY_UNAVAILABLE, ERROR_DOMAIN, [("skus", skus.join(",").as_str())])
+        .with_typed(INVENTORY_UNAVAILABLE_TYPE_URL, &typed)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use prost::Message as _;
+    use tonic_types::StatusExt as _;
+
     use super::*;
 
     #[test]

@@ -152,7 +152,7 @@ pub fn init() {
     LazyLock::force(&SAGA_BACKLOG);
     LazyLock::force(&SAGA_OLDEST_PENDING);
     LazyLock::force(&RECONCILE_LAST_SUCCESS);
-    for kind in crate::reconciler::KINDS {
+    for kind in crate::domain::inconsistency::KINDS {
         INCONSISTENCIES.with_label_values(&[kind]);
     }
     for call in INVENTORY_CALLS {

@@ -29,15 +29,10 @@ use uuid::Uuid;
 
 use crate::clients::{InventoryPeer, PeerError};
 use crate::domain::OrderId;
+use crate::domain::inconsistency::CONFIRMED_NOT_COMMITTED;
 use crate::error::OrderError;
 use crate::metrics;
 use crate::store::{ConfirmedOrder, QueuedCommits, Store};
-
-/// The only kind the order side measures (the `kind` label of `order_inconsistencies`).
-pub const CONFIRMED_NOT_COMMITTED: &str = "confirmed_not_committed";
-
-/// Every kind, for pre-initialising the gauge.
-pub const KINDS: [&str; 1] = [CONFIRMED_NOT_COMMITTED];
 
 /// How many orders of each source one tick logs one by one (then only a count).
 pub const LOG_SAMPLES: u32 = 20;

@@ -8,7 +8,32 @@ use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use security::tls::{PeerTlsSettings, ServerTlsSettings};
 
-use crate::clients::CallPolicy;
+/// First wait between two inline attempts of one call.
+pub const INLINE_FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest wait between two inline attempts: inline retries ride out blips, not outages.
+pub const INLINE_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Deadline and inline retries of every peer call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl CallPolicy {
+    /// The longest one call with its inline retries can take: every attempt running into
+    /// its deadline, and the longest wait before each retry.
+    pub fn worst_case(&self) -> Duration {
+        let attempts = self.timeout.saturating_mul(self.retries.saturating_add(1));
+        // Past 31 doublings every wait is capped; count those without looping over them.
+        let growing = self.retries.min(31);
+        let capped = INLINE_MAX_BACKOFF.saturating_mul(self.retries - growing);
+        (0..growing).fold(attempts.saturating_add(capped), |total, retry| {
+            let wait = INLINE_FIRST_BACKOFF.saturating_mul(1 << retry).min(INLINE_MAX_BACKOFF);
+            total.saturating_add(wait)
+        })
+    }
+}
 
 /// Everything the order server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]

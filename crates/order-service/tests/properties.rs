@@ -447,6 +447,7 @@ fn expected_price(
             return Err(PricingError::CurrencyMismatch {
                 product_id: id.into(),
                 product_currency: product.currency.clone(),
+                order_currency: currency.to_owned(),
             });
         }
         let (sku, unit) = match &line.variant_id {

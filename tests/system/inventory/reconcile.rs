@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use inventory_service::domain::InconsistencyKind;
 use inventory_service::reconciler::reconcile_once;
-use inventory_service::store::{InconsistencyKind, Store};
+use inventory_service::store::Store;
 use system_tests::{TestDb, TestInventory, metric_value, test_settings};
 
 /// The gauge is a process-wide static: under `cargo test` (one process for every test) these

@@ -3,9 +3,13 @@
 pub mod allocation;
 mod caller;
 pub mod commands;
+mod inconsistency;
+mod outcomes;
 mod values;
 
 pub use caller::HoldCaller;
+pub use inconsistency::InconsistencyKind;
+pub use outcomes::{ReserveOutcome, SettleOutcome};
 
 pub use values::{
     AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,

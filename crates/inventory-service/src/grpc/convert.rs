@@ -5,13 +5,13 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use proto::inventory::v1 as pb;
 
 use crate::domain::{
-    AdjustmentKey, FieldViolation, HoldCaller, ItemRef, PageSize, Quantity, Reason, Reference,
-    ReservationId, Sku, WarehouseId,
+    AdjustmentKey, AvailabilityStatus, FieldViolation, HoldCaller, ItemRef, PageSize, Quantity,
+    Reason, Reference, ReservationId, ReservationStatus, Sku, WarehouseId,
     allocation::{Line, Shortage},
-    commands::{Adjust, CheckLine, ListPage, Reserve, Upsert},
+    commands::{Adjust, CheckLine, ListPage, Reserve, Settle, Upsert},
 };
 use crate::error::InventoryError;
-use crate::store::{ItemView, ReservationView};
+use crate::store::{ItemView, ReservationView, ReserveOutcome, SettleOutcome, SkuAvailability};
 
 /// Bounds on what one request may carry; set from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -203,6 +203,78 @@ pub fn list_page(req: &pb::ListInventoryItemsRequest) -> Result<ListPage, Invent
 /// The page token that continues after `last_sku`.
 pub fn page_token(last_sku: &str) -> String {
     URL_SAFE_NO_PAD.encode(last_sku)
+}
+
+/// The reply to a reserve request.
+pub fn reserve_reply(outcome: ReserveOutcome) -> pb::ReservationResponse {
+    let (reservation_id, success, message, status) = match outcome {
+        ReserveOutcome::Reserved(id) => {
+            (id.to_string(), true, "reserved".to_owned(), ReservationStatus::Pending.as_str())
+        }
+        ReserveOutcome::Existing(id, status) => (
+            id.to_string(),
+            true,
+            format!(
+                "the reference already holds reservation {id} ({})",
+                status.as_str().to_lowercase()
+            ),
+            status.as_str(),
+        ),
+        ReserveOutcome::Short(shortages) => {
+            (String::new(), false, shortage_message(&shortages), "")
+        }
+    };
+    pb::ReservationResponse { reservation_id, success, message, status: status.to_owned() }
+}
+
+/// The reply to a commit or cancel: success unless the hold's status refused it; the status
+/// the hold has now.
+pub fn settle_reply(op: Settle, outcome: SettleOutcome) -> pb::ReservationResponse {
+    let (success, message, status) = match outcome {
+        SettleOutcome::Applied => (true, format!("reservation {}", op.done()), op.applied()),
+        SettleOutcome::AlreadyDone(status) => {
+            (true, format!("reservation already {}", status.as_str().to_lowercase()), status)
+        }
+        SettleOutcome::Refused(status) => (
+            false,
+            format!(
+                "cannot {} a reservation that is {}",
+                op.verb(),
+                status.as_str().to_lowercase()
+            ),
+            status,
+        ),
+    };
+    pb::ReservationResponse {
+        reservation_id: op.reservation().to_string(),
+        success,
+        message,
+        status: status.as_str().to_owned(),
+    }
+}
+
+/// The answer for one checked line: what was `asked` (echoed), against the SKU's stock when
+/// `known`; product and variant ids the request left empty are filled from the item.
+pub fn item_availability(
+    asked: pb::AvailabilityCheckItem,
+    line: &CheckLine,
+    known: Option<&SkuAvailability>,
+) -> pb::ItemAvailability {
+    let available = known.map(|k| k.available);
+    let status = AvailabilityStatus::classify(line.quantity.get(), available);
+    pb::ItemAvailability {
+        product_id: if asked.product_id.is_empty() {
+            known.map(|k| k.product_id.clone()).unwrap_or_default()
+        } else {
+            asked.product_id
+        },
+        variant_id: asked.variant_id.or_else(|| known.and_then(|k| k.variant_id.clone())),
+        sku: asked.sku,
+        requested_quantity: line.quantity.get(),
+        available_quantity: available_for_wire(available.unwrap_or(0)),
+        is_available: status == AvailabilityStatus::InStock,
+        status: status.as_str().to_owned(),
+    }
 }
 
 /// The human-readable refusal of a short reservation, naming each short SKU.

@@ -10,10 +10,10 @@ use proto::inventory::v1::{self as pb, inventory_service_server::InventoryServic
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Authorized};
-use crate::domain::{AvailabilityStatus, HoldCaller, ReservationStatus, commands::Settle};
+use crate::domain::{HoldCaller, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
-use crate::store::{ReserveOutcome, SettleOutcome, Store};
+use crate::store::Store;
 use convert::Limits;
 
 /// The gRPC face of the inventory store.
@@ -71,34 +71,12 @@ impl InventoryApi {
         }
         .await;
         let label = match &result {
-            Ok((op, SettleOutcome::Applied)) => op.done(),
-            Ok((_, SettleOutcome::AlreadyDone(_))) => "already_done",
-            Ok((_, SettleOutcome::Refused(_))) => "refused",
+            Ok((op, outcome)) => metrics::settle_outcome(*op, outcome),
             Err(e) => metrics::error_outcome(e),
         };
         counter.with_label_values(&[label]).inc();
         let (op, outcome) = result?;
-        let (success, message, status) = match outcome {
-            SettleOutcome::Applied => (true, format!("reservation {}", op.done()), op.applied()),
-            SettleOutcome::AlreadyDone(status) => {
-                (true, format!("reservation already {}", status.as_str().to_lowercase()), status)
-            }
-            SettleOutcome::Refused(status) => (
-                false,
-                format!(
-                    "cannot {} a reservation that is {}",
-                    op.verb(),
-                    status.as_str().to_lowercase()
-                ),
-                status,
-            ),
-        };
-        Ok(pb::ReservationResponse {
-            reservation_id: op.reservation().to_string(),
-            success,
-            message,
-            status: status.as_str().to_owned(),
-        })
+        Ok(convert::settle_reply(op, outcome))
     }
 }
 
@@ -121,24 +99,7 @@ impl InventoryService for InventoryApi {
             .into_iter()
             .zip(&lines)
             .map(|(asked, line)| {
-                let known = found.get(line.sku.as_str());
-                let available = known.map(|k| k.available);
-                let status = AvailabilityStatus::classify(line.quantity.get(), available);
-                pb::ItemAvailability {
-                    product_id: if asked.product_id.is_empty() {
-                        known.map(|k| k.product_id.clone()).unwrap_or_default()
-                    } else {
-                        asked.product_id
-                    },
-                    variant_id: asked
-                        .variant_id
-                        .or_else(|| known.and_then(|k| k.variant_id.clone())),
-                    sku: asked.sku,
-                    requested_quantity: line.quantity.get(),
-                    available_quantity: convert::available_for_wire(available.unwrap_or(0)),
-                    is_available: status == AvailabilityStatus::InStock,
-                    status: status.as_str().to_owned(),
-                }
+                convert::item_availability(asked, line, found.get(line.sku.as_str()))
             })
             .collect();
         let all_available = items.iter().all(|i| i.is_available);
@@ -160,36 +121,11 @@ impl InventoryService for InventoryApi {
         }
         .await;
         let outcome = match &result {
-            Ok(ReserveOutcome::Reserved(_)) => "reserved",
-            Ok(ReserveOutcome::Existing(..)) => "existing",
-            Ok(ReserveOutcome::Short(_)) => "insufficient",
+            Ok(outcome) => metrics::reserve_outcome(outcome),
             Err(e) => metrics::error_outcome(e),
         };
         metrics::RESERVATIONS.with_label_values(&[outcome]).inc();
-        let reply = match result? {
-            ReserveOutcome::Reserved(id) => pb::ReservationResponse {
-                reservation_id: id.to_string(),
-                success: true,
-                message: "reserved".to_owned(),
-                status: ReservationStatus::Pending.as_str().to_owned(),
-            },
-            ReserveOutcome::Existing(id, status) => pb::ReservationResponse {
-                reservation_id: id.to_string(),
-                success: true,
-                message: format!(
-                    "the reference already holds reservation {id} ({})",
-                    status.as_str().to_lowercase()
-                ),
-                status: status.as_str().to_owned(),
-            },
-            ReserveOutcome::Short(shortages) => pb::ReservationResponse {
-                reservation_id: String::new(),
-                success: false,
-                message: convert::shortage_message(&shortages),
-                status: String::new(),
-            },
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(convert::reserve_reply(result?)))
     }
 
     async fn commit_reservation(

@@ -17,10 +17,11 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
+use common::db::{DbError, DbFailure};
 use tokio::time::Instant;
 
 use super::coalesce::{self, Policy, Queue};
-use super::reservations::{is_lock_timeout, lock_timeout_for, too_late};
+use super::reservations::lock_timeout_for;
 use super::{ReserveOutcome, Store};
 use crate::domain::commands::Reserve;
 use crate::error::InventoryError;
@@ -162,53 +163,39 @@ async fn run(store: &Store, jobs: Vec<Job>) {
     let reqs: Vec<&Reserve> = jobs.iter().map(|job| &job.req.req).collect();
     let result = store.reserve_many(&reqs, lock_timeout(&jobs)).await;
     drop(reqs);
-    match result {
+    let err = match result {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {
                 job.answer(answer);
             }
+            return;
         }
-        Err(err) if is_lock_timeout(&err) => {
+        Err(err) => DbError::from(err),
+    };
+    match err.failure() {
+        // The same answer for every caller: the database cannot serve now, or the batch
+        // waited for locks until its callers' deadlines (and wrote nothing).
+        DbFailure::Unavailable | DbFailure::LockTimeout => {
+            tracing::warn!(error = %err, size = jobs.len(), "reservation batch failed for every call");
             for job in jobs {
-                job.answer(Err(too_late()));
+                job.answer(Err(err.shared().into()));
             }
         }
-        Err(err) if jobs.len() == 1 => {
+        _ if jobs.len() == 1 => {
             if let Some(job) = jobs.into_iter().next() {
                 job.answer(Err(err.into()));
             }
         }
-        Err(err) if common::db::is_unavailable(&err) => {
-            tracing::warn!(error = %err, size = jobs.len(), "reservation batch: database unavailable");
-            for job in jobs {
-                job.answer(Err(share_error(&err)));
-            }
-        }
-        Err(err) => {
+        _ => {
             tracing::warn!(error = %err, size = jobs.len(), "reservation batch failed; retrying its calls one by one");
             for job in jobs.into_iter().filter(|job| !job.abandoned()) {
                 let timeout = lock_timeout(std::slice::from_ref(&job));
                 let answer = match store.reserve_many(&[&job.req.req], timeout).await {
                     Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(stopped())),
-                    Err(err) if is_lock_timeout(&err) => Err(too_late()),
                     Err(err) => Err(err.into()),
                 };
                 job.answer(answer);
             }
         }
     }
-}
-
-/// One database error for each of several callers (`sqlx::Error` is not `Clone`): a copy
-/// that maps to the same gRPC status, UNAVAILABLE for an unreachable database.
-pub(super) fn share_error(err: &sqlx::Error) -> InventoryError {
-    let copy = match err {
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        other if common::db::is_unavailable(other) => {
-            sqlx::Error::Io(std::io::Error::other(other.to_string()))
-        }
-        other => return InventoryError::Internal(anyhow::anyhow!("{other}")),
-    };
-    copy.into()
 }

@@ -12,7 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 
 use super::coalesce::{self, Policy, Queue};
-use super::{SkuAvailability, Store, batcher::share_error};
+use common::db::DbError;
+
+use super::{SkuAvailability, Store};
 use crate::error::InventoryError;
 use crate::metrics;
 
@@ -118,8 +120,9 @@ async fn run(store: &Store, jobs: Vec<Job>) {
             }
         }
         Err(err) => {
+            let err = DbError::from(err);
             for job in jobs {
-                job.answer(Err(share_error(&err)));
+                job.answer(Err(err.shared().into()));
             }
         }
     }

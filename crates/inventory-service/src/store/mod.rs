@@ -13,11 +13,13 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{ReservationId, ReservationStatus, allocation::Shortage};
+use crate::domain::{ReservationId, ReservationStatus};
+
+pub use crate::domain::{ReserveOutcome, SettleOutcome};
 
 pub use batcher::ReserveBatching;
 pub use check_batcher::CheckBatching;
-pub use reconcile::{Inconsistencies, InconsistencyKind, KindReport, Mismatch};
+pub use reconcile::{Inconsistencies, KindReport, Mismatch};
 pub use reservations::SweepReport;
 
 /// Handle on the `inventory` schema.
@@ -100,26 +102,4 @@ pub struct ReservedLine {
     pub sku: String,
     pub warehouse_id: String,
     pub quantity: i32,
-}
-
-/// What a reserve request achieved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReserveOutcome {
-    /// A new hold was taken.
-    Reserved(ReservationId),
-    /// The reference already had a live hold; nothing new was taken.
-    Existing(ReservationId, ReservationStatus),
-    /// Not enough stock; nothing was taken.
-    Short(Vec<Shortage>),
-}
-
-/// What a commit or cancel achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SettleOutcome {
-    /// The hold moved to the requested state now.
-    Applied,
-    /// The hold was already in the requested state (or an equivalent one, for cancel).
-    AlreadyDone(ReservationStatus),
-    /// The hold is in a state the request cannot leave.
-    Refused(ReservationStatus),
 }

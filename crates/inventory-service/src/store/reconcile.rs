@@ -7,41 +7,8 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::Store;
+use crate::domain::InconsistencyKind;
 use crate::error::InventoryError;
-
-/// A kind of inconsistency the reconciler measures (the `kind` label of
-/// `inventory_inconsistencies`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InconsistencyKind {
-    /// A stock row whose `reserved` differs from the sum of its PENDING holds' lines.
-    ReservedMismatch,
-    /// A stock row whose `on_hand` or `reserved` differs from the sum of its movements.
-    LedgerMismatch,
-    /// A stock row with `on_hand < 0`, `reserved < 0` or `reserved > on_hand`.
-    ImpossibleLevel,
-    /// A PENDING hold whose expiry passed longer ago than the grace allows.
-    LapsedPendingHold,
-}
-
-impl InconsistencyKind {
-    /// Every kind, in report order.
-    pub const ALL: [Self; 4] = [
-        Self::ReservedMismatch,
-        Self::LedgerMismatch,
-        Self::ImpossibleLevel,
-        Self::LapsedPendingHold,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ReservedMismatch => "reserved_mismatch",
-            Self::LedgerMismatch => "ledger_mismatch",
-            Self::ImpossibleLevel => "impossible_level",
-            Self::LapsedPendingHold => "lapsed_pending_hold",
-        }
-    }
-}
 
 /// One mismatching stock row (or, for a lapsed hold, the hold and its rows).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,10 +32,7 @@ impl Store {
             Some(batcher) => batcher.submit(req.clone()).await,
             None => {
                 let timeout = lock_timeout_for([common::overload::deadline::current()]);
-                let answers = self
-                    .reserve_many(&[req], timeout)
-                    .await
-                    .map_err(|err| if is_lock_timeout(&err) { too_late() } else { err.into() })?;
+                let answers = self.reserve_many(&[req], timeout).await?;
                 answers.into_iter().next().unwrap_or_else(|| Err(missing_answer()))
             }
         }?;
@@ -205,18 +202,6 @@ fn not_theirs(id: ReservationId, verb: &str) -> InventoryError {
             "reservation {id} was taken by another caller; this caller may not {verb} it"
         ),
     }
-}
-
-/// PostgreSQL's lock_not_available: `lock_timeout` expired.
-pub(super) fn is_lock_timeout(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
-}
-
-/// The answer to a call whose reservation gave up waiting for locks at its deadline.
-pub(super) fn too_late() -> InventoryError {
-    InventoryError::DeadlineExceeded(
-        "the stock rows stayed locked until the call's deadline; nothing was reserved".into(),
-    )
 }
 
 /// One call of `inventory.reserve_holds` (see its migration): claims, locks in the global

@@ -10,10 +10,11 @@ use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use super::{CallPolicy, PeerError, request, retrying, with_deadline};
+use super::{PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
 use crate::domain::pricing::SkuDemand;
 use crate::metrics::{self, InventoryOutcome};
+use crate::settings::CallPolicy;
 
 const PEER: &str = "inventory";
 /// `reference_type` of every hold the order server takes; `reference_id` is the order id.
@@ -266,7 +267,7 @@ impl InventoryPeer {
                 reference_type: reply.reference_type,
                 reference_id: reply.reference_id,
             })),
-            Err(err) if err.code() == tonic::Code::NotFound => Ok(None),
+            Err(err) if err.peer_code() == tonic::Code::NotFound => Ok(None),
             Err(err) => Err(err),
         }
     }

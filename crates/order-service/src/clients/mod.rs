@@ -11,45 +11,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use proto::status::{CallError, code_name};
 use security::tls::ClientTls;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::backoff;
-use crate::error::OrderError;
-use crate::settings::Settings;
+use crate::settings::{CallPolicy, INLINE_FIRST_BACKOFF, INLINE_MAX_BACKOFF, Settings};
 
 pub use inventory::InventoryPeer;
 pub use payment::PaymentPeer;
 pub use product::ProductPeer;
 pub use user::UserPeer;
-
-/// First wait between two inline attempts of one call.
-const INLINE_FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest wait between two inline attempts: inline retries ride out blips, not outages.
-const INLINE_MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Deadline and inline retries of every peer call.
-#[derive(Debug, Clone, Copy)]
-pub struct CallPolicy {
-    pub timeout: Duration,
-    pub retries: u32,
-}
-
-impl CallPolicy {
-    /// The longest one call with its inline retries can take: every attempt running into
-    /// its deadline, and the longest wait before each retry.
-    pub fn worst_case(&self) -> Duration {
-        let attempts = self.timeout.saturating_mul(self.retries.saturating_add(1));
-        // Past 31 doublings every wait is capped; count those without looping over them.
-        let growing = self.retries.min(31);
-        let capped = INLINE_MAX_BACKOFF.saturating_mul(self.retries - growing);
-        (0..growing).fold(attempts.saturating_add(capped), |total, retry| {
-            let wait = INLINE_FIRST_BACKOFF.saturating_mul(1 << retry).min(INLINE_MAX_BACKOFF);
-            total.saturating_add(wait)
-        })
-    }
-}
 
 /// Every peer the order server talks to, over channels built once and shared.
 #[derive(Debug, Clone)]
@@ -104,49 +77,43 @@ pub struct PeerError {
 
 impl PeerError {
     /// The gRPC code of the last attempt.
-    pub fn code(&self) -> Code {
+    pub fn peer_code(&self) -> Code {
         self.status.code()
     }
 
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        is_transient(self.code())
-    }
-
-    /// The error a request gets when a peer call fails before anything was written: a
-    /// transient failure is UNAVAILABLE, anything else a broken peer contract (internal).
-    /// The peer's own message is logged, never sent: it may describe the peer's internals.
-    pub fn into_request_error(self) -> OrderError {
-        if self.is_transient() {
-            tracing::warn!(error = %self, "peer call failed");
-            OrderError::PeerUnavailable { peer: self.peer, code: self.code() }
-        } else {
-            OrderError::Internal(anyhow::Error::new(self))
-        }
+        is_transient(self.peer_code())
     }
 }
 
-/// The canonical upper-case name of a gRPC code (`INVALID_ARGUMENT`), as fixed texts that
-/// name a peer's answer quote it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
+/// A peer call that failed before anything was written, as the order server's caller sees it:
+/// a transient failure is UNAVAILABLE (naming the peer and its code), anything else a broken
+/// peer contract (INTERNAL). The peer's own message is logged, never sent: it may describe
+/// the peer's internals.
+impl CallError for PeerError {
+    fn code(&self) -> Code {
+        if self.is_transient() { Code::Unavailable } else { Code::Internal }
+    }
+
+    fn public_message(&self) -> String {
+        if self.is_transient() {
+            format!(
+                "{} service unavailable ({}), retry later",
+                self.peer,
+                code_name(self.peer_code())
+            )
+        } else {
+            "internal error".to_owned()
+        }
+    }
+
+    fn log(&self) {
+        if self.is_transient() {
+            tracing::warn!(error = %self, "peer call failed");
+        } else {
+            tracing::error!(error = %self, "peer broke its contract");
+        }
     }
 }
 

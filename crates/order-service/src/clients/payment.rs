@@ -5,8 +5,9 @@ use proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClien
 use tonic::Code;
 use tonic::transport::Channel;
 
-use super::{CallPolicy, PeerError, request, retrying, with_deadline};
+use super::{PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
+use crate::settings::CallPolicy;
 
 const PEER: &str = "payment";
 

@@ -6,8 +6,9 @@ use proto::product::v1::{
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::{CallPolicy, PeerError, request, retrying, with_deadline};
+use super::{PeerError, request, retrying, with_deadline};
 use crate::domain::pricing::{Product, Variant};
+use crate::settings::CallPolicy;
 
 const PEER: &str = "product";
 
@@ -35,7 +36,7 @@ impl ProductPeer {
         .await;
         let reply = match result {
             Ok(reply) => reply,
-            Err(err) if err.code() == Code::NotFound => return Ok(None),
+            Err(err) if err.peer_code() == Code::NotFound => return Ok(None),
             Err(err) => return Err(err),
         };
         let product = reply.product.ok_or_else(|| PeerError {

@@ -4,7 +4,8 @@ use proto::user::v1::{self as pb, user_service_client::UserServiceClient};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use super::{CallPolicy, PeerError, request, retrying, with_deadline};
+use super::{PeerError, request, retrying, with_deadline};
+use crate::settings::CallPolicy;
 
 const PEER: &str = "user";
 
@@ -46,7 +47,7 @@ impl UserPeer {
                 "BLOCKED" => UserStanding::Blocked,
                 _ => UserStanding::Other(user.status),
             }),
-            Err(err) if err.code() == Code::NotFound => Ok(UserStanding::Unknown),
+            Err(err) if err.peer_code() == Code::NotFound => Ok(UserStanding::Unknown),
             Err(err) => Err(err),
         }
     }

@@ -3,6 +3,7 @@
 pub mod cancellation;
 pub mod commands;
 pub mod currency;
+pub mod inconsistency;
 pub mod pricing;
 mod status;
 mod values;

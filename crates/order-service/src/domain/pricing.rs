@@ -57,7 +57,7 @@ pub enum PricingError {
     /// The product has no such variant.
     UnknownVariant { line: usize, product_id: String, variant_id: String },
     /// The product is sold in another currency than the order's.
-    CurrencyMismatch { product_id: String, product_currency: String },
+    CurrencyMismatch { product_id: String, product_currency: String, order_currency: String },
     /// The catalog entry cannot be sold (no SKU, negative price).
     BadCatalogEntry { product_id: String, problem: &'static str },
     /// The total (or a line) does not fit in 64-bit minor units.
@@ -82,6 +82,7 @@ pub fn price(
             return Err(PricingError::CurrencyMismatch {
                 product_id: product_id.to_owned(),
                 product_currency: product.currency.clone(),
+                order_currency: currency.as_str().to_owned(),
             });
         }
         let (sku, unit_price) = match &line.variant_id {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+pub use proto::status::FieldViolation;
 use uuid::Uuid;
 
 use super::currency;
@@ -10,20 +11,6 @@ const MAX_ID_LEN: usize = 128;
 const MAX_METHOD_LEN: usize = 64;
 const DEFAULT_PAGE_SIZE: u32 = 20;
 const MAX_PAGE_SIZE: u32 = 100;
-
-/// One reason a request field was refused; `field` is the proto path, e.g. `items[2].quantity`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field` described by `description`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
-    }
-}
 
 /// A non-empty identifier of at most `max` characters, without control characters.
 fn text_id(field: &str, value: &str, max: usize) -> Result<String, FieldViolation> {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::Orders;
 use crate::clients::user::UserStanding;
 use crate::domain::commands::CreateOrder;
-use crate::domain::pricing::{self, PricingError, Product, SkuDemand};
+use crate::domain::pricing::{self, Product, SkuDemand};
 use crate::domain::{OrderId, Shortage};
 use crate::error::OrderError;
 use crate::metrics;
@@ -29,8 +29,7 @@ impl Orders {
 
         self.check_user(&cmd).await?;
         let catalog = self.products(&cmd).await?;
-        let priced = pricing::price(&cmd.lines, &catalog, &cmd.currency)
-            .map_err(|e| pricing_error(e, &cmd))?;
+        let priced = pricing::price(&cmd.lines, &catalog, &cmd.currency)?;
         let demand = pricing::demand(
             priced.lines.iter().map(|l| (l.sku.as_str(), l.product_id.as_str(), l.quantity.get())),
         )
@@ -92,7 +91,7 @@ impl Orders {
             return Ok(());
         };
         let user = cmd.user_id.as_str();
-        match users.standing(user).await.map_err(|e| e.into_request_error())? {
+        match users.standing(user).await? {
             UserStanding::Active => Ok(()),
             UserStanding::Unknown => {
                 Err(OrderError::NotFound { what: "user", key: user.to_owned() })
@@ -122,7 +121,7 @@ impl Orders {
             match self.peers.product.get(id).await {
                 Ok(Some(product)) => Ok(((*id).to_owned(), product)),
                 Ok(None) => Err(OrderError::NotFound { what: "product", key: (*id).to_owned() }),
-                Err(err) => Err(err.into_request_error()),
+                Err(err) => Err(OrderError::from(err)),
             }
         }))
         .await?;
@@ -131,8 +130,7 @@ impl Orders {
 
     /// Refuses the order, writing nothing, when the inventory cannot supply all of it now.
     async fn check_stock(&self, demand: &[SkuDemand]) -> Result<(), OrderError> {
-        let answers =
-            self.peers.inventory.check(demand).await.map_err(|e| e.into_request_error())?;
+        let answers = self.peers.inventory.check(demand).await?;
         let by_sku: HashMap<&str, _> = answers.iter().map(|a| (a.sku.as_str(), a)).collect();
         let shortages: Vec<Shortage> = demand
             .iter()
@@ -149,29 +147,5 @@ impl Orders {
             })
             .collect();
         if shortages.is_empty() { Ok(()) } else { Err(OrderError::InventoryUnavailable(shortages)) }
-    }
-}
-
-fn pricing_error(err: PricingError, cmd: &CreateOrder) -> OrderError {
-    match err {
-        PricingError::UnknownProduct { product_id, .. } => {
-            OrderError::NotFound { what: "product", key: product_id }
-        }
-        PricingError::UnknownVariant { product_id, variant_id, .. } => OrderError::NotFound {
-            what: "product variant",
-            key: format!("{product_id} variant {variant_id}"),
-        },
-        PricingError::CurrencyMismatch { product_id, product_currency } => {
-            OrderError::FailedPrecondition(format!(
-                "product {product_id} is sold in {product_currency}, not {}",
-                cmd.currency
-            ))
-        }
-        PricingError::BadCatalogEntry { product_id, problem } => OrderError::FailedPrecondition(
-            format!("product {product_id} cannot be sold: the catalog entry {problem}"),
-        ),
-        PricingError::Overflow => {
-            OrderError::invalid("items", "the order total is larger than this service can charge")
-        }
     }
 }

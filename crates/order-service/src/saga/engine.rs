@@ -263,7 +263,7 @@ impl Engine {
                 ReserveFailure::ItemsRefused => no_stock(
                     state,
                     "rejected",
-                    reasons::inventory_refused(err.code()),
+                    reasons::inventory_refused(err.peer_code()),
                     err.to_string(),
                 ),
                 ReserveFailure::ReferenceTaken => reference_taken(state, err.to_string()),
@@ -303,13 +303,13 @@ impl Engine {
             Ok(ChargeReply::Unrecognised { status }) => {
                 Step::Retry(format!("payment answered with unknown status {status:?}"))
             }
-            Err(err) => match classify_charge_failure(err.code()) {
+            Err(err) => match classify_charge_failure(err.peer_code()) {
                 // Asked again with the same key: the provider answers the first outcome, so a
                 // charge taken before the error is found, never taken twice.
                 ChargeFailure::OutcomeUnknown => Step::Retry(err.to_string()),
                 ChargeFailure::NotCharged => {
                     to.status = OrderStatus::PaymentFailed;
-                    to.status_reason = reasons::payment_refused(err.code());
+                    to.status_reason = reasons::payment_refused(err.peer_code());
                     to.next_action = Some(NextAction::ReleaseHold);
                     Step::Advance(to, record(NextAction::Pay, "failed", err.to_string()))
                 }
@@ -361,7 +361,7 @@ impl Engine {
                 let rec = lost(&mut to, reply.message);
                 Step::Advance(to, rec)
             }
-            Err(err) if err.code() == Code::NotFound => {
+            Err(err) if err.peer_code() == Code::NotFound => {
                 let rec = lost(&mut to, err.to_string());
                 Step::Advance(to, rec)
             }
@@ -446,7 +446,7 @@ impl Engine {
                 tracing::error!(message = %reply.message, status = %reply.status, "hold could not be released");
                 Step::Advance(to, record(NextAction::ReleaseHold, "failed", reply.message))
             }
-            Err(err) if err.code() == Code::NotFound => {
+            Err(err) if err.peer_code() == Code::NotFound => {
                 Step::Advance(to, record(NextAction::ReleaseHold, "nothing_held", err.to_string()))
             }
             Err(err) => Step::Retry(err.to_string()),

@@ -6,7 +6,7 @@
 
 use tonic::Code;
 
-use crate::clients::code_name;
+use proto::status::code_name;
 
 /// Longest business text of a peer kept in a reason, in characters.
 pub const MAX_PEER_TEXT: usize = 200;
