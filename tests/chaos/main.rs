@@ -64,10 +64,13 @@ async fn late_reserve_retry_after_cancel_leaks_a_hold() -> anyhow::Result<()> {
     one.saga_lease_ms = 200;
     one.peer_timeout_ms = 5_000;
     one.peer_retries = 8;
+    // A lease shorter than a step on purpose: the two drivers must race.
+    one.allow_lease_shorter_than_a_step = true;
     one.recovery_interval_ms = 600_000;
     one.create_order_budget_ms = 20_000;
     let mut two = sys.order_settings.clone();
     two.saga_lease_ms = 200;
+    two.allow_lease_shorter_than_a_step = true;
     two.recovery_interval_ms = 600_000;
     let first = TestOrderServer::start(one).await?;
     let second = TestOrderServer::start(two).await?;

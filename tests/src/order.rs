@@ -180,7 +180,8 @@ pub fn order_settings(
         max_items_per_request: 100,
         peer_timeout_ms: 2_000,
         peer_retries: 2,
-        saga_lease_ms: 3_000,
+        // Longer than one step (2000 ms x 3 attempts + backoff): App::build refuses less.
+        saga_lease_ms: 7_000,
         recovery_interval_ms: 100,
         recovery_batch: 32,
         order_hold_minutes: 30,
@@ -191,6 +192,7 @@ pub fn order_settings(
         reconcile_interval_ms: 0,
         reconcile_grace_ms: 300_000,
         reconcile_batch: 200,
+        allow_lease_shorter_than_a_step: false,
     }
 }
 

@@ -1,3 +1,6 @@
+//! Command-line and environment settings every server flattens into its own: the database
+//! (pool, timeouts, migrations) and logging; database URLs are redacted wherever printed.
+
 use std::fmt;
 
 use clap::ArgAction;

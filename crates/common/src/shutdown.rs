@@ -1,3 +1,5 @@
+//! The stop signal of a process: SIGTERM from an orchestrator, or Ctrl-C at a terminal.
+
 /// Resolves when the process receives SIGTERM (from the orchestrator) or Ctrl-C.
 pub async fn signal() {
     let ctrl_c = async {

@@ -1,3 +1,6 @@
+//! The global `tracing` subscriber: readable lines on a terminal, JSON in containers, and a
+//! quiet one for tests.
+
 use std::io::IsTerminal;
 use std::sync::Once;
 

@@ -9,6 +9,13 @@ use common::settings::LogSettings;
 use common::telemetry::LogFormat;
 use security::tls::ServerTlsSettings;
 
+/// Where the product stand-in serves unless GRPC_ADDR says otherwise.
+pub const PRODUCT_GRPC_ADDR: &str = "0.0.0.0:50053";
+/// Where the payment stand-in serves unless GRPC_ADDR says otherwise.
+pub const PAYMENT_GRPC_ADDR: &str = "0.0.0.0:50054";
+/// Where the user stand-in serves unless GRPC_ADDR says otherwise.
+pub const USER_GRPC_ADDR: &str = "0.0.0.0:50055";
+
 /// 127.0.0.1 on a port the OS picks: what tests bind.
 const LOOPBACK_EPHEMERAL: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
@@ -35,7 +42,7 @@ pub struct ProductSettings {
     pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50053")]
+    #[arg(long, env = "GRPC_ADDR", default_value = PRODUCT_GRPC_ADDR)]
     pub grpc_addr: SocketAddr,
 
     /// JSON catalog: a list of {id, sku, name, price_minor, currency, variants: [{id, sku,
@@ -86,7 +93,7 @@ pub struct PaymentSettings {
     pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50054")]
+    #[arg(long, env = "GRPC_ADDR", default_value = PAYMENT_GRPC_ADDR)]
     pub grpc_addr: SocketAddr,
 
     /// Delay added to every call, in milliseconds.
@@ -138,7 +145,7 @@ pub struct UserSettings {
     pub tls: ServerTlsSettings,
 
     /// Address of the gRPC server.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50055")]
+    #[arg(long, env = "GRPC_ADDR", default_value = USER_GRPC_ADDR)]
     pub grpc_addr: SocketAddr,
 
     /// JSON users file: a list of {id, status} with status ACTIVE or BLOCKED. Unset: the

@@ -9,6 +9,9 @@ use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
 use security::tls::ServerTlsSettings;
 
+/// Where gRPC is served unless GRPC_ADDR says otherwise (the healthcheck probes it too).
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
+
 /// Everything the inventory server can be told at start.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -46,7 +49,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
 
     /// Address of the gRPC server.
-    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    #[arg(long, env = "GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
     pub grpc_addr: SocketAddr,
 
     /// Address of the HTTP server exposing `/metrics`.

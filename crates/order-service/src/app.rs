@@ -43,6 +43,7 @@ impl App {
     /// Reads the TLS and user binding settings (failing on a bad file or a binding without
     /// mutual TLS at once), then binds the gRPC and metrics listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let callers = CallerPolicy::from_settings(&settings.user_binding, &settings.tls)?;
         let host = Host::bind(HostSpec {
             name: "order",

@@ -6,10 +6,8 @@ use order_service::{App, Settings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `<binary> healthcheck`: container probe of the own grpc.health.v1, before any settings.
-    common::healthcheck::exit_if_requested("0.0.0.0:50052").await;
+    common::healthcheck::exit_if_requested(order_service::settings::DEFAULT_GRPC_ADDR).await;
     let settings = Settings::parse();
-    // Here, not in App::build: tests start servers with short leases on purpose.
-    settings.validate()?;
     common::telemetry::init(&settings.log.rust_log, settings.log.log_format);
     App::build(settings).await?.run_until_stopped().await
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use prost::Message;
 use proto::order::v1 as order_pb;
+use proto::status::code_name;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -119,29 +120,6 @@ fn inventory_unavailable(status: &Status) -> Vec<order_pb::UnavailableItem> {
         .filter_map(|any| order_pb::InventoryUnavailable::decode(any.value.as_slice()).ok())
         .flat_map(|detail| detail.items)
         .collect()
-}
-
-/// The canonical name of a gRPC status code, as the gRPC spec and other tools spell it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

@@ -109,3 +109,18 @@ async fn get_list_and_cancel_requests_name_the_offending_field() -> anyhow::Resu
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     Ok(())
 }
+
+/// A server built in code checks its settings as the binary does: a lease one saga step can
+/// outlive is refused at start.
+#[tokio::test]
+async fn a_lease_shorter_than_a_saga_step_is_refused_at_build() -> anyhow::Result<()> {
+    let mut sys = system_tests::TestSystem::start_with(system_tests::SystemOptions {
+        order_servers: 0,
+        ..Default::default()
+    })
+    .await?;
+    sys.order_settings.saga_lease_ms = 1_000;
+    let refused = sys.start_order_server().await.expect_err("the lease is too short");
+    assert!(refused.to_string().contains("SAGA_LEASE_MS"), "{refused}");
+    Ok(())
+}

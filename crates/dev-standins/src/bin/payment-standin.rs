@@ -6,7 +6,7 @@ use dev_standins::{PaymentApp, PaymentSettings};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `<binary> healthcheck`: container probe of the own grpc.health.v1, before any settings.
-    common::healthcheck::exit_if_requested("0.0.0.0:50054").await;
+    common::healthcheck::exit_if_requested(dev_standins::settings::PAYMENT_GRPC_ADDR).await;
     let settings = PaymentSettings::parse();
     common::telemetry::init(&settings.log.rust_log, settings.log.log_format);
     PaymentApp::build(settings).await?.run_until_stopped().await
