@@ -1,4 +1,4 @@
-//! Fuzzing without cargo-fuzz (the machinery is `crates/fuzz-support`): arbitrary bytes,
+//! Fuzzing without cargo-fuzz (the machinery is `crates/test-support`): arbitrary bytes,
 //! protobuf-shaped field soups and mutated encodings of valid requests are decoded as every `inventory.v1` request message and, when
 //! they decode, parsed by the server's conversion. No input may panic, and a refusal is
 //! always INVALID_ARGUMENT naming at least one field.
@@ -7,19 +7,19 @@
 //! `every_request_message_has_a_target` fails until it is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fuzz_support::{mutate, mutation, run_all, soup};
 use inventory_service::domain::HoldCaller;
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proto::inventory::v1 as pb;
+use test_support::fuzz::{mutate, mutation, run_all, soup};
 
 /// The server's default limits.
 const LIMITS: Limits =
     Limits { max_items: 100, default_expiry_minutes: 30, max_expiry_minutes: 7 * 24 * 60 };
 
-fuzz_support::targets! {
+test_support::targets! {
     pb, "inventory.v1", run;
     CheckInventoryAvailabilityRequest => |r| convert::check_lines(r, &LIMITS).map(drop),
         seed: pb::CheckInventoryAvailabilityRequest { items: vec![check_item("SKU-1", 2), check_item("SKU-2", 1)] };
@@ -77,8 +77,8 @@ fn reserve_item(item: &str, warehouse: &str, quantity: i32) -> pb::ReservationIt
 fn run<M: prost::Message + Default>(
     bytes: &[u8],
     convert: fn(&M) -> Result<(), InventoryError>,
-) -> fuzz_support::Outcome {
-    fuzz_support::decode_and_parse(bytes, convert, |err| match err {
+) -> test_support::fuzz::Outcome {
+    test_support::fuzz::decode_and_parse(bytes, convert, |err| match err {
         InventoryError::InvalidArgument(violations) => {
             Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
         }
@@ -91,7 +91,7 @@ fn run_targets(bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(test_support::fuzz::config(512))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
@@ -105,7 +105,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(4096))]
+    #![proptest_config(test_support::fuzz::config(4096))]
 
     #[test]
     fn mutated_valid_requests_never_panic(
@@ -120,17 +120,17 @@ proptest! {
 /// The seeds are accepted as they are, so mutations start from the accepting paths.
 #[test]
 fn seeds_are_valid_requests() {
-    fuzz_support::assert_seeds_accepted(TARGETS);
+    test_support::fuzz::assert_seeds_accepted(TARGETS);
 }
 
 /// The mutation strategy reaches the conversions, not just the decoder.
 #[test]
 fn fuzz_inputs_reach_every_conversion() {
-    fuzz_support::assert_inputs_reach_every_conversion(TARGETS);
+    test_support::fuzz::assert_inputs_reach_every_conversion(TARGETS);
 }
 
 /// Every RPC's request type of `inventory.v1` is in `TARGETS`.
 #[test]
 fn every_request_message_has_a_target() {
-    fuzz_support::assert_every_request_has_a_target(TARGETS, "inventory.v1");
+    test_support::fuzz::assert_every_request_has_a_target(TARGETS, "inventory.v1");
 }

@@ -1,6 +1,6 @@
 //! Properties of the inventory's pure rules: warehouse allocation and request validation.
 //!
-//! Each property runs a fixed number of generated cases (see `fuzz_support::config`); `PROPTEST_CASES`
+//! Each property runs a fixed number of generated cases (see `test_support::fuzz::config`); `PROPTEST_CASES`
 //! overrides it and `PROPTEST_RNG_SEED` replays a run. A failure prints the smallest input
 //! proptest could shrink it to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -244,7 +244,7 @@ fn check_allocation(s: &Scenario, got: &Allocation) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(1024))]
+    #![proptest_config(test_support::fuzz::config(1024))]
 
     /// (a)-(d): an allocation is within stock, covers each item exactly and respects named
     /// warehouses; a refusal names exactly the unknown items, or exactly the items that no
@@ -483,7 +483,7 @@ fn valid_key(max: usize) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(test_support::fuzz::config(512))]
 
     #[test]
     fn check_lines_accepts_exactly_the_valid(

@@ -1,4 +1,4 @@
-//! Fuzzing without cargo-fuzz (the machinery is `crates/fuzz-support`): arbitrary bytes,
+//! Fuzzing without cargo-fuzz (the machinery is `crates/test-support`): arbitrary bytes,
 //! protobuf-shaped field soups and mutated encodings of valid requests are decoded as every `order.v1` request message and, when
 //! they decode, parsed by the server's conversion. No input may panic, and a refusal is
 //! always INVALID_ARGUMENT naming at least one field.
@@ -7,14 +7,14 @@
 //! `every_request_message_has_a_target` fails until it is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fuzz_support::{mutate, mutation, run_all, soup};
 use order_service::error::OrderError;
 use order_service::grpc::convert;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proto::order::v1 as pb;
+use test_support::fuzz::{mutate, mutation, run_all, soup};
 
-fuzz_support::targets! {
+test_support::targets! {
     pb, "order.v1", run;
     CreateOrderRequest => |r| convert::create_order(r).map(drop),
         seed: pb::CreateOrderRequest {
@@ -43,8 +43,8 @@ const TOKEN: &str = "MTcwMDAwMDAwMDEyMzQ1NjowMTkwYTVjMi03ZDRlLTdjM2EtOWIxZS0yZjh
 fn run<M: prost::Message + Default>(
     bytes: &[u8],
     convert: fn(&M) -> Result<(), OrderError>,
-) -> fuzz_support::Outcome {
-    fuzz_support::decode_and_parse(bytes, convert, |err| match err {
+) -> test_support::fuzz::Outcome {
+    test_support::fuzz::decode_and_parse(bytes, convert, |err| match err {
         OrderError::InvalidArgument(violations) => {
             Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
         }
@@ -57,7 +57,7 @@ fn run_targets(bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(test_support::fuzz::config(512))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
@@ -71,7 +71,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(4096))]
+    #![proptest_config(test_support::fuzz::config(4096))]
 
     #[test]
     fn mutated_valid_requests_never_panic(
@@ -86,17 +86,17 @@ proptest! {
 /// The seeds are accepted as they are, so mutations start from the accepting paths.
 #[test]
 fn seeds_are_valid_requests() {
-    fuzz_support::assert_seeds_accepted(TARGETS);
+    test_support::fuzz::assert_seeds_accepted(TARGETS);
 }
 
 /// The mutation strategy reaches the conversions, not just the decoder.
 #[test]
 fn fuzz_inputs_reach_every_conversion() {
-    fuzz_support::assert_inputs_reach_every_conversion(TARGETS);
+    test_support::fuzz::assert_inputs_reach_every_conversion(TARGETS);
 }
 
 /// Every RPC's request type of `order.v1` is in `TARGETS`.
 #[test]
 fn every_request_message_has_a_target() {
-    fuzz_support::assert_every_request_has_a_target(TARGETS, "order.v1");
+    test_support::fuzz::assert_every_request_has_a_target(TARGETS, "order.v1");
 }

@@ -1,7 +1,7 @@
 //! Properties of the order service's pure rules: request validation, and the pricing and
 //! demand arithmetic at the extremes of i64 prices and i32 quantities.
 //!
-//! Each property runs a fixed number of generated cases (see `fuzz_support::config`); `PROPTEST_CASES`
+//! Each property runs a fixed number of generated cases (see `test_support::fuzz::config`); `PROPTEST_CASES`
 //! overrides it and `PROPTEST_RNG_SEED` replays a run. A failure prints the smallest input
 //! proptest could shrink it to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -123,7 +123,7 @@ fn valid_id(max: usize) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(test_support::fuzz::config(512))]
 
     #[test]
     fn create_order_accepts_exactly_the_valid(
@@ -483,7 +483,7 @@ fn expected_price(
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(1024))]
+    #![proptest_config(test_support::fuzz::config(1024))]
 
     /// Never panics; a total is exact (no wrapping) and overflow is an error.
     #[test]

@@ -1,0 +1,133 @@
+//! The request fuzzing both servers run without cargo-fuzz: arbitrary bytes,
+//! protobuf-shaped field soups and mutated encodings of valid requests, decoded as each
+//! request message of a service and, when they decode, parsed by the server's conversion. No
+//! input may panic, and a refusal is always INVALID_ARGUMENT naming at least one field.
+//!
+//! A service's test lists its [`Target`]s with [`targets!`](crate::targets), runs the proptest
+//! properties over [`run_all`], [`soup`] and [`mutate`], and calls the `assert_*` checks.
+
+mod inputs;
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::Config as ProptestConfig;
+use prost::Message;
+
+pub use inputs::{Mutation, mutate, mutation, soup};
+
+/// One request message: how to decode and parse it, and a valid example to mutate.
+pub struct Target {
+    pub name: &'static str,
+    pub run: fn(&[u8]) -> Outcome,
+    pub seed: fn() -> Vec<u8>,
+}
+
+/// What became of one input for one target.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Undecodable,
+    Accepted,
+    Refused,
+}
+
+/// `targets!(pb, "pkg.v1", run; Message => |request| conversion, seed: valid example; ...)`
+/// defines `const TARGETS: &[Target]`, one per request message of the service (`pb` is the
+/// module of its messages, `run` its `fn(&[u8], fn(&M) -> Result<(), E>) -> Outcome`).
+#[macro_export]
+macro_rules! targets {
+    ($pb:ident, $package:literal, $run:ident; $($msg:ident => $convert:expr, seed: $seed:expr;)*) => {
+        const TARGETS: &[$crate::fuzz::Target] = &[$($crate::fuzz::Target {
+            name: concat!($package, ".", stringify!($msg)),
+            run: |bytes| $run::<$pb::$msg>(bytes, $convert),
+            seed: || {
+                let seed: $pb::$msg = $seed;
+                $crate::prost::Message::encode_to_vec(&seed)
+            },
+        }),*];
+    };
+}
+
+/// The (field, description) pairs of an INVALID_ARGUMENT error.
+pub type Violations = Vec<(String, String)>;
+
+/// Decodes `bytes` as `M` and parses it with `convert`; `invalid` gives the field violations
+/// of an INVALID_ARGUMENT error back as (field, description) (any other error is the
+/// finding, as is a panic).
+pub fn decode_and_parse<M: Message + Default, E: std::fmt::Debug>(
+    bytes: &[u8],
+    convert: fn(&M) -> Result<(), E>,
+    invalid: fn(E) -> Result<Violations, E>,
+) -> Outcome {
+    let Ok(request) = M::decode(bytes) else {
+        return Outcome::Undecodable;
+    };
+    match convert(&request).map_err(invalid) {
+        Ok(()) => Outcome::Accepted,
+        Err(Ok(violations)) => {
+            assert!(!violations.is_empty(), "INVALID_ARGUMENT without a violation");
+            for (field, description) in &violations {
+                assert!(!field.is_empty() && !description.is_empty(), "{field:?}: {description:?}");
+            }
+            Outcome::Refused
+        }
+        Err(Err(other)) => panic!("a conversion failed with {other:?}, not INVALID_ARGUMENT"),
+    }
+}
+
+/// Feeds `bytes` to every target.
+pub fn run_all(targets: &[Target], bytes: &[u8]) {
+    for target in targets {
+        (target.run)(bytes);
+    }
+}
+
+/// `PROPTEST_CASES` or `cases`.
+pub fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    config
+}
+
+/// The seeds are accepted as they are, so mutations start from the accepting paths.
+pub fn assert_seeds_accepted(targets: &[Target]) {
+    for target in targets {
+        assert_eq!((target.run)(&(target.seed)()), Outcome::Accepted, "{}", target.name);
+    }
+}
+
+/// The mutation strategy reaches the conversions, not just the decoder.
+pub fn assert_inputs_reach_every_conversion(targets: &[Target]) {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let inputs = (any::<Index>(), prop::collection::vec(mutation(), 1..4));
+    let mut reached = BTreeSet::new();
+    for _ in 0..2_000 {
+        let (target, mutations) = inputs.new_tree(&mut runner).unwrap().current();
+        let t = &targets[target.index(targets.len())];
+        if (t.run)(&mutate(targets, (t.seed)(), &mutations)) != Outcome::Undecodable {
+            reached.insert(t.name);
+        }
+    }
+    let all: BTreeSet<&str> = targets.iter().map(|t| t.name).collect();
+    assert_eq!(reached, all);
+}
+
+/// Every RPC's request type of the services in proto package `package` is in `targets`.
+pub fn assert_every_request_has_a_target(targets: &[Target], package: &str) {
+    let set = prost_types::FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+    let inputs: BTreeSet<String> = set
+        .file
+        .iter()
+        .filter(|f| f.package() == package)
+        .flat_map(|f| &f.service)
+        .flat_map(|s| &s.method)
+        .map(|m| m.input_type().trim_start_matches('.').to_owned())
+        .collect();
+    assert!(!inputs.is_empty());
+    let names: BTreeSet<String> = targets.iter().map(|t| t.name.to_owned()).collect();
+    assert_eq!(names, inputs);
+}
