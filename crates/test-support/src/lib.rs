@@ -1,7 +1,10 @@
-//! Test-only support shared by both servers' tests: the request fuzzing over their
-//! proto-to-domain conversions ([`fuzz`]). A dev-dependency only: no server links it.
+//! Test-only support shared by both servers' tests and the system tests: running a server's
+//! executable ([`binary`]: free ports, refused starts, SIGTERM) and the request fuzzing over
+//! the proto-to-domain conversions ([`fuzz`]). A dev-dependency of the servers (and a
+//! dependency of the test-only `system-tests`): no server links it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod binary;
 pub mod fuzz;
 
 // For the macros: a test names neither crate.

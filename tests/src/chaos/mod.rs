@@ -27,11 +27,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use proto::inventory::v1 as inv;
+use test_support::binary::free_port;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::Code;
 
-use crate::cluster::{Cluster, free_port};
+use crate::cluster::Cluster;
 use crate::invariants::{self, Baseline, Violation};
 use crate::{InventoryClient, TestDb};
 use clients::{ClientStats, Products};
