@@ -9,4 +9,6 @@ pub mod fuzz;
 
 // For the macros: a test names neither crate.
 #[doc(hidden)]
+pub use proptest;
+#[doc(hidden)]
 pub use prost;

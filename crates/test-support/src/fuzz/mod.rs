@@ -3,8 +3,9 @@
 //! request message of a service and, when they decode, parsed by the server's conversion. No
 //! input may panic, and a refusal is always INVALID_ARGUMENT naming at least one field.
 //!
-//! A service's test lists its [`Target`]s with [`targets!`](crate::targets), runs the proptest
-//! properties over [`run_all`], [`soup`] and [`mutate`], and calls the `assert_*` checks.
+//! A service's test names its request messages, their conversions and a valid example of each
+//! in one [`fuzz_requests!`](crate::fuzz_requests), with its error mapping; the macro writes
+//! the [`Target`]s and the tests over them.
 
 mod inputs;
 
@@ -20,33 +21,86 @@ pub use inputs::{Mutation, mutate, mutation, soup};
 
 /// One request message: how to decode and parse it, and a valid example to mutate.
 pub struct Target {
+    /// The message's full name, `package.Message`.
     pub name: &'static str,
+    /// Decodes and parses one input.
     pub run: fn(&[u8]) -> Outcome,
+    /// A valid example, encoded.
     pub seed: fn() -> Vec<u8>,
 }
 
 /// What became of one input for one target.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Not a message of the target's type.
     Undecodable,
+    /// Decoded and parsed.
     Accepted,
+    /// Decoded, then refused with INVALID_ARGUMENT naming a field.
     Refused,
 }
 
-/// `targets!(pb, "pkg.v1", run; Message => |request| conversion, seed: valid example; ...)`
+/// `fuzz_requests!(pb, "pkg.v1", invalid; Message => |request| conversion, seed: valid example; ...)`
 /// defines `const TARGETS: &[Target]`, one per request message of the service (`pb` is the
-/// module of its messages, `run` its `fn(&[u8], fn(&M) -> Result<(), E>) -> Outcome`).
+/// module of its messages, `invalid` its error mapping: the field violations of an
+/// INVALID_ARGUMENT error, any other error handed back), and the fuzz tests over them:
+/// arbitrary bytes, field soups and mutated seeds never panic, the seeds are accepted, the
+/// mutations reach every conversion, and every request message of the package has a target.
 #[macro_export]
-macro_rules! targets {
-    ($pb:ident, $package:literal, $run:ident; $($msg:ident => $convert:expr, seed: $seed:expr;)*) => {
+macro_rules! fuzz_requests {
+    ($pb:ident, $package:literal, $invalid:path; $($msg:ident => $convert:expr, seed: $seed:expr;)*) => {
         const TARGETS: &[$crate::fuzz::Target] = &[$($crate::fuzz::Target {
             name: concat!($package, ".", stringify!($msg)),
-            run: |bytes| $run::<$pb::$msg>(bytes, $convert),
+            run: |bytes| $crate::fuzz::decode_and_parse::<$pb::$msg, _>(bytes, $convert, $invalid),
             seed: || {
                 let seed: $pb::$msg = $seed;
                 $crate::prost::Message::encode_to_vec(&seed)
             },
         }),*];
+
+        $crate::proptest::proptest! {
+            #![proptest_config($crate::fuzz::config(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in $crate::fuzz::arbitrary_bytes()) {
+                $crate::fuzz::run_all(TARGETS, &bytes);
+            }
+
+            #[test]
+            fn field_soups_never_panic(bytes in $crate::fuzz::soup()) {
+                $crate::fuzz::run_all(TARGETS, &bytes);
+            }
+        }
+
+        $crate::proptest::proptest! {
+            #![proptest_config($crate::fuzz::config(4096))]
+
+            #[test]
+            fn mutated_valid_requests_never_panic(
+                target in $crate::proptest::prelude::any::<$crate::proptest::sample::Index>(),
+                mutations in $crate::fuzz::mutations(),
+            ) {
+                $crate::fuzz::run_mutated(TARGETS, target, &mutations);
+            }
+        }
+
+        /// The seeds are accepted as they are, so mutations start from the accepting paths.
+        #[test]
+        fn seeds_are_valid_requests() {
+            $crate::fuzz::assert_seeds_accepted(TARGETS);
+        }
+
+        /// The mutation strategy reaches the conversions, not just the decoder.
+        #[test]
+        fn fuzz_inputs_reach_every_conversion() {
+            $crate::fuzz::assert_inputs_reach_every_conversion(TARGETS);
+        }
+
+        #[doc = concat!("Every RPC's request type of `", $package, "` is in `TARGETS`.")]
+        #[test]
+        fn every_request_message_has_a_target() {
+            $crate::fuzz::assert_every_request_has_a_target(TARGETS, $package);
+        }
     };
 }
 
@@ -84,6 +138,22 @@ pub fn run_all(targets: &[Target], bytes: &[u8]) {
     }
 }
 
+/// Up to 2 KiB of arbitrary bytes.
+pub fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..2048)
+}
+
+/// One to three [`Mutation`]s.
+pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    prop::collection::vec(mutation(), 1..4)
+}
+
+/// Feeds every target the seed of the one `target` picks, after `mutations`.
+pub fn run_mutated(targets: &[Target], target: Index, mutations: &[Mutation]) {
+    let seed = (targets[target.index(targets.len())].seed)();
+    run_all(targets, &mutate(targets, seed, mutations));
+}
+
 /// `PROPTEST_CASES` or `cases`.
 pub fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
@@ -103,7 +173,7 @@ pub fn assert_seeds_accepted(targets: &[Target]) {
 /// The mutation strategy reaches the conversions, not just the decoder.
 pub fn assert_inputs_reach_every_conversion(targets: &[Target]) {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let inputs = (any::<Index>(), prop::collection::vec(mutation(), 1..4));
+    let inputs = (any::<Index>(), mutations());
     let mut reached = BTreeSet::new();
     for _ in 0..2_000 {
         let (target, mutations) = inputs.new_tree(&mut runner).unwrap().current();
