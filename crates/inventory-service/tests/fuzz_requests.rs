@@ -11,7 +11,7 @@ use inventory_service::domain::HoldCaller;
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proto::inventory::v1 as pb;
-use test_support::fuzz::Violations;
+use test_support::violations::Violations;
 
 /// The server's default limits.
 const LIMITS: Limits =

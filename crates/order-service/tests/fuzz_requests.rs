@@ -10,7 +10,7 @@
 use order_service::error::OrderError;
 use order_service::grpc::convert;
 use proto::order::v1 as pb;
-use test_support::fuzz::Violations;
+use test_support::violations::Violations;
 
 test_support::fuzz_requests! {
     pb, "order.v1", invalid;

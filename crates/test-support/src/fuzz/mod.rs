@@ -14,10 +14,11 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::Config as ProptestConfig;
 use prost::Message;
 
 pub use inputs::{Mutation, mutate, mutation, soup};
+
+use crate::violations::Invalid;
 
 /// One request message: how to decode and parse it, and a valid example to mutate.
 pub struct Target {
@@ -59,7 +60,7 @@ macro_rules! fuzz_requests {
         }),*];
 
         $crate::proptest::proptest! {
-            #![proptest_config($crate::fuzz::config(512))]
+            #![proptest_config($crate::properties::config(512))]
 
             #[test]
             fn arbitrary_bytes_never_panic(bytes in $crate::fuzz::arbitrary_bytes()) {
@@ -73,7 +74,7 @@ macro_rules! fuzz_requests {
         }
 
         $crate::proptest::proptest! {
-            #![proptest_config($crate::fuzz::config(4096))]
+            #![proptest_config($crate::properties::config(4096))]
 
             #[test]
             fn mutated_valid_requests_never_panic(
@@ -104,16 +105,13 @@ macro_rules! fuzz_requests {
     };
 }
 
-/// The (field, description) pairs of an INVALID_ARGUMENT error.
-pub type Violations = Vec<(String, String)>;
-
 /// Decodes `bytes` as `M` and parses it with `convert`; `invalid` gives the field violations
 /// of an INVALID_ARGUMENT error back as (field, description) (any other error is the
 /// finding, as is a panic).
 pub fn decode_and_parse<M: Message + Default, E: std::fmt::Debug>(
     bytes: &[u8],
     convert: fn(&M) -> Result<(), E>,
-    invalid: fn(E) -> Result<Violations, E>,
+    invalid: Invalid<E>,
 ) -> Outcome {
     let Ok(request) = M::decode(bytes) else {
         return Outcome::Undecodable;
@@ -152,15 +150,6 @@ pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
 pub fn run_mutated(targets: &[Target], target: Index, mutations: &[Mutation]) {
     let seed = (targets[target.index(targets.len())].seed)();
     run_all(targets, &mutate(targets, seed, mutations));
-}
-
-/// `PROPTEST_CASES` or `cases`.
-pub fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    config
 }
 
 /// The seeds are accepted as they are, so mutations start from the accepting paths.
