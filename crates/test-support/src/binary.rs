@@ -25,12 +25,10 @@ pub fn test_database_url() -> String {
 }
 
 /// What `bin --help` prints, with `env` set (it must succeed).
-pub fn help<I, K, V>(bin: &str, env: I) -> String
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+pub fn help(
+    bin: &str,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) -> String {
     let out = Command::new(bin).arg("--help").envs(env).output().expect("run --help");
     assert!(out.status.success(), "{bin} --help: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -55,12 +53,10 @@ pub fn refused(command: &mut Command) -> String {
 }
 
 /// [`offline`] `bin` with `env`, which must refuse to start; returns what it printed on stderr.
-pub fn refused_start<I, K, V>(bin: &str, env: I) -> String
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+pub fn refused_start(
+    bin: &str,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) -> String {
     refused(offline(bin).envs(env))
 }
 
@@ -74,12 +70,10 @@ pub struct Server {
 impl Server {
     /// Starts `bin` with JSON logs on free gRPC and metrics ports against the admin database
     /// (never migrated: every test run shares it), then `env` on top.
-    pub fn start<I, K, V>(bin: &str, env: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<OsStr>,
-        V: AsRef<OsStr>,
-    {
+    pub fn start(
+        bin: &str,
+        env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+    ) -> Self {
         let database_url = test_database_url();
         let grpc_port = free_port().expect("a free port");
         let child = Command::new(bin)
@@ -137,12 +131,10 @@ impl Drop for Server {
 
 /// Starts `bin` with `env` (see [`Server::start`]), waits until it listens, sends SIGTERM and
 /// expects exit 0, JSON logs only, and a log line about the shutdown.
-pub fn assert_sigterm_stops_cleanly<I, K, V>(bin: &str, env: I)
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<OsStr>,
-    V: AsRef<OsStr>,
-{
+pub fn assert_sigterm_stops_cleanly(
+    bin: &str,
+    env: impl IntoIterator<Item = (impl AsRef<OsStr>, impl AsRef<OsStr>)>,
+) {
     let server = Server::start(bin, env);
     server.wait_listening();
     let (status, logs) = server.stop();
