@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+use test_support::binary::free_port;
 use tokio::process::Command;
 
 use crate::TestDb;
@@ -287,11 +288,6 @@ async fn send_kill(pids: &[u32]) -> std::io::Result<std::process::ExitStatus> {
 /// Whether this process runs as root (the owner of `/proc/self` is our effective uid).
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A loopback port free right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn has_initdb(dir: &Path) -> bool {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use proto::inventory::v1 as pb;
 use system_tests::chaos::procs::target_binary;
-use system_tests::cluster::free_port;
 use system_tests::{InventoryClient, TestDb, TestInventory, reserve_request, test_settings};
+use test_support::binary::free_port;
 use tokio::time::{Instant, timeout};
 use tokio_stream::StreamExt as _;
 use tonic::Code;

@@ -1,21 +1,20 @@
 //! The real `inventory-service` executable: its `--help`, a clean exit on SIGTERM, and its
 //! healthcheck subcommand against itself under mutual TLS.
 
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use test_support::binary::{self, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_inventory-service");
 
 #[test]
 fn help_lists_every_setting_and_no_secret() {
-    let out = Command::new(BIN)
-        .arg("--help")
-        .env("DATABASE_URL", "postgres://app:s3cret-pw@db/shop")
-        .env("ADMIN_TOKEN", "s3cret-admin-tok")
-        .output()
-        .expect("run --help");
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
+    let help = binary::help(
+        BIN,
+        [("DATABASE_URL", "postgres://app:s3cret-pw@db/shop"), ("ADMIN_TOKEN", "s3cret-admin-tok")],
+    );
     for name in [
         "DATABASE_URL",
         "GRPC_ADDR",
@@ -57,17 +56,14 @@ fn debug_of_the_settings_shows_no_secret() {
 
 #[test]
 fn an_unreadable_tls_file_stops_startup_naming_the_setting() {
-    let out = Command::new(BIN)
-        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/none")
-        .env("GRPC_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("TLS_CERT_PATH", "/nonexistent/server.pem")
-        .env("TLS_KEY_PATH", "/nonexistent/server.key")
-        .env("ADMIN_AUTH_DISABLED", "true")
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = binary::refused_start(
+        BIN,
+        [
+            ("TLS_CERT_PATH", "/nonexistent/server.pem"),
+            ("TLS_KEY_PATH", "/nonexistent/server.key"),
+            ("ADMIN_AUTH_DISABLED", "true"),
+        ],
+    );
     assert!(
         stderr.contains("TLS_CERT_PATH") && stderr.contains("/nonexistent/server.pem"),
         "{stderr}"
@@ -79,31 +75,17 @@ fn an_unreadable_tls_file_stops_startup_naming_the_setting() {
 /// TLS environment the probe fails. The token never reaches the logs.
 #[test]
 fn healthcheck_subcommand_speaks_mutual_tls() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        panic!("TEST_DATABASE_URL is not set: run the tests through scripts/test");
-    };
     let dir = std::env::temp_dir().join(format!("inventory-bin-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let tls = write_mtls_files(&dir);
-    let grpc = free_port();
-    let grpc_addr = format!("127.0.0.1:{grpc}");
     let with_tls = |command: &mut Command| {
         for (name, path) in &tls {
             command.env(name, path);
         }
     };
-    let mut server = Command::new(BIN);
-    server
-        .env("DATABASE_URL", &admin)
-        .env("GRPC_ADDR", &grpc_addr)
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("RUN_MIGRATIONS", "false")
-        .env("ADMIN_TOKEN", "s3cret-admin-tok")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    with_tls(&mut server);
-    let mut child = server.spawn().expect("spawn");
+    let env = tls.iter().map(|(name, path)| (*name, path.as_os_str()));
+    let server = Server::start(BIN, env.chain([("ADMIN_TOKEN", OsStr::new("s3cret-admin-tok"))]));
+    let grpc_addr = server.grpc_addr();
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let probe = loop {
@@ -124,14 +106,7 @@ fn healthcheck_subcommand_speaks_mutual_tls() {
         .output()
         .expect("plaintext healthcheck");
 
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
-    let status = child.wait().expect("wait");
-    let mut logs = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        use std::io::Read;
-        let _ = err.read_to_string(&mut logs);
-    }
+    let (status, logs) = server.stop();
     let _ = std::fs::remove_dir_all(&dir);
 
     assert!(
@@ -175,24 +150,16 @@ fn write_mtls_files(dir: &std::path::Path) -> Vec<(&'static str, std::path::Path
     ]
 }
 
-/// Runs the binary with `env` on free ports; it must refuse to start (it never listens).
+/// Runs the binary with `env` and no admin settings of this process; it must refuse to start
+/// (it never listens).
 fn refused_start(env: &[(&str, &str)]) -> String {
-    let mut command = Command::new(BIN);
-    command
-        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/none")
-        .env("GRPC_ADDR", "127.0.0.1:0")
-        .env("METRICS_ADDR", "127.0.0.1:0");
+    let mut command = binary::offline(BIN);
     for var in
         ["ADMIN_TOKEN", "ADMIN_TOKEN_FILE", "ADMIN_ALLOWED_IDENTITIES", "ADMIN_AUTH_DISABLED"]
     {
         command.env_remove(var);
     }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let out = command.output().expect("run");
-    assert!(!out.status.success(), "started with {env:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    binary::refused(command.envs(env.iter().copied()))
 }
 
 #[test]
@@ -240,54 +207,12 @@ fn a_caller_policy_is_checked_at_start() {
 
 #[test]
 fn missing_database_url_is_a_clear_error() {
-    let out = Command::new(BIN).env_remove("DATABASE_URL").output().expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"));
+    let stderr = binary::refused(Command::new(BIN).env_remove("DATABASE_URL"));
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
 
 /// Starts the binary on free ports, waits until it listens, sends SIGTERM and expects exit 0.
 #[test]
 fn sigterm_stops_it_cleanly() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        panic!("TEST_DATABASE_URL is not set: run the tests through scripts/test");
-    };
-    let grpc = free_port();
-    let mut child = Command::new(BIN)
-        .env("DATABASE_URL", &admin)
-        .env("GRPC_ADDR", format!("127.0.0.1:{grpc}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        // The admin database is shared by every test run: never migrate it.
-        .env("RUN_MIGRATIONS", "false")
-        .env("ADMIN_AUTH_DISABLED", "true")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-        assert!(Instant::now() < deadline, "server never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "exit status {status:?}");
-    let mut logs = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        use std::io::Read;
-        let _ = err.read_to_string(&mut logs);
-    }
-    assert!(logs.contains("SIGTERM") || logs.contains("shutting down"), "{logs}");
-    assert!(
-        logs.lines().all(|l| l.trim().is_empty() || l.starts_with('{')),
-        "LOG_FORMAT=json: {logs}"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    binary::assert_sigterm_stops_cleanly(BIN, [("ADMIN_AUTH_DISABLED", "true")]);
 }

@@ -1,26 +1,24 @@
-//! Fuzzing without cargo-fuzz (the machinery is `crates/fuzz-support`): arbitrary bytes,
-//! protobuf-shaped field soups and mutated encodings of valid requests are decoded as every `inventory.v1` request message and, when
-//! they decode, parsed by the server's conversion. No input may panic, and a refusal is
-//! always INVALID_ARGUMENT naming at least one field.
+//! Fuzzing without cargo-fuzz (the machinery, and the tests it writes, are
+//! `test_support::fuzz_requests!`): arbitrary bytes, protobuf-shaped field soups and mutated
+//! encodings of valid requests are decoded as every `inventory.v1` request message and, when they
+//! decode, parsed by the server's conversion. No input may panic, and a refusal is always
+//! INVALID_ARGUMENT naming at least one field.
 //!
-//! `TARGETS` is the one list to extend when the service gains an RPC;
+//! The list of targets below is the one to extend when the service gains an RPC;
 //! `every_request_message_has_a_target` fails until it is.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use fuzz_support::{mutate, mutation, run_all, soup};
 use inventory_service::domain::HoldCaller;
 use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
-use proptest::prelude::*;
-use proptest::sample::Index;
 use proto::inventory::v1 as pb;
+use test_support::violations::Violations;
 
 /// The server's default limits.
 const LIMITS: Limits =
     Limits { max_items: 100, default_expiry_minutes: 30, max_expiry_minutes: 7 * 24 * 60 };
 
-fuzz_support::targets! {
-    pb, "inventory.v1", run;
+test_support::fuzz_requests! {
+    pb, "inventory.v1", invalid;
     CheckInventoryAvailabilityRequest => |r| convert::check_lines(r, &LIMITS).map(drop),
         seed: pb::CheckInventoryAvailabilityRequest { items: vec![check_item("SKU-1", 2), check_item("SKU-2", 1)] };
     ReserveInventoryRequest => |r| convert::reserve(r, &LIMITS, HoldCaller::anonymous()).map(drop),
@@ -73,64 +71,13 @@ fn reserve_item(item: &str, warehouse: &str, quantity: i32) -> pb::ReservationIt
     pb::ReservationItem { inventory_item_id: item.into(), warehouse_id: warehouse.into(), quantity }
 }
 
-/// Decodes `bytes` as `M` and parses it; panics (the finding) are left to proptest.
-fn run<M: prost::Message + Default>(
-    bytes: &[u8],
-    convert: fn(&M) -> Result<(), InventoryError>,
-) -> fuzz_support::Outcome {
-    fuzz_support::decode_and_parse(bytes, convert, |err| match err {
+/// The field violations of an INVALID_ARGUMENT error; any other error is handed back (the
+/// finding, as is a panic).
+fn invalid(err: InventoryError) -> Result<Violations, InventoryError> {
+    match err {
         InventoryError::InvalidArgument(violations) => {
             Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
         }
         other => Err(other),
-    })
-}
-
-fn run_targets(bytes: &[u8]) {
-    run_all(TARGETS, bytes);
-}
-
-proptest! {
-    #![proptest_config(fuzz_support::config(512))]
-
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        run_targets(&bytes);
     }
-
-    #[test]
-    fn field_soups_never_panic(bytes in soup()) {
-        run_targets(&bytes);
-    }
-}
-
-proptest! {
-    #![proptest_config(fuzz_support::config(4096))]
-
-    #[test]
-    fn mutated_valid_requests_never_panic(
-        target in any::<Index>(),
-        mutations in prop::collection::vec(mutation(), 1..4),
-    ) {
-        let seed = (TARGETS[target.index(TARGETS.len())].seed)();
-        run_targets(&mutate(TARGETS, seed, &mutations));
-    }
-}
-
-/// The seeds are accepted as they are, so mutations start from the accepting paths.
-#[test]
-fn seeds_are_valid_requests() {
-    fuzz_support::assert_seeds_accepted(TARGETS);
-}
-
-/// The mutation strategy reaches the conversions, not just the decoder.
-#[test]
-fn fuzz_inputs_reach_every_conversion() {
-    fuzz_support::assert_inputs_reach_every_conversion(TARGETS);
-}
-
-/// Every RPC's request type of `inventory.v1` is in `TARGETS`.
-#[test]
-fn every_request_message_has_a_target() {
-    fuzz_support::assert_every_request_has_a_target(TARGETS, "inventory.v1");
 }

@@ -1,8 +1,8 @@
 //! Properties of the inventory's pure rules: warehouse allocation and request validation.
 //!
-//! Each property runs a fixed number of generated cases (see `fuzz_support::config`); `PROPTEST_CASES`
-//! overrides it and `PROPTEST_RNG_SEED` replays a run. A failure prints the smallest input
-//! proptest could shrink it to.
+//! Each property runs a fixed number of generated cases (see
+//! `test_support::properties::config`); `PROPTEST_CASES` overrides it and `PROPTEST_RNG_SEED`
+//! replays a run. A failure prints the smallest input proptest could shrink it to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +13,8 @@ use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
 use proto::inventory::v1 as pb;
+use test_support::properties::{self, TEXT_WEIGHT, valid_text};
+use test_support::violations::{Violations, fields, violated};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +246,7 @@ fn check_allocation(s: &Scenario, got: &Allocation) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(1024))]
+    #![proptest_config(properties::config(1024))]
 
     /// (a)-(d): an allocation is within stock, covers each item exactly and respects named
     /// warehouses; a refusal names exactly the unknown items, or exactly the items that no
@@ -412,42 +414,27 @@ const EDGE_CHARS: &[char] = &[
     '\u{2028}', '\u{3000}', '\u{feff}', '\u{200b}', 'é', '漢', '😀',
 ];
 
-/// Strings for a field whose limit is `max` characters: valid keys, lengths around the
-/// limit (in ASCII and multi-byte characters), empty, blank, and arbitrary Unicode.
+/// Strings for a field whose limit is `max` characters (`properties::text` over
+/// [`EDGE_CHARS`]), and UUIDs: an item is named by its SKU or its id.
 fn text(max: usize) -> impl Strategy<Value = String> {
-    let edge =
-        prop::collection::vec(prop::sample::select(EDGE_CHARS), 0..12).prop_map(String::from_iter);
-    let around = |c: char| (max - 2..=max + 2).prop_map(move |n| c.to_string().repeat(n));
     prop_oneof![
-        4 => "[A-Za-z0-9._:-]{1,24}",
-        1 => around('x'),
-        1 => around('漢'),
-        1 => Just(String::new()),
-        2 => edge,
-        2 => any::<String>(),
+        TEXT_WEIGHT => properties::text(max, EDGE_CHARS),
         1 => any::<u128>().prop_map(|n| Uuid::from_u128(n).to_string()),
     ]
 }
 
+/// Integers, some of them around `max_expiry_minutes`.
 fn int() -> impl Strategy<Value = i32> {
-    prop_oneof![
-        2 => -2..=3i32,
-        2 => 1..2_000i32,
-        1 => 10_070..10_090i32,
-        1 => Just(i32::MAX),
-        1 => Just(i32::MIN),
-        2 => any::<i32>(),
-    ]
+    properties::int(10_070..10_090)
 }
 
-/// The fields an error names, or a failed assertion when it is not INVALID_ARGUMENT.
-fn violated(err: InventoryError) -> Result<Vec<String>, TestCaseError> {
+/// The field violations of an INVALID_ARGUMENT error; any other error is handed back.
+fn invalid(err: InventoryError) -> Result<Violations, InventoryError> {
     match err {
-        InventoryError::InvalidArgument(v) => {
-            prop_assert!(v.iter().all(|v| !v.description.is_empty()), "{:?}", v);
-            Ok(v.into_iter().map(|v| v.field).collect())
+        InventoryError::InvalidArgument(violations) => {
+            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
         }
-        other => Err(TestCaseError::fail(format!("expected INVALID_ARGUMENT, got {other:?}"))),
+        other => Err(other),
     }
 }
 
@@ -473,17 +460,8 @@ fn reservation_item() -> impl Strategy<Value = pb::ReservationItem> {
     )
 }
 
-fn valid_key(max: usize) -> impl Strategy<Value = String> {
-    let max = max.min(70);
-    let regex = |pattern: String| prop::string::string_regex(&pattern).expect("a valid regex");
-    prop_oneof![
-        regex(format!("[A-Za-z0-9._:/#-]{{1,{max}}}")),
-        regex(format!("[\\p{{L}}\\p{{N}}\\p{{S}}]{{1,{max}}}")),
-    ]
-}
-
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(properties::config(512))]
 
     #[test]
     fn check_lines_accepts_exactly_the_valid(
@@ -509,7 +487,7 @@ proptest! {
                     prop_assert_eq!(line.quantity.get(), item.quantity);
                 }
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -573,7 +551,7 @@ proptest! {
                 prop_assert_eq!(cmd.expires_in_minutes, want);
                 prop_assert!((1..=LIMITS.max_expiry_minutes).contains(&cmd.expires_in_minutes));
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -617,7 +595,7 @@ proptest! {
                 prop_assert_eq!(cmd.warehouse.as_str(), wh);
                 prop_assert_eq!(cmd.on_hand, on_hand);
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -669,7 +647,7 @@ proptest! {
                     Some(idempotency_key.as_str()).filter(|k| !k.is_empty())
                 );
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -682,14 +660,14 @@ proptest! {
             }
             Err(err) => {
                 prop_assert!(!key_ok(&value, 64));
-                prop_assert_eq!(violated(err)?, vec!["sku".to_owned()]);
+                prop_assert_eq!(violated(err, invalid)?, vec!["sku".to_owned()]);
             }
         }
         match convert::reservation_id(&value) {
             Ok(id) => prop_assert_eq!(Ok(id.uuid()), Uuid::parse_str(&value)),
             Err(err) => {
                 prop_assert!(Uuid::parse_str(&value).is_err());
-                prop_assert_eq!(violated(err)?, vec!["reservation_id".to_owned()]);
+                prop_assert_eq!(violated(err, invalid)?, vec!["reservation_id".to_owned()]);
             }
         }
     }
@@ -734,12 +712,12 @@ proptest! {
                 prop_assert!((1..=500).contains(&page.size.get()));
                 prop_assert_eq!(page.after, decoded.flatten());
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
     #[test]
-    fn page_tokens_round_trip(sku in valid_key(64)) {
+    fn page_tokens_round_trip(sku in valid_text(64)) {
         let req = pb::ListInventoryItemsRequest { page_size: 0, page_token: convert::page_token(&sku) };
         prop_assert_eq!(convert::list_page(&req).unwrap().after, Some(sku));
     }
@@ -748,10 +726,10 @@ proptest! {
     #[test]
     fn valid_requests_are_accepted(
         lines in prop::collection::vec(
-            (valid_key(64), prop::option::of(valid_key(64)), 1..=i32::MAX),
+            (valid_text(64), prop::option::of(valid_text(64)), 1..=i32::MAX),
             1..=LIMITS.max_items,
         ),
-        reference in (valid_key(64), valid_key(128)),
+        reference in (valid_text(64), valid_text(128)),
         expiration_minutes in 0..=10_080i32,
         on_hand in 0..=i32::MAX,
         delta in any::<i32>().prop_filter("non-zero", |d| *d != 0),
@@ -806,13 +784,6 @@ proptest! {
     }
 }
 
-fn fields(err: InventoryError) -> Vec<String> {
-    match err {
-        InventoryError::InvalidArgument(v) => v.into_iter().map(|v| v.field).collect(),
-        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
-    }
-}
-
 /// Finding 3: "collect every violation" stops early for the reference pair of a reserve.
 #[test]
 fn reserve_names_both_reference_fields() {
@@ -827,7 +798,7 @@ fn reserve_names_both_reference_fields() {
         expiration_minutes: 0,
     };
     assert_eq!(
-        fields(convert::reserve(&req, &LIMITS, HoldCaller::anonymous()).unwrap_err()),
+        fields(convert::reserve(&req, &LIMITS, HoldCaller::anonymous()).unwrap_err(), invalid),
         ["reference_type", "reference_id"]
     );
 }
@@ -836,7 +807,7 @@ fn reserve_names_both_reference_fields() {
 #[test]
 fn list_page_names_both_fields() {
     let req = pb::ListInventoryItemsRequest { page_size: -1, page_token: "%%%".into() };
-    assert_eq!(fields(convert::list_page(&req).unwrap_err()), ["page_size", "page_token"]);
+    assert_eq!(fields(convert::list_page(&req).unwrap_err(), invalid), ["page_size", "page_token"]);
 }
 
 /// Finding 4: text PostgreSQL cannot store (NUL) passes validation and would fail in the

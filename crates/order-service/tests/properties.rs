@@ -1,9 +1,9 @@
 //! Properties of the order service's pure rules: request validation, and the pricing and
 //! demand arithmetic at the extremes of i64 prices and i32 quantities.
 //!
-//! Each property runs a fixed number of generated cases (see `fuzz_support::config`); `PROPTEST_CASES`
-//! overrides it and `PROPTEST_RNG_SEED` replays a run. A failure prints the smallest input
-//! proptest could shrink it to.
+//! Each property runs a fixed number of generated cases (see
+//! `test_support::properties::config`); `PROPTEST_CASES` overrides it and `PROPTEST_RNG_SEED`
+//! replays a run. A failure prints the smallest input proptest could shrink it to.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ use order_service::error::OrderError;
 use order_service::grpc::convert::{self, DEFAULT_CANCEL_REASON, MAX_ITEMS};
 use proptest::prelude::*;
 use proto::order::v1 as pb;
+use test_support::properties::{self, VALID_TEXT_WEIGHT};
+use test_support::violations::{Violations, fields, violated};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -39,20 +41,10 @@ const EDGE_CHARS: &[char] = &[
     '\u{3000}', '\u{feff}', 'é', '漢', '😀',
 ];
 
-/// Strings for a field whose limit is `max` characters: plain ids, lengths around the limit
-/// (ASCII and multi-byte), empty, blank, control characters, and arbitrary Unicode.
+/// Strings for a field whose limit is `max` characters (`properties::text` over
+/// [`EDGE_CHARS`]).
 fn text(max: usize) -> impl Strategy<Value = String> {
-    let edge =
-        prop::collection::vec(prop::sample::select(EDGE_CHARS), 0..12).prop_map(String::from_iter);
-    let around = |c: char| (max - 2..=max + 2).prop_map(move |n| c.to_string().repeat(n));
-    prop_oneof![
-        4 => "[A-Za-z0-9._:-]{1,24}",
-        1 => around('x'),
-        1 => around('漢'),
-        1 => Just(String::new()),
-        2 => edge,
-        2 => any::<String>(),
-    ]
+    properties::text(max, EDGE_CHARS)
 }
 
 fn currency_text() -> impl Strategy<Value = String> {
@@ -66,15 +58,9 @@ fn currency_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Integers, some of them around the largest page size (100).
 fn int() -> impl Strategy<Value = i32> {
-    prop_oneof![
-        2 => -2..=3i32,
-        2 => 1..2_000i32,
-        1 => 95..105i32,
-        1 => Just(i32::MAX),
-        1 => Just(i32::MIN),
-        2 => any::<i32>(),
-    ]
+    properties::int(95..105)
 }
 
 fn uuid_text() -> impl Strategy<Value = String> {
@@ -86,14 +72,13 @@ fn uuid_text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// The fields an error names, or a failed assertion when it is not INVALID_ARGUMENT.
-fn violated(err: OrderError) -> Result<Vec<String>, TestCaseError> {
+/// The field violations of an INVALID_ARGUMENT error; any other error is handed back.
+fn invalid(err: OrderError) -> Result<Violations, OrderError> {
     match err {
-        OrderError::InvalidArgument(v) => {
-            prop_assert!(v.iter().all(|v| !v.description.is_empty()), "{:?}", v);
-            Ok(v.into_iter().map(|v| v.field).collect())
+        OrderError::InvalidArgument(violations) => {
+            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
         }
-        other => Err(TestCaseError::fail(format!("expected INVALID_ARGUMENT, got {other:?}"))),
+        other => Err(other),
     }
 }
 
@@ -112,18 +97,18 @@ fn token(micros: i64, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{micros}:{id}"))
 }
 
+/// Valid ids (`properties::valid_text`), and words with blanks inside and maybe one before
+/// (an id is refused only when it is all blank).
 fn valid_id(max: usize) -> impl Strategy<Value = String> {
-    let max = max.min(70);
-    let regex = |pattern: String| prop::string::string_regex(&pattern).expect("a valid regex");
+    let words = format!(" ?[a-z][a-z ]{{0,{}}}", max.min(70) - 2);
     prop_oneof![
-        regex(format!("[A-Za-z0-9._:/#-]{{1,{max}}}")),
-        regex(format!("[\\p{{L}}\\p{{N}}\\p{{S}}]{{1,{max}}}")),
-        regex(format!(" ?[a-z][a-z ]{{0,{}}}", max - 2)),
+        VALID_TEXT_WEIGHT => properties::valid_text(max),
+        1 => properties::regex(&words),
     ]
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(512))]
+    #![proptest_config(properties::config(512))]
 
     #[test]
     fn create_order_accepts_exactly_the_valid(
@@ -194,7 +179,7 @@ proptest! {
                     Some(idempotency_key.as_str()).filter(|k| !k.is_empty())
                 );
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -204,7 +189,7 @@ proptest! {
             Ok(id) => prop_assert_eq!(Ok(id.uuid()), Uuid::parse_str(&value)),
             Err(err) => {
                 prop_assert!(Uuid::parse_str(&value).is_err());
-                prop_assert_eq!(violated(err)?, vec!["order_id".to_owned()]);
+                prop_assert_eq!(violated(err, invalid)?, vec!["order_id".to_owned()]);
             }
         }
     }
@@ -230,7 +215,7 @@ proptest! {
                 let want = if trimmed.is_empty() { DEFAULT_CANCEL_REASON } else { trimmed };
                 prop_assert_eq!(cmd.reason, want);
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -280,7 +265,7 @@ proptest! {
                     prop_assert!(page_token.is_empty());
                 }
             }
-            Err(err) => prop_assert_eq!(violated(err)?, expected),
+            Err(err) => prop_assert_eq!(violated(err, invalid)?, expected),
         }
     }
 
@@ -291,7 +276,7 @@ proptest! {
         let got = convert::list_page(&req);
         match DateTime::<Utc>::from_timestamp_micros(micros) {
             Some(created_at) => prop_assert_eq!(got.unwrap().after, Some(Cursor { created_at, id })),
-            None => prop_assert_eq!(violated(got.unwrap_err())?, vec!["page_token".to_owned()]),
+            None => prop_assert_eq!(violated(got.unwrap_err(), invalid)?, vec!["page_token".to_owned()]),
         }
     }
 
@@ -325,19 +310,12 @@ proptest! {
     }
 }
 
-fn fields(err: OrderError) -> Vec<String> {
-    match err {
-        OrderError::InvalidArgument(v) => v.into_iter().map(|v| v.field).collect(),
-        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
-    }
-}
-
 /// Finding 4: a cancel reason with NUL passes validation; PostgreSQL text cannot hold it, so
 /// the store would fail with INTERNAL instead of INVALID_ARGUMENT.
 #[test]
 fn cancel_reason_with_nul_is_refused() {
     let req = pb::CancelOrderRequest { order_id: Uuid::nil().to_string(), reason: "oops\0".into() };
-    assert_eq!(fields(convert::cancel_order(&req).unwrap_err()), ["reason"]);
+    assert_eq!(fields(convert::cancel_order(&req).unwrap_err(), invalid), ["reason"]);
 }
 
 /// Finding 5: the currency violation echoes the whole input, so a megabyte of currency
@@ -484,7 +462,7 @@ fn expected_price(
 }
 
 proptest! {
-    #![proptest_config(fuzz_support::config(1024))]
+    #![proptest_config(properties::config(1024))]
 
     /// Never panics; a total is exact (no wrapping) and overflow is an error.
     #[test]

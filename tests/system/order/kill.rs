@@ -1,38 +1,18 @@
 //! The real `order-service` binary killed with SIGKILL while a payment is in flight, then
 //! started again: the order reaches a terminal state, charged once, and stock matches it.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use proto::order::v1::{GetOrderRequest, order_service_client::OrderServiceClient};
+use system_tests::chaos::procs::target_binary;
 use system_tests::{SystemOptions, TestSystem, order_request};
-
-/// The `order-service` executable cargo built beside this test binary.
-fn order_binary() -> anyhow::Result<PathBuf> {
-    // Test binaries live in target/<profile>/deps; the servers' binaries one level up.
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
-    let bin = dir.join("order-service");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --bins`",
-        bin.display()
-    );
-    Ok(bin)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use test_support::binary::free_port;
 
 /// Starts the binary on `port` against the system's database and peers.
 fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
     let s = &sys.order_settings;
-    Ok(Command::new(order_binary()?)
+    Ok(Command::new(target_binary("order-service")?)
         .env("DATABASE_URL", &sys.db.url)
         .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
