@@ -8,10 +8,9 @@
 //! `every_request_message_has_a_target` fails until it is.
 
 use inventory_service::domain::HoldCaller;
-use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proto::inventory::v1 as pb;
-use test_support::violations::Violations;
+use test_support::violations::invalid;
 
 /// The server's default limits.
 const LIMITS: Limits =
@@ -69,15 +68,4 @@ fn check_item(sku: &str, quantity: i32) -> pb::AvailabilityCheckItem {
 
 fn reserve_item(item: &str, warehouse: &str, quantity: i32) -> pb::ReservationItem {
     pb::ReservationItem { inventory_item_id: item.into(), warehouse_id: warehouse.into(), quantity }
-}
-
-/// The field violations of an INVALID_ARGUMENT error; any other error is handed back (the
-/// finding, as is a panic).
-fn invalid(err: InventoryError) -> Result<Violations, InventoryError> {
-    match err {
-        InventoryError::InvalidArgument(violations) => {
-            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
-        }
-        other => Err(other),
-    }
 }

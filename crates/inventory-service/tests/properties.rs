@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use inventory_service::domain::allocation::{Allocation, LevelSnapshot, Line, Refusal, allocate};
 use inventory_service::domain::{HoldCaller, ItemRef, Quantity, WarehouseId};
-use inventory_service::error::InventoryError;
 use inventory_service::grpc::convert::{self, Limits};
 use proptest::prelude::*;
 use proto::inventory::v1 as pb;
 use test_support::properties::{self, TEXT_WEIGHT, valid_text};
-use test_support::violations::{Violations, fields, violated};
+use test_support::violations::{fields, invalid, violated};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -426,16 +425,6 @@ fn text(max: usize) -> impl Strategy<Value = String> {
 /// Integers, some of them around `max_expiry_minutes`.
 fn int() -> impl Strategy<Value = i32> {
     properties::int(10_070..10_090)
-}
-
-/// The field violations of an INVALID_ARGUMENT error; any other error is handed back.
-fn invalid(err: InventoryError) -> Result<Violations, InventoryError> {
-    match err {
-        InventoryError::InvalidArgument(violations) => {
-            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
-        }
-        other => Err(other),
-    }
 }
 
 fn count_violation(expected: &mut Vec<String>, len: usize) {

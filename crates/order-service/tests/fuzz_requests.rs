@@ -7,10 +7,9 @@
 //! The list of targets below is the one to extend when the service gains an RPC;
 //! `every_request_message_has_a_target` fails until it is.
 
-use order_service::error::OrderError;
 use order_service::grpc::convert;
 use proto::order::v1 as pb;
-use test_support::violations::Violations;
+use test_support::violations::invalid;
 
 test_support::fuzz_requests! {
     pb, "order.v1", invalid;
@@ -36,14 +35,3 @@ test_support::fuzz_requests! {
 const ORDER: &str = "0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f";
 /// URL-safe base64 of `1700000000123456:0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f`.
 const TOKEN: &str = "MTcwMDAwMDAwMDEyMzQ1NjowMTkwYTVjMi03ZDRlLTdjM2EtOWIxZS0yZjhhMWMwZDNlNGY";
-
-/// The field violations of an INVALID_ARGUMENT error; any other error is handed back (the
-/// finding, as is a panic).
-fn invalid(err: OrderError) -> Result<Violations, OrderError> {
-    match err {
-        OrderError::InvalidArgument(violations) => {
-            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
-        }
-        other => Err(other),
-    }
-}

@@ -19,7 +19,7 @@ use order_service::grpc::convert::{self, DEFAULT_CANCEL_REASON, MAX_ITEMS};
 use proptest::prelude::*;
 use proto::order::v1 as pb;
 use test_support::properties::{self, VALID_TEXT_WEIGHT};
-use test_support::violations::{Violations, fields, violated};
+use test_support::violations::{fields, invalid, violated};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------
@@ -70,16 +70,6 @@ fn uuid_text() -> impl Strategy<Value = String> {
         1 => any::<u128>().prop_map(|n| Uuid::from_u128(n).braced().to_string().to_uppercase()),
         2 => text(40),
     ]
-}
-
-/// The field violations of an INVALID_ARGUMENT error; any other error is handed back.
-fn invalid(err: OrderError) -> Result<Violations, OrderError> {
-    match err {
-        OrderError::InvalidArgument(violations) => {
-            Ok(violations.into_iter().map(|v| (v.field, v.description)).collect())
-        }
-        other => Err(other),
-    }
 }
 
 fn order_item() -> impl Strategy<Value = pb::OrderItemInput> {

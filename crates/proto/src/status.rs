@@ -88,6 +88,11 @@ impl Details {
         Self { reason: Some(info), ..Self::default() }
     }
 
+    /// The field violations (`BadRequest`) among these details.
+    pub fn violations(&self) -> &[FieldViolation] {
+        &self.violations
+    }
+
     /// These details and a typed detail of the service's own contract, as `type_url`.
     pub fn with_typed(mut self, type_url: &str, detail: &impl prost::Message) -> Self {
         self.typed.push(prost_types::Any {

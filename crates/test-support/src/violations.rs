@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 
 use proptest::prelude::*;
+use proto::status::CallError;
 
 /// The (field, description) pairs of an INVALID_ARGUMENT error.
 pub type Violations = Vec<(String, String)>;
@@ -11,6 +12,20 @@ pub type Violations = Vec<(String, String)>;
 /// A service's error mapping: the [`Violations`] of an INVALID_ARGUMENT error, any other error
 /// handed back.
 pub type Invalid<E> = fn(E) -> Result<Violations, E>;
+
+/// The mapping every service's errors share: the field violations of an INVALID_ARGUMENT
+/// error, as its callers get them ([`CallError::details`]); any other error handed back.
+pub fn invalid<E: CallError>(err: E) -> Result<Violations, E> {
+    if err.code() != tonic::Code::InvalidArgument {
+        return Err(err);
+    }
+    Ok(err
+        .details()
+        .violations()
+        .iter()
+        .map(|v| (v.field.clone(), v.description.clone()))
+        .collect())
+}
 
 /// The fields an error names, each with a description, or a failed case when the error is not
 /// INVALID_ARGUMENT.
