@@ -49,6 +49,13 @@ async fn short_stock_takes_nothing_and_names_each_short_sku() -> anyhow::Result<
     assert!(resp.message.contains("B: requested 2, available 1"), "{}", resp.message);
     assert!(resp.message.contains("C: requested 1, available 0"), "{}", resp.message);
     assert!(!resp.message.contains("A:"), "{}", resp.message);
+    // The same figures, structured: what each short line asked and what was left for it.
+    let short: Vec<(&str, i32, i32)> = resp
+        .shortages
+        .iter()
+        .map(|s| (s.sku.as_str(), s.requested_quantity, s.available_quantity))
+        .collect();
+    assert_eq!(short, [("B", 2, 1), ("C", 1, 0)]);
 
     // All or nothing: A was not touched, and the reference is free for a later attempt.
     assert_eq!(inv.item("A").await?.reserved, 0);

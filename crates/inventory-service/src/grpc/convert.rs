@@ -221,10 +221,30 @@ pub fn reserve_reply(outcome: ReserveOutcome) -> pb::ReservationResponse {
             status.as_str(),
         ),
         ReserveOutcome::Short(shortages) => {
-            (String::new(), false, shortage_message(&shortages), "")
+            return pb::ReservationResponse {
+                reservation_id: String::new(),
+                success: false,
+                message: shortage_message(&shortages),
+                status: String::new(),
+                shortages: shortages
+                    .into_iter()
+                    .map(|s| pb::ShortLine {
+                        sku: s.sku,
+                        warehouse_id: s.warehouse.unwrap_or_default(),
+                        requested_quantity: s.requested,
+                        available_quantity: available_for_wire(s.available),
+                    })
+                    .collect(),
+            };
         }
     };
-    pb::ReservationResponse { reservation_id, success, message, status: status.to_owned() }
+    pb::ReservationResponse {
+        reservation_id,
+        success,
+        message,
+        status: status.to_owned(),
+        shortages: Vec::new(),
+    }
 }
 
 /// The reply to a commit or cancel: success unless the hold's status refused it; the status
@@ -250,6 +270,7 @@ pub fn settle_reply(op: Settle, outcome: SettleOutcome) -> pb::ReservationRespon
         success,
         message,
         status: status.as_str().to_owned(),
+        shortages: Vec::new(),
     }
 }
 
