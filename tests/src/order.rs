@@ -379,6 +379,27 @@ impl TestSystem {
         Ok(self.client()?.cancel_order(req).await.map(|r| r.into_inner()))
     }
 
+    /// Waits until some session of the test database waits for a row lock (a call blocked by
+    /// a lock the test holds).
+    pub async fn wait_lock_waiter(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity
+                  where datname = current_database() and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&self.db.pool)
+            .await?;
+            if waiting > 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("no session waited for a lock after {SETTLE_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The saga columns of order `id` straight from the database.
     pub async fn saga_row(&self, id: &str) -> anyhow::Result<SagaRow> {
         let id = uuid::Uuid::parse_str(id)?;
@@ -415,6 +436,23 @@ impl TestSystem {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Waits until the payment stand-in has been called `calls` times in all (a charge is in
+    /// flight, under its latency, or done). The order's row cannot say so: a driver writes it
+    /// when the saga settles or must wait, not before each call.
+    pub async fn wait_payment_calls(&self, calls: u64) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        while self.payment_faults.calls() < calls {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the payment stand-in saw {} calls, not {calls}, after {SETTLE_TIMEOUT:?}",
+                    self.payment_faults.calls()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// The saga audit of order `id` (`orders.saga_steps`), oldest first, as
@@ -572,6 +610,51 @@ impl TestSystem {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Charges `order` as its saga does (same idempotency key), the way a crashed order
+    /// server would have before dying; returns the payment id.
+    pub async fn charge_as_saga(&self, order: &PlantedOrder) -> anyhow::Result<String> {
+        let id = order.id.to_string();
+        let charged = self
+            .payment_client()?
+            .process_payment(proto::payment::v1::ProcessPaymentRequest {
+                order_id: id.clone(),
+                amount_minor: order.total(),
+                currency: "EUR".into(),
+                method: order.payment_method.clone(),
+                idempotency_key: format!("order:{id}:charge"),
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(charged.status == "SUCCEEDED", "{charged:?}");
+        Ok(charged.payment_id)
+    }
+
+    /// Checks that `order` ended CANCELLED for lack of stock after its payment, with
+    /// `payment_id` charged once and refunded once in full.
+    pub fn assert_refunded_for_lost_stock(
+        &self,
+        order: &pb::Order,
+        payment_id: &str,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(order.status == "CANCELLED", "{order:?}");
+        anyhow::ensure!(order.payment_status == "REFUNDED", "{order:?}");
+        anyhow::ensure!(order.status_reason.contains("stock no longer available"), "{order:?}");
+        anyhow::ensure!(self.ledger.charges_for_order(&order.id).len() == 1, "charged once");
+        let refunds = self.ledger.refunds();
+        anyhow::ensure!(refunds.len() == 1, "{refunds:?}");
+        let refund = &refunds[0];
+        anyhow::ensure!(
+            (refund.payment_id.as_str(), refund.amount_minor)
+                == (payment_id, order.total_amount_minor),
+            "{refund:?}"
+        );
+        anyhow::ensure!(
+            refund.idempotency_key == format!("order:{}:refund", order.id),
+            "{refund:?}"
+        );
+        Ok(())
     }
 
     /// A client of the payment stand-in (to charge as a crashed order server would have).

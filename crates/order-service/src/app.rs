@@ -101,6 +101,7 @@ impl App {
             peers.clone(),
             EngineConfig {
                 lease: settings.saga_lease(),
+                step_limit: settings.call_policy().worst_case(),
                 hold_minutes: settings.order_hold_minutes.max(1),
                 max_backoff: Duration::from_millis(settings.retry_backoff_max_ms.max(1)),
             },

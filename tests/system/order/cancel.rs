@@ -67,8 +67,7 @@ async fn cancelling_while_the_payment_is_in_flight_is_refused() -> anyhow::Resul
         client.create_order(order_request("alice", &[("p-widget", 1)])).await
     });
     let id = sys.wait_order_of("alice").await?;
-    sys.wait_row(&id, "paying", |r| r.next_action.as_deref() == Some("pay") && r.attempts >= 1)
-        .await?;
+    sys.wait_payment_calls(1).await?;
 
     let status = sys.cancel(&id, "").await?.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");

@@ -60,10 +60,7 @@ async fn sigkill_during_payment_then_restart_confirms_once() -> anyhow::Result<(
     });
 
     let id = sys.wait_order_of("kim").await?;
-    sys.wait_row(&id, "paying", |row| {
-        row.next_action.as_deref() == Some("pay") && row.attempts >= 1
-    })
-    .await?;
+    sys.wait_payment_calls(1).await?;
     first.kill()?; // SIGKILL: no shutdown hooks, no lease given back
     let _ = first.wait();
     assert!(in_flight.await?.is_err(), "the caller saw its server die");

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod concurrency;
+mod crash;
 mod foreign;
 mod idempotency;
 mod kill;

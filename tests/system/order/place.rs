@@ -165,3 +165,27 @@ async fn metrics_count_inventory_calls_saga_steps_and_orders() -> anyhow::Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_happy_order_is_written_twice_and_answered_as_stored() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 10).await?;
+
+    let order = sys.order("alice", &[("p-widget", 2)]).await??;
+
+    // Its intent before the first call, its end after the last: every guarded write bumps
+    // the version, which starts at 1.
+    let id = uuid::Uuid::parse_str(&order.id)?;
+    let version: i64 = sqlx::query_scalar("select version from orders.orders where id = $1")
+        .bind(id)
+        .fetch_one(&sys.db.pool)
+        .await?;
+    assert_eq!(version, 2, "written twice");
+    let steps = sys.saga_steps(&order.id).await?;
+    let steps: Vec<(&str, &str)> = steps.iter().map(|(a, o)| (a.as_str(), o.as_str())).collect();
+    assert_eq!(steps, [("create", "accepted"), ("reserve", "ok"), ("pay", "ok"), ("commit", "ok")]);
+    // The answer is built from what the request wrote, without reading it back: it must be
+    // what a read returns.
+    assert_eq!(order, sys.get(&order.id).await?);
+    Ok(())
+}

@@ -1,6 +1,5 @@
 //! Crashes, outages and replicas: the saga is resumed from its row and never double-acts.
 
-use proto::payment::v1 as pay;
 use system_tests::{PlantedOrder, SystemOptions, TestOrderServer, TestSystem, order_request};
 
 #[tokio::test]
@@ -54,8 +53,7 @@ async fn the_commit_lands_by_retry_once_the_inventory_is_back() -> anyhow::Resul
         client.create_order(order_request("alice", &[("p-widget", 2)])).await
     });
     let id = sys.wait_order_of("alice").await?;
-    sys.wait_row(&id, "paying", |r| r.next_action.as_deref() == Some("pay") && r.attempts >= 1)
-        .await?;
+    sys.wait_payment_calls(1).await?;
 
     // The inventory goes away while the payment is in flight: the commit cannot land.
     sys.stop_inventory().await?;
@@ -98,18 +96,7 @@ async fn a_server_killed_during_payment_is_resumed_at_restart() -> anyhow::Resul
     planted.reservation_id = Some(hold.reservation_id.parse()?);
     planted.leased_for_ms = Some(-1_000);
     sys.plant(&planted).await?;
-    let charged = sys
-        .payment_client()?
-        .process_payment(pay::ProcessPaymentRequest {
-            order_id: id.clone(),
-            amount_minor: planted.total(),
-            currency: "EUR".into(),
-            method: "card".into(),
-            idempotency_key: format!("order:{id}:charge"),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(charged.status, "SUCCEEDED");
+    sys.charge_as_saga(&planted).await?;
 
     sys.start_order_server().await?;
     let order = sys.wait_settled(&id).await?;
@@ -225,32 +212,15 @@ async fn a_paid_order_whose_stock_is_gone_is_cancelled_and_refunded() -> anyhow:
     // re-take finds nothing.
     let mut planted = PlantedOrder::pending(&[("p-widget", "WIDGET", 2, 250)]);
     let id = planted.id.to_string();
-    let charged = sys
-        .payment_client()?
-        .process_payment(pay::ProcessPaymentRequest {
-            order_id: id.clone(),
-            amount_minor: planted.total(),
-            currency: "EUR".into(),
-            method: "card".into(),
-            idempotency_key: format!("order:{id}:charge"),
-        })
-        .await?
-        .into_inner();
+    let payment_id = sys.charge_as_saga(&planted).await?;
     planted.status = "CONFIRMED";
     planted.payment_status = "SUCCEEDED";
-    planted.payment_id = Some(charged.payment_id.clone());
+    planted.payment_id = Some(payment_id.clone());
     sys.plant(&planted).await?;
 
     sys.start_order_server().await?;
     let order = sys.wait_settled(&id).await?;
 
-    assert_eq!(order.status, "CANCELLED", "{order:?}");
-    assert_eq!(order.payment_status, "REFUNDED");
-    assert!(order.status_reason.contains("stock no longer available"), "{}", order.status_reason);
-    let refunds = sys.ledger.refunds();
-    assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].payment_id, charged.payment_id);
-    assert_eq!(refunds[0].amount_minor, planted.total());
-    assert_eq!(refunds[0].idempotency_key, format!("order:{id}:refund"));
+    sys.assert_refunded_for_lost_stock(&order, &payment_id)?;
     Ok(())
 }

@@ -14,14 +14,27 @@ pub enum CancelDecision {
     Refuse(String),
 }
 
-/// Decides from the order's status, next saga action and attempts of that action.
-pub fn decide(status: OrderStatus, next: Option<NextAction>, attempts: i32) -> CancelDecision {
+/// Decides from the order's status, next saga action, attempts of that action, and whether a
+/// driver holds the order (or held it and lapsed, and nobody has picked it up since).
+///
+/// A driver records its steps when it is done or must wait, not after each call: while one
+/// holds the order, its row may say "reserve" although the payment already went through. So
+/// an order being driven is never cancelled; the caller retries once the driver settles it.
+pub fn decide(
+    status: OrderStatus,
+    next: Option<NextAction>,
+    attempts: i32,
+    driven: bool,
+) -> CancelDecision {
     use OrderStatus as S;
     match (status, next) {
         (S::Cancelled, _) => CancelDecision::AlreadyCancelled,
-        // Stock may be (about to be) held but no charge was attempted: releasing the hold
-        // undoes everything. A reserve in flight is fine too: the release step finds the
-        // hold by the order's reference even if its id was never recorded.
+        (S::Pending | S::Reserved, _) if driven => {
+            CancelDecision::Refuse("payment in progress; retry shortly".to_owned())
+        }
+        // Stock may be held but no charge was attempted: releasing the hold undoes
+        // everything. A hold whose id was never recorded (a reserve that timed out) is found
+        // by the order's reference.
         (S::Pending, Some(NextAction::Reserve)) => CancelDecision::Cancel,
         (S::Reserved, Some(NextAction::Pay)) if attempts == 0 => CancelDecision::Cancel,
         (S::Pending | S::Reserved, _) => {
@@ -47,23 +60,46 @@ mod tests {
 
     #[test]
     fn cancellable_only_before_any_payment_attempt() {
-        assert_eq!(decide(S::Pending, Some(A::Reserve), 0), CancelDecision::Cancel);
-        assert_eq!(decide(S::Pending, Some(A::Reserve), 2), CancelDecision::Cancel);
-        assert_eq!(decide(S::Reserved, Some(A::Pay), 0), CancelDecision::Cancel);
+        assert_eq!(decide(S::Pending, Some(A::Reserve), 0, false), CancelDecision::Cancel);
+        assert_eq!(decide(S::Pending, Some(A::Reserve), 2, false), CancelDecision::Cancel);
+        assert_eq!(decide(S::Reserved, Some(A::Pay), 0, false), CancelDecision::Cancel);
         assert!(
-            matches!(decide(S::Reserved, Some(A::Pay), 1), CancelDecision::Refuse(m) if m.contains("payment in progress"))
+            matches!(decide(S::Reserved, Some(A::Pay), 1, false), CancelDecision::Refuse(m) if m.contains("payment in progress"))
         );
         assert!(
-            matches!(decide(S::Confirmed, None, 0), CancelDecision::Refuse(m) if m.contains("return"))
+            matches!(decide(S::Confirmed, None, 0, false), CancelDecision::Refuse(m) if m.contains("return"))
         );
-        assert!(matches!(decide(S::Confirmed, Some(A::Commit), 0), CancelDecision::Refuse(_)));
+        assert!(matches!(
+            decide(S::Confirmed, Some(A::Commit), 0, false),
+            CancelDecision::Refuse(_)
+        ));
         assert!(
-            matches!(decide(S::Rejected, None, 0), CancelDecision::Refuse(m) if m.contains("REJECTED"))
+            matches!(decide(S::Rejected, None, 0, false), CancelDecision::Refuse(m) if m.contains("REJECTED"))
         );
         assert!(
-            matches!(decide(S::PaymentFailed, Some(A::ReleaseHold), 0), CancelDecision::Refuse(m) if m.contains("PAYMENT_FAILED"))
+            matches!(decide(S::PaymentFailed, Some(A::ReleaseHold), 0, false), CancelDecision::Refuse(m) if m.contains("PAYMENT_FAILED"))
         );
-        assert_eq!(decide(S::Cancelled, Some(A::ReleaseHold), 3), CancelDecision::AlreadyCancelled);
-        assert_eq!(decide(S::Cancelled, None, 0), CancelDecision::AlreadyCancelled);
+        assert_eq!(
+            decide(S::Cancelled, Some(A::ReleaseHold), 3, false),
+            CancelDecision::AlreadyCancelled
+        );
+        assert_eq!(decide(S::Cancelled, None, 0, false), CancelDecision::AlreadyCancelled);
+    }
+
+    #[test]
+    fn an_order_being_driven_is_never_cancelled() {
+        // Its row may still say "reserve" while the payment has gone through.
+        for (status, next) in [(S::Pending, A::Reserve), (S::Reserved, A::Pay)] {
+            assert!(
+                matches!(decide(status, Some(next), 0, true), CancelDecision::Refuse(m) if m.contains("retry shortly"))
+            );
+        }
+        assert_eq!(
+            decide(S::Cancelled, Some(A::ReleaseHold), 0, true),
+            CancelDecision::AlreadyCancelled
+        );
+        assert!(
+            matches!(decide(S::Confirmed, Some(A::Commit), 0, true), CancelDecision::Refuse(m) if m.contains("return"))
+        );
     }
 }

@@ -2,9 +2,10 @@
 
 use uuid::Uuid;
 
-use super::Orders;
+use super::{Orders, Reached};
 use crate::domain::commands::CancelOrder;
 use crate::error::OrderError;
+use crate::saga::Prior;
 use crate::store::{CancelOutcome, OrderView};
 
 impl Orders {
@@ -13,15 +14,15 @@ impl Orders {
     pub async fn cancel(&self, cmd: CancelOrder) -> Result<OrderView, OrderError> {
         let owner = Uuid::new_v4();
         match self.store.cancel_order(&cmd, owner, self.config.lease).await? {
-            CancelOutcome::Cancelled { leased: true } => {
+            CancelOutcome::Cancelled => {
                 tracing::info!(reason = %cmd.reason, "order cancelled; releasing its hold");
-                self.drive_within_budget(cmd.order_id, owner).await
-            }
-            // Whoever holds the lease is mid-step; its guarded write fails on the version we
-            // bumped, and it continues with the release.
-            CancelOutcome::Cancelled { leased: false } => {
-                tracing::info!(reason = %cmd.reason, "order cancelled; its driver releases the hold");
-                self.wait_settled(cmd.order_id, self.answer_by()).await
+                let engine = self.engine.clone();
+                let id = cmd.order_id;
+                let drive = async move { engine.drive(id, owner, Prior::Recorded).await };
+                match self.drive_within_budget(id, drive).await? {
+                    Reached::Read(order) => Ok(order),
+                    Reached::Written(..) => self.get(id).await,
+                }
             }
             CancelOutcome::AlreadyCancelled => self.get(cmd.order_id).await,
             CancelOutcome::Refused(reason) => Err(OrderError::FailedPrecondition(reason)),

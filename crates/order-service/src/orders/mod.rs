@@ -6,17 +6,17 @@ mod place;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use uuid::Uuid;
 
 use crate::clients::Peers;
 use crate::domain::OrderId;
 use crate::domain::commands::ListPage;
 use crate::error::OrderError;
-use crate::saga::{DriveEnd, Engine};
-use crate::store::{OrderView, Store};
+use crate::saga::{Drive, DriveEnd, Engine};
+use crate::store::{OrderView, SagaState, Store};
 
 /// How long the use cases wait and hold, from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,14 @@ pub struct Orders {
     engine: Engine,
     tasks: TaskTracker,
     config: OrdersConfig,
+}
+
+/// The state a request answers with.
+enum Reached {
+    /// As its drive last wrote it, and when.
+    Written(SagaState, DateTime<Utc>),
+    /// As read from the row.
+    Read(OrderView),
 }
 
 /// Pause between two reads of an order someone else is driving.
@@ -75,18 +83,26 @@ impl Orders {
         Instant::now() + budget
     }
 
-    /// Drives order `id` as lease holder `owner` for at most the request budget, then
-    /// answers with the state reached. The drive runs as its own task: when the budget is
-    /// spent it simply carries on in the background.
-    async fn drive_within_budget(&self, id: OrderId, owner: Uuid) -> Result<OrderView, OrderError> {
+    /// Runs `drive` (of order `id`) for at most the request budget, then answers with the
+    /// state reached: the one it wrote last, or the row. The drive runs as its own task:
+    /// when the budget is spent it simply carries on in the background.
+    async fn drive_within_budget<F>(&self, id: OrderId, drive: F) -> Result<Reached, OrderError>
+    where
+        F: Future<Output = Result<Drive, OrderError>> + Send + 'static,
+    {
         let deadline = self.answer_by();
-        let engine = self.engine.clone();
         // in_current_span: the saga's log lines stay inside the request's span.
-        let drive =
-            self.tasks.spawn(async move { engine.drive(id, owner).await }.in_current_span());
+        let drive = self.tasks.spawn(drive.in_current_span());
         match tokio::time::timeout_at(deadline, drive).await {
-            Ok(Ok(Ok(DriveEnd::Elsewhere))) => return self.wait_settled(id, deadline).await,
-            Ok(Ok(Ok(end))) => tracing::debug!(order_id = %id, ?end, "inline drive ended"),
+            Ok(Ok(Ok(Drive { end: DriveEnd::Elsewhere, .. }))) => {
+                return Ok(Reached::Read(self.wait_settled(id, deadline).await?));
+            }
+            Ok(Ok(Ok(Drive { end, written }))) => {
+                tracing::debug!(order_id = %id, ?end, "inline drive ended");
+                if let Some((state, updated_at)) = written {
+                    return Ok(Reached::Written(state, updated_at));
+                }
+            }
             Ok(Ok(Err(err))) => {
                 tracing::warn!(order_id = %id, error = %err, "inline drive failed; the recovery worker resumes the order")
             }
@@ -95,7 +111,7 @@ impl Orders {
                 tracing::info!(order_id = %id, "request budget spent; the saga continues in the background")
             }
         }
-        self.get(id).await
+        Ok(Reached::Read(self.get(id).await?))
     }
 
     /// Reads order `id` until its saga has settled or `deadline` passes, then answers with it.

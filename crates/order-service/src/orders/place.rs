@@ -3,17 +3,19 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use futures::future::try_join_all;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Orders;
+use super::{Orders, Reached};
 use crate::clients::user::UserStanding;
 use crate::domain::commands::CreateOrder;
 use crate::domain::pricing::{self, Product, SkuDemand};
 use crate::domain::{OrderId, Shortage};
 use crate::error::OrderError;
 use crate::metrics;
-use crate::store::{NewOrder, OrderView};
+use crate::store::{NewOrder, OrderItemView, OrderView, SagaState};
 
 impl Orders {
     /// Places an order, or returns the one the same idempotency key already placed.
@@ -54,7 +56,10 @@ impl Orders {
             lease_owner: owner,
             lease: self.config.lease,
         };
-        if !self.store.insert_order(&order).await? {
+        // Measured before the write that takes the lease, so the lease surely holds until
+        // then plus its length on this clock.
+        let leased_at = Instant::now();
+        let Some((version, created_at)) = self.store.insert_order(&order).await? else {
             // A racing call with the same key inserted first: answer with its order.
             let key = order.idempotency_key.as_deref().unwrap_or_default();
             let winner =
@@ -62,9 +67,17 @@ impl Orders {
                     OrderError::internal("idempotency key conflict without an order")
                 })?;
             return self.replay(winner, &fingerprint).await;
-        }
+        };
         tracing::info!(total_amount_minor = order.total_amount_minor, currency = %order.currency, "order created");
-        let placed = self.drive_within_budget(id, owner).await?;
+        let engine = self.engine.clone();
+        let state = SagaState::placed(&order, version);
+        let drive = async move { engine.drive_new(state, demand, owner, leased_at).await };
+        let placed = match self.drive_within_budget(id, drive).await? {
+            Reached::Read(view) => view,
+            Reached::Written(state, updated_at) => {
+                written_view(order, state, created_at, updated_at)
+            }
+        };
         metrics::ORDERS_CREATED.with_label_values(&[placed.status.as_str()]).inc();
         Ok(placed)
     }
@@ -147,5 +160,41 @@ impl Orders {
             })
             .collect();
         if shortages.is_empty() { Ok(()) } else { Err(OrderError::InventoryUnavailable(shortages)) }
+    }
+}
+
+/// The order this request wrote, as its drive last wrote it: what a read would return, without
+/// the read.
+fn written_view(
+    order: NewOrder,
+    state: SagaState,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+) -> OrderView {
+    OrderView {
+        id: order.id,
+        user_id: order.user_id,
+        status: state.status,
+        status_reason: state.status_reason,
+        items: order
+            .lines
+            .into_iter()
+            .map(|l| OrderItemView {
+                product_id: l.product_id.as_str().to_owned(),
+                variant_id: l.variant_id.map(|v| v.as_str().to_owned()),
+                sku: l.sku,
+                quantity: l.quantity.get(),
+                unit_price_minor: l.unit_price_minor,
+            })
+            .collect(),
+        total_amount_minor: order.total_amount_minor,
+        currency: order.currency,
+        payment_method: order.payment_method,
+        payment_status: state.payment_status,
+        reservation_id: state.reservation_id,
+        next_action: state.next_action,
+        fingerprint: order.fingerprint,
+        created_at,
+        updated_at,
     }
 }

@@ -4,5 +4,6 @@
 pub mod engine;
 pub mod reasons;
 pub mod recovery;
+mod steps;
 
-pub use engine::{DriveEnd, Engine, EngineConfig};
+pub use engine::{Drive, DriveEnd, Engine, EngineConfig, Prior};

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::Engine;
+use super::{Engine, Prior};
 use crate::error::OrderError;
 use crate::metrics;
 use crate::store::Store;
@@ -83,17 +83,19 @@ async fn scan(
     if free == 0 {
         return Ok(());
     }
-    for id in store.claim_due(owner, config.lease, free).await? {
+    for claimed in store.claim_due(owner, config.lease, free).await? {
         let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
             // Cannot happen (only this loop takes permits), but never strand a claim.
-            store.release_lease(id, owner).await?;
+            store.give_back(claimed, owner).await?;
             continue;
         };
         let engine = engine.clone();
+        let id = claimed.id;
+        let prior = if claimed.lapsed { Prior::Lapsed } else { Prior::Recorded };
         tasks.spawn(async move {
             let _permit = permit;
-            match engine.drive(id, owner).await {
-                Ok(end) => tracing::debug!(order_id = %id, ?end, "recovery drive ended"),
+            match engine.drive(id, owner, prior).await {
+                Ok(drive) => tracing::debug!(order_id = %id, end = ?drive.end, "recovery drive ended"),
                 Err(err) => {
                     tracing::warn!(order_id = %id, error = %err, "recovery drive failed; the order stays due")
                 }

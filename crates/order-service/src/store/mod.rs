@@ -1,6 +1,6 @@
-//! All SQL of the order server. An order and its lines are written in one transaction; every
-//! saga write is guarded by the version it read and appends its audit row in the same
-//! transaction.
+//! All SQL of the order server. An order, its lines and its first audit row are written in
+//! one statement; every saga write is guarded by the version it read and appends the audit
+//! rows of the steps it records in the same statement.
 
 mod orders;
 mod reconcile;
@@ -18,6 +18,7 @@ use crate::error::OrderError;
 
 pub use orders::CancelOutcome;
 pub use reconcile::{ConfirmedOrder, QueuedCommits};
+pub use saga::{Claimed, LastError, LeaseAfter, Save, Saved};
 
 /// Handle on the `orders` schema.
 #[derive(Debug, Clone)]
@@ -97,8 +98,40 @@ pub struct SagaState {
     pub currency: String,
     pub payment_method: String,
     pub lease_owner: Option<Uuid>,
-    /// Whether `leased_until` is still in the future.
-    pub lease_active: bool,
+    /// How long the lease still runs (None: no lease, or it lapsed).
+    pub lease_left: Option<Duration>,
+}
+
+impl SagaState {
+    /// A just-written order: PENDING, its reserve to do, at `version`, leased to `owner`.
+    pub fn placed(order: &NewOrder, version: i64) -> Self {
+        Self {
+            id: order.id,
+            status: OrderStatus::Pending,
+            status_reason: String::new(),
+            payment_status: PaymentStatus::None,
+            payment_id: None,
+            reservation_id: None,
+            next_action: Some(NextAction::Reserve),
+            attempts: 0,
+            version,
+            total_amount_minor: order.total_amount_minor,
+            currency: order.currency.clone(),
+            payment_method: order.payment_method.clone(),
+            lease_owner: Some(order.lease_owner),
+            lease_left: Some(order.lease),
+        }
+    }
+
+    /// Takes on the state `to` reached by a step.
+    pub fn apply(&mut self, to: Transition) {
+        self.status = to.status;
+        self.status_reason = to.status_reason;
+        self.payment_status = to.payment_status;
+        self.payment_id = to.payment_id;
+        self.reservation_id = to.reservation_id;
+        self.next_action = to.next_action;
+    }
 }
 
 /// What one saga step writes: the order's new state and the following action.

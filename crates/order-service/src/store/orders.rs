@@ -48,9 +48,9 @@ struct ItemRow {
 /// What CancelOrder achieved on the order row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// Now CANCELLED with its hold to release; `leased` when this call took the saga's lease
-    /// (so it may drive the release itself).
-    Cancelled { leased: bool },
+    /// Now CANCELLED with its hold to release, leased to the cancelling call (which drives
+    /// the release itself).
+    Cancelled,
     /// It was already cancelled.
     AlreadyCancelled,
     /// Its state forbids a cancel, for this reason.
@@ -58,20 +58,42 @@ pub enum CancelOutcome {
 }
 
 impl Store {
-    /// Writes the order and its lines in one transaction, leased to the creating request.
-    /// Returns false, writing nothing, when the user's idempotency key is already taken (a
-    /// racing twin won).
+    /// Writes the order, its lines and its first audit row in one statement, leased to the
+    /// creating request; returns its version and creation time. None, writing nothing, when
+    /// the user's idempotency key is already taken (a racing twin won).
     #[tracing::instrument(skip_all, fields(order_id = %order.id))]
-    pub async fn insert_order(&self, order: &NewOrder) -> Result<bool, OrderError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "insert into orders.orders
-                 (id, user_id, idempotency_key, request_fingerprint, status, currency,
-                  payment_method, total_amount_minor, next_action, lease_owner, leased_until)
-             values ($1, $2, $3, $4, 'PENDING', $5, $6, $7, 'reserve', $8,
-                     now() + $9 * interval '1 millisecond')
-             on conflict (user_id, idempotency_key) do nothing
-             returning id",
+    pub async fn insert_order(
+        &self,
+        order: &NewOrder,
+    ) -> Result<Option<(i64, DateTime<Utc>)>, OrderError> {
+        let lines = &order.lines;
+        let line_numbers: Vec<i32> = (0..).take(lines.len()).collect();
+        let product_ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
+        let variant_ids: Vec<Option<&str>> =
+            lines.iter().map(|l| l.variant_id.as_ref().map(|v| v.as_str())).collect();
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let quantities: Vec<i32> = lines.iter().map(|l| l.quantity.get()).collect();
+        let prices: Vec<i64> = lines.iter().map(|l| l.unit_price_minor).collect();
+        Ok(sqlx::query_as(
+            "with placed as (
+                 insert into orders.orders
+                     (id, user_id, idempotency_key, request_fingerprint, status, currency,
+                      payment_method, total_amount_minor, next_action, lease_owner, leased_until)
+                 values ($1, $2, $3, $4, 'PENDING', $5, $6, $7, 'reserve', $8,
+                         now() + $9 * interval '1 millisecond')
+                 on conflict (user_id, idempotency_key) do nothing
+                 returning id, version, created_at),
+             items as (
+                 insert into orders.order_items
+                     (order_id, line, product_id, variant_id, sku, quantity, unit_price_minor)
+                 select placed.id, l.*
+                   from placed,
+                        unnest($10::int4[], $11::text[], $12::text[], $13::text[], $14::int4[],
+                               $15::int8[]) as l),
+             audit as (
+                 insert into orders.saga_steps (order_id, action, outcome, detail)
+                 select id, 'create', 'accepted', '' from placed)
+             select version, created_at from placed",
         )
         .bind(order.id.uuid())
         .bind(&order.user_id)
@@ -82,43 +104,14 @@ impl Store {
         .bind(order.total_amount_minor)
         .bind(order.lease_owner)
         .bind(lease_ms(order.lease))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let lines = &order.lines;
-        let line_numbers: Vec<i32> = (0..).take(lines.len()).collect();
-        let product_ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
-        let variant_ids: Vec<Option<&str>> =
-            lines.iter().map(|l| l.variant_id.as_ref().map(|v| v.as_str())).collect();
-        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-        let quantities: Vec<i32> = lines.iter().map(|l| l.quantity.get()).collect();
-        let prices: Vec<i64> = lines.iter().map(|l| l.unit_price_minor).collect();
-        sqlx::query(
-            "insert into orders.order_items
-                 (order_id, line, product_id, variant_id, sku, quantity, unit_price_minor)
-             select $1, * from unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int8[])",
-        )
-        .bind(order.id.uuid())
         .bind(&line_numbers)
         .bind(&product_ids)
         .bind(&variant_ids)
         .bind(&skus)
         .bind(&quantities)
         .bind(&prices)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into orders.saga_steps (order_id, action, outcome, detail)
-             values ($1, 'create', 'accepted', '')",
-        )
-        .bind(order.id.uuid())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// The order `id`, if it exists.
@@ -172,8 +165,9 @@ impl Store {
         Ok((self.with_items(rows).await?, more))
     }
 
-    /// Cancels the order if its state allows, under its row lock, taking the saga's lease
-    /// when nobody holds it.
+    /// Cancels the order if its state allows, under its row lock, taking the saga's lease.
+    /// An order someone holds (or held, until a driver picks it up again) is never cancelled:
+    /// its driver may have charged it without writing so yet.
     #[tracing::instrument(skip_all, fields(order_id = %cmd.order_id))]
     pub async fn cancel_order(
         &self,
@@ -183,39 +177,34 @@ impl Store {
     ) -> Result<CancelOutcome, OrderError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(String, Option<String>, i32, bool)> = sqlx::query_as(
-            "select status, next_action, attempts, coalesce(leased_until > now(), false)
+            "select status, next_action, attempts, lease_owner is not null
                from orders.orders where id = $1 for update",
         )
         .bind(cmd.order_id.uuid())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((status, next, attempts, leased)) = row else {
+        let Some((status, next, attempts, driven)) = row else {
             return Err(OrderError::NotFound { what: "order", key: cmd.order_id.to_string() });
         };
         let status = parse_status(&status)?;
         let next = parse_next_action(next.as_deref())?;
-        match decide(status, next, attempts) {
+        match decide(status, next, attempts, driven) {
             CancelDecision::AlreadyCancelled => return Ok(CancelOutcome::AlreadyCancelled),
             CancelDecision::Refuse(reason) => return Ok(CancelOutcome::Refused(reason)),
             CancelDecision::Cancel => {}
         }
-        // The version bump makes an in-flight step of the driver (if any) lose its guarded
-        // write, reload, and continue with the release instead.
         sqlx::query(
             "update orders.orders
                 set status = $2, status_reason = $3, next_action = $4, attempts = 0,
                     next_attempt_at = now(), last_error = null, version = version + 1,
-                    updated_at = now(),
-                    lease_owner = case when $5 then lease_owner else $6 end,
-                    leased_until = case when $5 then leased_until
-                                        else now() + $7 * interval '1 millisecond' end
+                    updated_at = now(), lease_owner = $5,
+                    leased_until = now() + $6 * interval '1 millisecond'
               where id = $1",
         )
         .bind(cmd.order_id.uuid())
         .bind(OrderStatus::Cancelled.as_str())
         .bind(&cmd.reason)
         .bind(NextAction::ReleaseHold.as_str())
-        .bind(leased)
         .bind(owner)
         .bind(lease_ms(lease))
         .execute(&mut *tx)
@@ -229,7 +218,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(CancelOutcome::Cancelled { leased: !leased })
+        Ok(CancelOutcome::Cancelled)
     }
 
     /// Attaches their lines to `rows` (one query for all of them).

@@ -1,16 +1,74 @@
-//! The saga's reads and guarded writes: load, begin a step (renew the lease, count the
-//! attempt), finish it, park it for a later retry, and the recovery worker's claim.
+//! The saga's reads and its one guarded write (state, audit rows and lease together), and
+//! the recovery worker's claim.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Backlog, OrderItemView, SagaState, StepRecord, Store, Transition, lease_ms, parse_next_action,
+    Backlog, OrderItemView, SagaState, StepRecord, Store, lease_ms, parse_next_action,
     parse_payment_status, parse_status,
 };
 use crate::domain::OrderId;
 use crate::error::OrderError;
+
+/// One guarded write of the saga's progress (see [`Store::save`]).
+#[derive(Debug, Clone)]
+pub struct Save<'a> {
+    /// The order's state to write; the write lands only if the row is still at its
+    /// `version` (the one its writer last read or wrote).
+    pub state: &'a SagaState,
+    /// Attempts of the state's next action so far.
+    pub attempts: i32,
+    /// What becomes of `last_error`.
+    pub last_error: LastError<'a>,
+    /// `next_attempt_at` = now + this.
+    pub retry_in: Duration,
+    /// What becomes of the lease.
+    pub lease: LeaseAfter,
+    /// The steps done since the last write, in order, for the audit.
+    pub steps: &'a [StepRecord],
+}
+
+/// What a save does to `last_error`.
+#[derive(Debug, Clone, Copy)]
+pub enum LastError<'a> {
+    /// Leaves it.
+    Keep,
+    /// Clears it (a step went through).
+    Clear,
+    /// Sets it (a step failed and waits for its retry).
+    Set(&'a str),
+}
+
+/// What a save does to the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAfter {
+    /// `owner` keeps driving: held for `lease` from now.
+    Renew { owner: Uuid, lease: Duration },
+    /// Given up: the row records everything its driver did, anyone may drive it.
+    Release,
+    /// Given up, but left in `owner`'s name, lapsing after `after`: the row may not record
+    /// everything a previous driver did, and whoever claims it next must know.
+    Lapse { owner: Uuid, after: Duration },
+}
+
+/// What a save that landed wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order the recovery worker claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: OrderId,
+    /// Its previous driver's lease had lapsed (rather than been given up): that driver may
+    /// have made calls its row does not record.
+    pub lapsed: bool,
+}
 
 #[derive(sqlx::FromRow)]
 struct SagaRow {
@@ -26,7 +84,7 @@ struct SagaRow {
     currency: String,
     payment_method: String,
     lease_owner: Option<Uuid>,
-    lease_active: bool,
+    lease_left_ms: Option<i64>,
 }
 
 /// Longest `last_error` / audit detail kept: peers' messages are not ours to store unbounded.
@@ -45,7 +103,8 @@ impl Store {
         let row: Option<SagaRow> = sqlx::query_as(
             "select status, status_reason, payment_status, payment_id, reservation_id,
                     next_action, attempts, version, total_amount_minor, currency, payment_method,
-                    lease_owner, coalesce(leased_until > now(), false) as lease_active
+                    lease_owner,
+                    (extract(epoch from leased_until - now()) * 1000)::int8 as lease_left_ms
                from orders.orders where id = $1",
         )
         .bind(id.uuid())
@@ -66,7 +125,11 @@ impl Store {
                 currency: r.currency,
                 payment_method: r.payment_method,
                 lease_owner: r.lease_owner,
-                lease_active: r.lease_active,
+                lease_left: r
+                    .lease_left_ms
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis),
             })
         })
         .transpose()
@@ -93,113 +156,79 @@ impl Store {
             .collect())
     }
 
-    /// Before a remote call: counts the attempt and renews `owner`'s lease, if the order is
-    /// still at `version` and the lease is `owner`'s or free. Returns the new version.
-    pub async fn begin_step(
-        &self,
-        id: OrderId,
-        version: i64,
-        owner: Uuid,
-        lease: Duration,
-    ) -> Result<Option<i64>, OrderError> {
-        Ok(sqlx::query_scalar(
-            "update orders.orders
-                set attempts = attempts + 1, lease_owner = $3,
-                    leased_until = now() + $4 * interval '1 millisecond',
-                    version = version + 1, updated_at = now()
-              where id = $1 and version = $2
-                and (lease_owner = $3 or leased_until is null or leased_until < now())
-              returning version",
+    /// Writes the saga's progress in one statement, if the order is still at the version it was read at:
+    /// its state, the audit rows of the steps done since the last write, and what becomes of
+    /// the lease. None when someone changed the order meanwhile (a driver that took over after
+    /// the lease lapsed).
+    pub async fn save(&self, save: &Save<'_>) -> Result<Option<Saved>, OrderError> {
+        let (owner, lease_for) = match save.lease {
+            LeaseAfter::Renew { owner, lease } => (Some(owner), Some(lease_ms(lease))),
+            LeaseAfter::Release => (None, None),
+            LeaseAfter::Lapse { owner, after } => (Some(owner), Some(lease_ms(after))),
+        };
+        let actions: Vec<&str> = save.steps.iter().map(|s| s.action).collect();
+        let outcomes: Vec<&str> = save.steps.iter().map(|s| s.outcome).collect();
+        let details: Vec<String> = save.steps.iter().map(|s| clip(&s.detail)).collect();
+        let state = save.state;
+        let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "with saved as (
+                 update orders.orders
+                    set status = $3, status_reason = $4, payment_status = $5, payment_id = $6,
+                        reservation_id = $7, next_action = $8, attempts = $9,
+                        last_error = case when $10 then last_error else $11 end,
+                        next_attempt_at = now() + $12 * interval '1 millisecond',
+                        lease_owner = $13,
+                        leased_until = now() + $14 * interval '1 millisecond',
+                        version = version + 1, updated_at = now()
+                  where id = $1 and version = $2
+                  returning version, updated_at),
+             audit as (
+                 insert into orders.saga_steps (order_id, action, outcome, detail)
+                 select $1, s.action, s.outcome, s.detail
+                   from saved,
+                        unnest($15::text[], $16::text[], $17::text[]) with ordinality
+                            as s(action, outcome, detail, n)
+                  order by s.n)
+             select version, updated_at from saved",
         )
-        .bind(id.uuid())
-        .bind(version)
+        .bind(state.id.uuid())
+        .bind(state.version)
+        .bind(state.status.as_str())
+        .bind(&state.status_reason)
+        .bind(state.payment_status.as_str())
+        .bind(&state.payment_id)
+        .bind(state.reservation_id)
+        .bind(state.next_action.map(|a| a.as_str()))
+        .bind(save.attempts)
+        .bind(matches!(save.last_error, LastError::Keep))
+        .bind(match save.last_error {
+            LastError::Set(text) => Some(clip(text)),
+            LastError::Keep | LastError::Clear => None,
+        })
+        .bind(lease_ms(save.retry_in))
         .bind(owner)
-        .bind(lease_ms(lease))
+        .bind(lease_for)
+        .bind(&actions)
+        .bind(&outcomes)
+        .bind(&details)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        Ok(row.map(|(version, updated_at)| Saved { version, updated_at }))
     }
 
-    /// After a remote call: writes its outcome and the following action if the order is
-    /// still at `version`, with the audit row, in one transaction. A settled order (no next
-    /// action) gives up its lease. Returns false when someone changed the order meanwhile.
-    pub async fn finish_step(
-        &self,
-        id: OrderId,
-        version: i64,
-        to: &Transition,
-        record: &StepRecord,
-    ) -> Result<bool, OrderError> {
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "update orders.orders
-                set status = $3, status_reason = $4, payment_status = $5, payment_id = $6,
-                    reservation_id = $7, next_action = $8, attempts = 0, last_error = null,
-                    next_attempt_at = now(), version = version + 1, updated_at = now(),
-                    lease_owner = case when $8 is null then null else lease_owner end,
-                    leased_until = case when $8 is null then null else leased_until end
-              where id = $1 and version = $2",
-        )
-        .bind(id.uuid())
-        .bind(version)
-        .bind(to.status.as_str())
-        .bind(&to.status_reason)
-        .bind(to.payment_status.as_str())
-        .bind(&to.payment_id)
-        .bind(to.reservation_id)
-        .bind(to.next_action.map(|a| a.as_str()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        audit(&mut tx, id, record).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// After a transient failure: keeps the action, records the error, schedules the next
-    /// attempt after `delay` and releases the lease so the recovery worker picks it up.
-    pub async fn park(
-        &self,
-        id: OrderId,
-        version: i64,
-        delay: Duration,
-        record: &StepRecord,
-    ) -> Result<bool, OrderError> {
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "update orders.orders
-                set last_error = $3, next_attempt_at = now() + $4 * interval '1 millisecond',
-                    lease_owner = null, leased_until = null,
-                    version = version + 1, updated_at = now()
-              where id = $1 and version = $2",
-        )
-        .bind(id.uuid())
-        .bind(version)
-        .bind(clip(&record.detail))
-        .bind(lease_ms(delay))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        audit(&mut tx, id, record).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Gives up `owner`'s lease without changing the order, so others may drive it now.
-    pub async fn release_lease(&self, id: OrderId, owner: Uuid) -> Result<(), OrderError> {
+    /// Hands back an order claimed but not driven, as it was: free, or (when the previous
+    /// driver's lease had lapsed) lapsed, so the next claimer still knows its row may be
+    /// behind.
+    pub async fn give_back(&self, claimed: Claimed, owner: Uuid) -> Result<(), OrderError> {
         sqlx::query(
-            "update orders.orders set lease_owner = null, leased_until = null
+            "update orders.orders
+                set lease_owner = case when $3 then lease_owner end,
+                    leased_until = case when $3 then now() end
               where id = $1 and lease_owner = $2",
         )
-        .bind(id.uuid())
+        .bind(claimed.id.uuid())
         .bind(owner)
+        .bind(claimed.lapsed)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -212,26 +241,29 @@ impl Store {
         owner: Uuid,
         lease: Duration,
         limit: u32,
-    ) -> Result<Vec<OrderId>, OrderError> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "update orders.orders
+    ) -> Result<Vec<Claimed>, OrderError> {
+        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+            "with due as (
+                 select id, lease_owner is not null as lapsed
+                   from orders.orders
+                  where next_action is not null and next_attempt_at <= now()
+                    and (leased_until is null or leased_until < now())
+                  order by next_attempt_at
+                  limit $3
+                    for update skip locked)
+             update orders.orders o
                 set lease_owner = $1, leased_until = now() + $2 * interval '1 millisecond',
                     version = version + 1
-              where id in (
-                    select id from orders.orders
-                     where next_action is not null and next_attempt_at <= now()
-                       and (leased_until is null or leased_until < now())
-                     order by next_attempt_at
-                     limit $3
-                       for update skip locked)
-              returning id",
+               from due
+              where o.id = due.id
+             returning o.id, due.lapsed",
         )
         .bind(owner)
         .bind(lease_ms(lease))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(ids.into_iter().map(OrderId::from).collect())
+        Ok(rows.into_iter().map(|(id, lapsed)| Claimed { id: OrderId::from(id), lapsed }).collect())
     }
 
     /// How many orders still have a saga step to do, and the age of the oldest.
@@ -244,21 +276,4 @@ impl Store {
         .await?;
         Ok(Backlog { count, oldest_seconds: oldest.map_or(0, |s| s.max(0.0) as i64) })
     }
-}
-
-async fn audit(
-    tx: &mut sqlx::PgConnection,
-    id: OrderId,
-    record: &StepRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into orders.saga_steps (order_id, action, outcome, detail) values ($1, $2, $3, $4)",
-    )
-    .bind(id.uuid())
-    .bind(record.action)
-    .bind(record.outcome)
-    .bind(clip(&record.detail))
-    .execute(tx)
-    .await?;
-    Ok(())
 }
