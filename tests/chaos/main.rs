@@ -77,13 +77,7 @@ async fn late_reserve_retry_after_a_takeover_leaks_nothing() -> anyhow::Result<(
     let second = TestOrderServer::start(two.clone()).await?;
 
     // Hold the WIDGET stock row, so server 1's first reserve attempt waits in the database.
-    let mut lock = sys.db.pool.begin().await?;
-    sqlx::query(
-        "select 1 from inventory.stock_levels
-          where item_id = (select id from inventory.items where sku = 'WIDGET') for update",
-    )
-    .execute(&mut *lock)
-    .await?;
+    let lock = sys.lock_stock("WIDGET").await?;
     let mut client = first.client.clone();
     let creating =
         tokio::spawn(

@@ -40,6 +40,9 @@ pub enum OrderError {
     /// Not enough stock for the order; nothing was written.
     #[error("insufficient stock: {}", describe_shortages(.0))]
     InventoryUnavailable(Vec<Shortage>),
+    /// A concurrent call conflicted with this one; a retry gets a definite answer.
+    #[error("{0}")]
+    Aborted(String),
     /// A peer service failed the call before anything was written (its answer is decided by
     /// the peer error itself: UNAVAILABLE when worth a retry).
     #[error(transparent)]
@@ -124,6 +127,7 @@ impl CallError for OrderError {
             Self::FailedPrecondition(_) | Self::InventoryUnavailable(_) => Code::FailedPrecondition,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Aborted(_) => Code::Aborted,
             Self::Peer(peer) => peer.code(),
             Self::Database(db) => db.code(),
             Self::Internal(_) => Code::Internal,

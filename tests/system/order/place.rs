@@ -142,9 +142,10 @@ async fn metrics_count_inventory_calls_saga_steps_and_orders() -> anyhow::Result
 
     let page = sys.orders[0].metrics_text().await?;
     for (series, at_least) in [
-        (r#"order_inventory_calls_total{call="check",outcome="ok"}"#, 1.0),
-        (r#"order_inventory_calls_total{call="check",outcome="refused"}"#, 1.0),
+        // No availability check before the order: the second order's reserve is refused.
+        (r#"order_inventory_calls_total{call="reserve",outcome="refused"}"#, 1.0),
         (r#"order_inventory_calls_total{call="reserve",outcome="ok"}"#, 1.0),
+        (r#"order_saga_steps_total{action="reserve",outcome="short"}"#, 1.0),
         (r#"order_inventory_calls_total{call="commit",outcome="ok"}"#, 1.0),
         (r#"order_inventory_call_duration_seconds_count{call="reserve"}"#, 1.0),
         (r#"order_saga_steps_total{action="pay",outcome="ok"}"#, 1.0),

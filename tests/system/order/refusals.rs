@@ -49,6 +49,76 @@ async fn short_stock_is_failed_precondition_with_typed_details_and_writes_nothin
 }
 
 #[tokio::test]
+async fn a_key_refused_for_stock_is_free_again() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 1).await?;
+    let mut req = order_request("alice", &[("p-widget", 2)]);
+    req.idempotency_key = "try-1".into();
+
+    let status = sys.create(req.clone()).await?.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(sys.order_count().await?, 0, "the order was withdrawn");
+
+    sys.stock("WIDGET", 2).await?;
+    let order = sys.create(req).await??;
+    assert_eq!(order.status, "CONFIRMED", "the same key, placed afresh: {order:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_after_the_answer_rejects_the_order_instead() -> anyhow::Result<()> {
+    let mut sys =
+        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+    let mut settings = sys.order_settings.clone();
+    settings.create_order_budget_ms = 300;
+    sys.orders.push(system_tests::TestOrderServer::start(settings).await?);
+    sys.stock("WIDGET", 1).await?;
+
+    // The reserve waits in the database past the request's budget: the request answers with
+    // the order it placed, whose id its caller now has, so the order cannot just vanish.
+    let lock = sys.lock_stock("WIDGET").await?;
+    let order = sys.order("alice", &[("p-widget", 2)]).await??;
+    assert_eq!(order.status, "PENDING", "{order:?}");
+    lock.rollback().await?;
+
+    let settled = sys.wait_settled(&order.id).await?;
+    assert_eq!(settled.status, "REJECTED", "{settled:?}");
+    assert!(settled.status_reason.contains("WIDGET"), "{}", settled.status_reason);
+    assert_eq!(sys.order_count().await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twin_of_a_withdrawn_order_is_told_to_retry() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 1).await?;
+    let mut req = order_request("alice", &[("p-widget", 2)]);
+    req.idempotency_key = "twin".into();
+
+    // The first call's reserve waits for the stock row; its twin finds the order by key and
+    // waits for it to settle. The order is then withdrawn for lack of stock.
+    let lock = sys.lock_stock("WIDGET").await?;
+    let mut client = sys.client()?;
+    let first = tokio::spawn({
+        let req = req.clone();
+        async move { client.create_order(req).await }
+    });
+    sys.wait_order_of("alice").await?;
+    let mut client = sys.client()?;
+    let twin = tokio::spawn(async move { client.create_order(req).await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    lock.rollback().await?;
+
+    let first = first.await?.unwrap_err();
+    assert_eq!(first.code(), Code::FailedPrecondition, "{first:?}");
+    let twin = twin.await?.unwrap_err();
+    assert_eq!(twin.code(), Code::Aborted, "{twin:?}");
+    assert!(twin.message().contains("retry"), "{twin:?}");
+    assert_eq!(sys.order_count().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn unknown_product_or_variant_is_not_found() -> anyhow::Result<()> {
     let sys = TestSystem::start().await?;
     sys.stock("WIDGET", 5).await?;
@@ -144,9 +214,8 @@ async fn without_the_user_service_any_user_id_may_order() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn unreachable_peers_before_the_order_exists_are_unavailable_and_write_nothing()
--> anyhow::Result<()> {
-    let mut sys = TestSystem::start().await?;
+async fn an_unreachable_catalog_is_unavailable_and_writes_nothing() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
     sys.stock("WIDGET", 5).await?;
 
     sys.product_faults.set_fail_all(true);
@@ -155,14 +224,42 @@ async fn unreachable_peers_before_the_order_exists_are_unavailable_and_write_not
     assert!(status.message().contains("product"), "{}", status.message());
     // The peer's own message stays in the logs: it may describe the peer's internals.
     assert!(!status.message().contains("injected"), "{}", status.message());
-    sys.product_faults.set_fail_all(false);
-
-    sys.stop_inventory().await?;
-    let status = sys.order("alice", &[("p-widget", 1)]).await?.unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("inventory"), "{}", status.message());
 
     assert_eq!(sys.order_count().await?, 0);
     assert!(sys.ledger.charges().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_order_placed_while_the_inventory_is_down_waits_for_it() -> anyhow::Result<()> {
+    let mut sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 5).await?;
+    sys.stop_inventory().await?;
+
+    // Priced and written; its reserve waits for the inventory, like any step of the saga.
+    let order = sys.order("alice", &[("p-widget", 2)]).await??;
+    assert_eq!(order.status, "PENDING", "{order:?}");
+    let row = sys.saga_row(&order.id).await?;
+    assert_eq!(row.next_action.as_deref(), Some("reserve"));
+    assert!(row.last_error.is_some(), "{row:?}");
+    assert!(sys.ledger.charges().is_empty(), "nothing charged without a hold");
+
+    sys.restart_inventory().await?;
+    let settled = sys.wait_settled(&order.id).await?;
+    assert_eq!(settled.status, "CONFIRMED", "{settled:?}");
+    let item = sys.item("WIDGET").await?;
+    assert_eq!((item.on_hand, item.reserved), (3, 0));
+
+    // The customer may also change their mind while it waits: nothing was charged, and
+    // whatever its reserve may have held is released once the inventory is back.
+    sys.stop_inventory().await?;
+    let waiting = sys.order("bob", &[("p-widget", 1)]).await??;
+    assert_eq!(waiting.status, "PENDING", "{waiting:?}");
+    let cancelled = sys.cancel(&waiting.id, "too slow").await??;
+    assert_eq!(cancelled.status, "CANCELLED", "{cancelled:?}");
+    sys.restart_inventory().await?;
+    sys.wait_settled(&waiting.id).await?;
+    assert_eq!(sys.item("WIDGET").await?.reserved, 0);
+    assert!(sys.ledger.charges_for_order(&waiting.id).is_empty());
     Ok(())
 }

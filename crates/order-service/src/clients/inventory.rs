@@ -40,8 +40,17 @@ pub struct Availability {
 pub enum ReserveReply {
     /// The order's hold (new, or the one it already had).
     Held(Uuid),
-    /// Not enough stock; nothing held. The message names each short SKU.
-    Short(String),
+    /// Not enough stock; nothing held. The message names each short SKU; `lines` gives, per
+    /// short SKU, what was asked and what was left.
+    Short { message: String, lines: Vec<ShortLine> },
+}
+
+/// One SKU a refused reserve could not cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortLine {
+    pub sku: String,
+    pub requested: i32,
+    pub available: i32,
 }
 
 /// What a commit or cancel call achieved.
@@ -207,7 +216,16 @@ impl InventoryPeer {
         })
         .await?;
         if !reply.success {
-            return Ok(ReserveReply::Short(reply.message));
+            let lines = reply
+                .shortages
+                .into_iter()
+                .map(|s| ShortLine {
+                    sku: s.sku,
+                    requested: s.requested_quantity,
+                    available: s.available_quantity,
+                })
+                .collect();
+            return Ok(ReserveReply::Short { message: reply.message, lines });
         }
         let id = Uuid::parse_str(&reply.reservation_id).map_err(|_| PeerError {
             peer: PEER,

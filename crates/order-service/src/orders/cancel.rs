@@ -19,9 +19,9 @@ impl Orders {
                 let engine = self.engine.clone();
                 let id = cmd.order_id;
                 let drive = async move { engine.drive(id, owner, Prior::Recorded).await };
-                match self.drive_within_budget(id, drive).await? {
+                match self.drive_within_budget(id, drive, None).await? {
                     Reached::Read(order) => Ok(order),
-                    Reached::Written(..) => self.get(id).await,
+                    Reached::Written(..) | Reached::Withdrawn(_) => self.get(id).await,
                 }
             }
             CancelOutcome::AlreadyCancelled => self.get(cmd.order_id).await,

@@ -15,7 +15,7 @@ use crate::clients::Peers;
 use crate::domain::OrderId;
 use crate::domain::commands::ListPage;
 use crate::error::OrderError;
-use crate::saga::{Drive, DriveEnd, Engine};
+use crate::saga::{Drive, DriveEnd, Engine, Refusal, Withdrawal};
 use crate::store::{OrderView, SagaState, Store};
 
 /// How long the use cases wait and hold, from the server's settings.
@@ -43,6 +43,8 @@ enum Reached {
     Written(SagaState, DateTime<Utc>),
     /// As read from the row.
     Read(OrderView),
+    /// Withdrawn: its first reserve took nothing, for this reason.
+    Withdrawn(Refusal),
 }
 
 /// Pause between two reads of an order someone else is driving.
@@ -85,31 +87,46 @@ impl Orders {
 
     /// Runs `drive` (of order `id`) for at most the request budget, then answers with the
     /// state reached: the one it wrote last, or the row. The drive runs as its own task:
-    /// when the budget is spent it simply carries on in the background.
-    async fn drive_within_budget<F>(&self, id: OrderId, drive: F) -> Result<Reached, OrderError>
+    /// when the budget is spent it simply carries on in the background. `withdrawal`: the
+    /// drive may withdraw the order; the request takes that right when its budget is spent,
+    /// unless the drive took it first (then the withdrawal is under way and is awaited).
+    async fn drive_within_budget<F>(
+        &self,
+        id: OrderId,
+        drive: F,
+        withdrawal: Option<&Withdrawal>,
+    ) -> Result<Reached, OrderError>
     where
         F: Future<Output = Result<Drive, OrderError>> + Send + 'static,
     {
         let deadline = self.answer_by();
         // in_current_span: the saga's log lines stay inside the request's span.
-        let drive = self.tasks.spawn(drive.in_current_span());
-        match tokio::time::timeout_at(deadline, drive).await {
-            Ok(Ok(Ok(Drive { end: DriveEnd::Elsewhere, .. }))) => {
+        let mut drive = self.tasks.spawn(drive.in_current_span());
+        let ended = match tokio::time::timeout_at(deadline, &mut drive).await {
+            Ok(ended) => ended,
+            Err(_) if withdrawal.is_some_and(|w| !w.take()) => drive.await,
+            Err(_) => {
+                tracing::info!(order_id = %id, "request budget spent; the saga continues in the background");
+                return Ok(Reached::Read(self.get(id).await?));
+            }
+        };
+        match ended {
+            Ok(Ok(Drive { end: DriveEnd::Elsewhere, .. })) => {
                 return Ok(Reached::Read(self.wait_settled(id, deadline).await?));
             }
-            Ok(Ok(Ok(Drive { end, written }))) => {
+            Ok(Ok(Drive { end: DriveEnd::Withdrawn, refused: Some(refusal), .. })) => {
+                return Ok(Reached::Withdrawn(refusal));
+            }
+            Ok(Ok(Drive { end, written, .. })) => {
                 tracing::debug!(order_id = %id, ?end, "inline drive ended");
                 if let Some((state, updated_at)) = written {
                     return Ok(Reached::Written(state, updated_at));
                 }
             }
-            Ok(Ok(Err(err))) => {
+            Ok(Err(err)) => {
                 tracing::warn!(order_id = %id, error = %err, "inline drive failed; the recovery worker resumes the order")
             }
-            Ok(Err(err)) => tracing::error!(order_id = %id, error = %err, "inline drive panicked"),
-            Err(_) => {
-                tracing::info!(order_id = %id, "request budget spent; the saga continues in the background")
-            }
+            Err(err) => tracing::error!(order_id = %id, error = %err, "inline drive panicked"),
         }
         Ok(Reached::Read(self.get(id).await?))
     }

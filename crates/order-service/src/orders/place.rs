@@ -1,5 +1,10 @@
-//! CreateOrder: validate -> idempotent replay -> user -> prices -> availability -> order row ->
-//! the saga, driven inline for the request's budget.
+//! CreateOrder: validate -> idempotent replay -> user -> prices -> order row -> the saga,
+//! driven inline for the request's budget.
+//!
+//! There is no availability check before the order row: the reserve answers the same
+//! question (with the same figures when it refuses), one call later. An order whose first
+//! reserve takes nothing is withdrawn (deleted) while its request still waits, so a refusal
+//! for lack of stock writes nothing, as a failed check did.
 
 use std::collections::HashMap;
 
@@ -15,6 +20,7 @@ use crate::domain::pricing::{self, Product, SkuDemand};
 use crate::domain::{OrderId, Shortage};
 use crate::error::OrderError;
 use crate::metrics;
+use crate::saga::{Refusal, Withdrawal};
 use crate::store::{NewOrder, OrderItemView, OrderView, SagaState};
 
 impl Orders {
@@ -38,7 +44,6 @@ impl Orders {
         .ok_or_else(|| {
             OrderError::invalid("items", "the quantities of one SKU add up past 2147483647")
         })?;
-        self.check_stock(&demand).await?;
 
         let id = OrderId::new();
         tracing::Span::current().record("order_id", tracing::field::display(id));
@@ -62,21 +67,25 @@ impl Orders {
         let Some((version, created_at)) = self.store.insert_order(&order).await? else {
             // A racing call with the same key inserted first: answer with its order.
             let key = order.idempotency_key.as_deref().unwrap_or_default();
-            let winner =
-                self.store.order_by_key(&order.user_id, key).await?.ok_or_else(|| {
-                    OrderError::internal("idempotency key conflict without an order")
-                })?;
-            return self.replay(winner, &fingerprint).await;
+            return match self.store.order_by_key(&order.user_id, key).await? {
+                Some(winner) => self.replay(winner, &fingerprint).await,
+                None => Err(withdrawn_twin()),
+            };
         };
         tracing::info!(total_amount_minor = order.total_amount_minor, currency = %order.currency, "order created");
         let engine = self.engine.clone();
         let state = SagaState::placed(&order, version);
-        let drive = async move { engine.drive_new(state, demand, owner, leased_at).await };
-        let placed = match self.drive_within_budget(id, drive).await? {
+        let withdrawal = Withdrawal::open();
+        let drive = {
+            let (demand, withdrawal) = (demand.clone(), withdrawal.clone());
+            async move { engine.drive_new(state, demand, owner, leased_at, withdrawal).await }
+        };
+        let placed = match self.drive_within_budget(id, drive, Some(&withdrawal)).await? {
             Reached::Read(view) => view,
             Reached::Written(state, updated_at) => {
                 written_view(order, state, created_at, updated_at)
             }
+            Reached::Withdrawn(refusal) => return Err(self.refused(refusal, &demand).await),
         };
         metrics::ORDERS_CREATED.with_label_values(&[placed.status.as_str()]).inc();
         Ok(placed)
@@ -96,7 +105,42 @@ impl Orders {
                 "was already used by this user for a different request",
             ));
         }
-        self.wait_settled(existing.id, self.answer_by()).await
+        match self.wait_settled(existing.id, self.answer_by()).await {
+            Err(OrderError::NotFound { what: "order", .. }) => Err(withdrawn_twin()),
+            answer => answer,
+        }
+    }
+
+    /// The error of an order withdrawn for lack of stock, with the figures of each short line:
+    /// the reserve's own, or (when the inventory refused the items outright, e.g. an SKU it
+    /// does not know) an availability check's, as before any order was written. Withdrawn
+    /// orders are rare enough for that second call not to matter.
+    async fn refused(&self, refusal: Refusal, demand: &[SkuDemand]) -> OrderError {
+        let lines = match refusal {
+            Refusal::Short(lines) if !lines.is_empty() => lines,
+            // An inventory that does not itemise its refusal (an older version) is asked.
+            Refusal::Short(_) | Refusal::ItemsRefused => {
+                return match self.check_stock(demand).await {
+                    Err(err) => err,
+                    Ok(()) => OrderError::FailedPrecondition(
+                        "the inventory refused the order's items".to_owned(),
+                    ),
+                };
+            }
+        };
+        let shortages = demand
+            .iter()
+            .filter_map(|d| {
+                let line = lines.iter().find(|l| l.sku == d.sku)?;
+                Some(Shortage {
+                    product_id: d.product_id.clone(),
+                    sku: d.sku.clone(),
+                    requested: d.quantity,
+                    available: line.available,
+                })
+            })
+            .collect();
+        OrderError::InventoryUnavailable(shortages)
     }
 
     async fn check_user(&self, cmd: &CreateOrder) -> Result<(), OrderError> {
@@ -141,7 +185,7 @@ impl Orders {
         Ok(found.into_iter().collect())
     }
 
-    /// Refuses the order, writing nothing, when the inventory cannot supply all of it now.
+    /// Refuses the order when the inventory cannot supply all of it now.
     async fn check_stock(&self, demand: &[SkuDemand]) -> Result<(), OrderError> {
         let answers = self.peers.inventory.check(demand).await?;
         let by_sku: HashMap<&str, _> = answers.iter().map(|a| (a.sku.as_str(), a)).collect();
@@ -161,6 +205,16 @@ impl Orders {
             .collect();
         if shortages.is_empty() { Ok(()) } else { Err(OrderError::InventoryUnavailable(shortages)) }
     }
+}
+
+/// The answer to a call that repeated the key of an order withdrawn while it waited: the key
+/// is free again, and a retry places the order afresh (and gets its own answer).
+fn withdrawn_twin() -> OrderError {
+    OrderError::Aborted(
+        "a concurrent request with the same idempotency key was refused for lack of stock; \
+         retry to get this request's answer"
+            .to_owned(),
+    )
 }
 
 /// The order this request wrote, as its drive last wrote it: what a read would return, without

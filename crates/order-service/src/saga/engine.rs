@@ -17,6 +17,7 @@
 //! [`Progress::charge_unrecorded`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +28,7 @@ use uuid::Uuid;
 
 use crate::backoff;
 use crate::clients::Peers;
+use crate::clients::inventory::ShortLine;
 use crate::domain::pricing::{SkuDemand, demand};
 use crate::domain::{NextAction, OrderId, PaymentStatus};
 use crate::error::OrderError;
@@ -64,6 +66,9 @@ pub enum DriveEnd {
     Elsewhere,
     /// The server is shutting down; the lease was given up.
     Stopped,
+    /// The order's first reserve found no stock and the order was deleted (see
+    /// [`Withdrawal`]).
+    Withdrawn,
 }
 
 /// How a drive ended, and the order as its last write left it.
@@ -73,11 +78,42 @@ pub struct Drive {
     /// The state the drive wrote last and when, if that write is still the order's (settled
     /// or parked).
     pub written: Option<(SagaState, DateTime<Utc>)>,
+    /// Why the order was withdrawn (when `end` is Withdrawn).
+    pub refused: Option<Refusal>,
 }
 
 impl Drive {
     fn ended(end: DriveEnd) -> Self {
-        Self { end, written: None }
+        Self { end, written: None, refused: None }
+    }
+}
+
+/// Why a reserve took nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not enough stock: what each short SKU asked and had left.
+    Short(Vec<ShortLine>),
+    /// The inventory refused the items (an SKU it does not know, say).
+    ItemsRefused,
+}
+
+/// The right to withdraw an order (delete it, as if never placed) when its first reserve
+/// finds no stock, shared by the request that placed it and the drive: only one of them gets
+/// it. The drive withdraws only while the request still waits to answer with the refusal; a
+/// request that answers first (its budget spent) has handed out the order's id, and the
+/// order then ends REJECTED like any other.
+#[derive(Debug, Clone)]
+pub struct Withdrawal(Arc<AtomicBool>);
+
+impl Withdrawal {
+    /// Not yet taken by either side.
+    pub fn open() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Takes the right; true for the first caller only.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -94,6 +130,9 @@ pub enum Prior {
 pub(super) enum Step {
     /// Take on this state and following action.
     Advance(Transition, StepRecord),
+    /// A reserve took nothing, for this reason: take on this state (the order's end, or a
+    /// refund of a paid order), unless the drive withdraws the order.
+    NoStock(Transition, StepRecord, Refusal),
     /// Try again later; the text says why.
     Retry(String),
 }
@@ -116,6 +155,8 @@ struct Progress {
     advanced: bool,
     /// The last hold this drive took, to release if the order ends up without it.
     reserved: Option<Uuid>,
+    /// The right to withdraw the order if its first reserve finds no stock.
+    withdrawal: Option<Withdrawal>,
 }
 
 impl Progress {
@@ -128,6 +169,7 @@ impl Progress {
             lapsed: prior == Prior::Lapsed,
             advanced: false,
             reserved: None,
+            withdrawal: None,
         }
     }
 
@@ -154,7 +196,7 @@ impl Progress {
     /// The end of a drive whose last write landed at `written` (None: it lost to a takeover).
     fn ended(&self, end: DriveEnd, written: Option<DateTime<Utc>>) -> Drive {
         match written {
-            Some(at) => Drive { end, written: Some((self.state.clone(), at)) },
+            Some(at) => Drive { end, written: Some((self.state.clone(), at)), refused: None },
             None => Drive::ended(DriveEnd::Elsewhere),
         }
     }
@@ -210,7 +252,9 @@ impl Engine {
     }
 
     /// Drives an order this request just wrote (`state`, leased to `owner` from `leased_at`
-    /// on this clock), with no read: the request has everything the saga needs.
+    /// on this clock), with no read: the request has everything the saga needs. With
+    /// `withdrawal`, a first reserve that finds no stock deletes the order instead of
+    /// rejecting it (if the drive gets the right first).
     #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     pub async fn drive_new(
         &self,
@@ -218,9 +262,12 @@ impl Engine {
         demand: Vec<SkuDemand>,
         owner: Uuid,
         leased_at: Instant,
+        withdrawal: Withdrawal,
     ) -> Result<Drive, OrderError> {
         let lease_until = leased_at + self.inner.config.lease;
-        self.run(Progress::new(state, lease_until, Prior::Recorded), &demand, owner).await
+        let mut progress = Progress::new(state, lease_until, Prior::Recorded);
+        progress.withdrawal = Some(withdrawal);
+        self.run(progress, &demand, owner).await
     }
 
     async fn run(
@@ -264,39 +311,57 @@ impl Engine {
                 tracing::Span::current().record("reservation_id", display(reservation));
             }
             let unrecorded = progress.charge_unrecorded();
-            match self.step(action, &progress.state, demand, unrecorded).await {
-                Step::Advance(to, record) => {
-                    metrics::saga_step(action, record.outcome);
-                    if let Some(kind) = foreign_settlement_kind(record.outcome) {
-                        progress.settlements.push(kind);
+            let (to, record) = match self.step(action, &progress.state, demand, unrecorded).await {
+                Step::Advance(to, record) => (to, record),
+                Step::NoStock(to, record, refusal) => {
+                    let first = taken == 1;
+                    if first && progress.withdrawal.as_ref().is_some_and(Withdrawal::take) {
+                        metrics::saga_step(action, record.outcome);
+                        return self.withdraw(&progress, refusal).await;
                     }
-                    if action == NextAction::Pay {
-                        // The payment answered this drive: whatever a lapsed driver did, it
-                        // is this answer (the same key), and the state now records it.
-                        progress.lapsed = false;
-                    }
-                    if action == NextAction::Reserve && to.reservation_id.is_some() {
-                        progress.reserved = to.reservation_id;
-                    }
-                    tracing::info!(
-                        action = action.as_str(),
-                        outcome = record.outcome,
-                        status = to.status.as_str(),
-                        next = to.next_action.map_or("none", NextAction::as_str),
-                        "saga step done"
-                    );
-                    progress.state.apply(to);
-                    progress.state.attempts = 0;
-                    progress.steps.push(record);
-                    progress.advanced = true;
+                    (to, record)
                 }
                 Step::Retry(detail) => {
                     metrics::saga_step(action, "retry");
                     let attempt = u32::try_from(attempts).unwrap_or(0);
                     return self.park(&mut progress, action, owner, attempt, detail).await;
                 }
+            };
+            metrics::saga_step(action, record.outcome);
+            if let Some(kind) = foreign_settlement_kind(record.outcome) {
+                progress.settlements.push(kind);
             }
+            if action == NextAction::Pay {
+                // The payment answered this drive: whatever a lapsed driver did, it
+                // is this answer (the same key), and the state now records it.
+                progress.lapsed = false;
+            }
+            if action == NextAction::Reserve && to.reservation_id.is_some() {
+                progress.reserved = to.reservation_id;
+            }
+            tracing::info!(
+                action = action.as_str(),
+                outcome = record.outcome,
+                status = to.status.as_str(),
+                next = to.next_action.map_or("none", NextAction::as_str),
+                "saga step done"
+            );
+            progress.state.apply(to);
+            progress.state.attempts = 0;
+            progress.steps.push(record);
+            progress.advanced = true;
         }
+    }
+
+    /// Deletes the order its first reserve refused, as if it had never been placed: the
+    /// request answers with the refusal, and a retry of its key starts afresh. The reserve
+    /// took nothing, so nothing else is left to undo.
+    async fn withdraw(&self, progress: &Progress, refusal: Refusal) -> Result<Drive, OrderError> {
+        if !self.inner.store.withdraw_order(&progress.state).await? {
+            return Ok(Drive::ended(DriveEnd::Elsewhere));
+        }
+        tracing::info!("order withdrawn: its stock is not there");
+        Ok(Drive { end: DriveEnd::Withdrawn, written: None, refused: Some(refusal) })
     }
 
     /// Writes the progress and waits for a retry of `action` after a backoff of `attempt`;

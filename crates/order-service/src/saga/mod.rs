@@ -6,4 +6,4 @@ pub mod reasons;
 pub mod recovery;
 mod steps;
 
-pub use engine::{Drive, DriveEnd, Engine, EngineConfig, Prior};
+pub use engine::{Drive, DriveEnd, Engine, EngineConfig, Prior, Refusal, Withdrawal};

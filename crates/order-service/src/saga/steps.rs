@@ -4,7 +4,9 @@
 use tonic::Code;
 use tracing::field::display;
 
-use super::engine::{CANCELLED_ELSEWHERE, COMMITTED_ELSEWHERE, Engine, REFERENCE_TAKEN, Step};
+use super::engine::{
+    CANCELLED_ELSEWHERE, COMMITTED_ELSEWHERE, Engine, REFERENCE_TAKEN, Refusal, Step,
+};
 use super::reasons;
 use crate::clients::PeerError;
 use crate::clients::inventory::{
@@ -63,13 +65,13 @@ impl Engine {
                 }
                 Step::Advance(to, record(NextAction::Reserve, "ok", format!("hold {reservation}")))
             }
-            Ok(ReserveReply::Short(message)) => {
-                no_stock(state, "short", reasons::short_stock(&message), message)
+            Ok(ReserveReply::Short { message, lines }) => {
+                no_stock(state, Refusal::Short(lines), reasons::short_stock(&message), message)
             }
             Err(err) => match classify_reserve_failure(&err.status) {
                 ReserveFailure::ItemsRefused => no_stock(
                     state,
-                    "rejected",
+                    Refusal::ItemsRefused,
                     reasons::inventory_refused(err.peer_code()),
                     err.to_string(),
                 ),
@@ -192,7 +194,7 @@ impl Engine {
             None => {
                 match me.peers.inventory.reserve(state.id, demand, me.config.hold_minutes).await {
                     Ok(ReserveReply::Held(reservation)) => reservation,
-                    Ok(ReserveReply::Short(_)) => {
+                    Ok(ReserveReply::Short { .. }) => {
                         return Step::Advance(
                             to,
                             record(
@@ -286,9 +288,13 @@ impl Engine {
     }
 }
 
-/// The outcome of a reserve that got no stock: rejected with `reason`, or (already paid)
-/// cancelled with a refund to follow. `detail` goes to the audit only.
-fn no_stock(state: &SagaState, outcome: &'static str, reason: String, detail: String) -> Step {
+/// The outcome of a reserve that got no stock (`why`): rejected with `reason`, or (already
+/// paid) cancelled with a refund to follow. `detail` goes to the audit only.
+fn no_stock(state: &SagaState, why: Refusal, reason: String, detail: String) -> Step {
+    let outcome = match why {
+        Refusal::Short(_) => "short",
+        Refusal::ItemsRefused => "rejected",
+    };
     let mut to = Transition::from_state(state);
     to.reservation_id = None;
     if state.payment_status == PaymentStatus::Succeeded {
@@ -305,7 +311,7 @@ fn no_stock(state: &SagaState, outcome: &'static str, reason: String, detail: St
         to.status_reason = reason;
         to.next_action = None;
     }
-    Step::Advance(to, record(NextAction::Reserve, outcome, detail))
+    Step::NoStock(to, record(NextAction::Reserve, outcome, detail), why)
 }
 
 /// Whether a reserve's answer is a transient failure, to be retried.
@@ -323,7 +329,7 @@ fn is_retry(reply: &Result<ReserveReply, PeerError>) -> bool {
 /// goods not delivered, paid only after a crash outlived the hold.
 fn charge_unknown_without_stock(state: &SagaState, reply: Result<ReserveReply, PeerError>) -> Step {
     let detail = match reply {
-        Ok(ReserveReply::Short(message)) => message,
+        Ok(ReserveReply::Short { message, .. }) => message,
         Ok(ReserveReply::Held(reservation)) => format!("hold {reservation}"),
         Err(err) => err.to_string(),
     };

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    NewOrder, OrderItemView, OrderView, Store, lease_ms, parse_next_action, parse_payment_status,
-    parse_status,
+    NewOrder, OrderItemView, OrderView, SagaState, Store, lease_ms, parse_next_action,
+    parse_payment_status, parse_status,
 };
 use crate::domain::cancellation::{CancelDecision, decide};
 use crate::domain::commands::{CancelOrder, ListPage};
@@ -112,6 +112,26 @@ impl Store {
         .bind(&prices)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Deletes an order with its lines and audit, if it is still at `state.version` (nobody
+    /// took it over): an order withdrawn by the request that placed it. Returns whether it did.
+    #[tracing::instrument(skip_all, fields(order_id = %state.id))]
+    pub async fn withdraw_order(&self, state: &SagaState) -> Result<bool, OrderError> {
+        let gone: i64 = sqlx::query_scalar(
+            "with gone as (
+                 delete from orders.orders where id = $1 and version = $2 returning id),
+             items as (
+                 delete from orders.order_items where order_id in (select id from gone)),
+             audit as (
+                 delete from orders.saga_steps where order_id in (select id from gone))
+             select count(*) from gone",
+        )
+        .bind(state.id.uuid())
+        .bind(state.version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(gone > 0)
     }
 
     /// The order `id`, if it exists.
