@@ -77,7 +77,7 @@ async fn late_reserve_retry_after_a_takeover_leaks_nothing() -> anyhow::Result<(
     let second = TestOrderServer::start(two.clone()).await?;
 
     // Hold the WIDGET stock row, so server 1's first reserve attempt waits in the database.
-    let lock = sys.lock_stock("WIDGET").await?;
+    let lock = sys.db.lock_stock("WIDGET").await?;
     let mut client = first.client.clone();
     let creating =
         tokio::spawn(

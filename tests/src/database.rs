@@ -19,6 +19,23 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Locks the stock rows of `sku` until the returned transaction ends: a reserve of it
+    /// waits in the database meanwhile.
+    pub async fn lock_stock(
+        &self,
+        sku: &str,
+    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut lock = self.pool.begin().await?;
+        sqlx::query(
+            "select 1 from inventory.stock_levels
+              where item_id = (select id from inventory.items where sku = $1) for update",
+        )
+        .bind(sku)
+        .execute(&mut *lock)
+        .await?;
+        Ok(lock)
+    }
+
     /// Creates an empty database in the cluster named by `TEST_DATABASE_URL`.
     pub async fn create() -> anyhow::Result<Self> {
         let admin_url = std::env::var("TEST_DATABASE_URL").map_err(|_| {

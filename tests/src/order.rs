@@ -379,23 +379,6 @@ impl TestSystem {
         Ok(self.client()?.cancel_order(req).await.map(|r| r.into_inner()))
     }
 
-    /// Locks the stock rows of `sku` until the returned transaction ends: a reserve of it
-    /// waits in the database meanwhile.
-    pub async fn lock_stock(
-        &self,
-        sku: &str,
-    ) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut lock = self.db.pool.begin().await?;
-        sqlx::query(
-            "select 1 from inventory.stock_levels
-              where item_id = (select id from inventory.items where sku = $1) for update",
-        )
-        .bind(sku)
-        .execute(&mut *lock)
-        .await?;
-        Ok(lock)
-    }
-
     /// Waits until some session of the test database waits for a row lock (a call blocked by
     /// a lock the test holds).
     pub async fn wait_lock_waiter(&self) -> anyhow::Result<()> {

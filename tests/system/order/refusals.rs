@@ -76,7 +76,7 @@ async fn a_refusal_after_the_answer_rejects_the_order_instead() -> anyhow::Resul
 
     // The reserve waits in the database past the request's budget: the request answers with
     // the order it placed, whose id its caller now has, so the order cannot just vanish.
-    let lock = sys.lock_stock("WIDGET").await?;
+    let lock = sys.db.lock_stock("WIDGET").await?;
     let order = sys.order("alice", &[("p-widget", 2)]).await??;
     assert_eq!(order.status, "PENDING", "{order:?}");
     lock.rollback().await?;
@@ -97,7 +97,7 @@ async fn a_twin_of_a_withdrawn_order_is_told_to_retry() -> anyhow::Result<()> {
 
     // The first call's reserve waits for the stock row; its twin finds the order by key and
     // waits for it to settle. The order is then withdrawn for lack of stock.
-    let lock = sys.lock_stock("WIDGET").await?;
+    let lock = sys.db.lock_stock("WIDGET").await?;
     let mut client = sys.client()?;
     let first = tokio::spawn({
         let req = req.clone();

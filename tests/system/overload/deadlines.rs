@@ -9,7 +9,7 @@ use system_tests::{
 };
 use tonic::{Code, Request};
 
-use super::{FAST, lock_stock};
+use super::FAST;
 
 #[tokio::test]
 async fn a_reserve_past_its_deadline_answers_deadline_exceeded_and_writes_nothing()
@@ -40,7 +40,7 @@ async fn reserve_past_its_deadline(batching: bool) -> anyhow::Result<()> {
         }
     };
     let movements_before = movements(&db).await?;
-    let lock = lock_stock(&db, "HOT").await?;
+    let lock = db.lock_stock("HOT").await?;
 
     // The client's deadline: 300 ms.
     let mut client = inv.new_client()?;

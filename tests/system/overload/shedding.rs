@@ -8,7 +8,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use super::{FAST, lock_stock};
+use super::FAST;
 
 #[tokio::test]
 async fn calls_beyond_the_limit_get_resource_exhausted_while_health_serves() -> anyhow::Result<()> {
@@ -22,7 +22,7 @@ async fn calls_beyond_the_limit_get_resource_exhausted_while_health_serves() -> 
     let before = inv.metrics_text().await?;
 
     // Two reservations wait on the row lock the test holds: both permits are taken.
-    let lock = lock_stock(&db, "HOT").await?;
+    let lock = db.lock_stock("HOT").await?;
     let mut held = Vec::new();
     for reference in ["held-1", "held-2"] {
         let mut client = inv.new_client()?;
