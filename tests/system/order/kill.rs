@@ -9,10 +9,33 @@ use system_tests::chaos::procs::target_binary;
 use system_tests::{SystemOptions, TestSystem, order_request};
 use test_support::binary::free_port;
 
+/// A server process killed when dropped, so a test that fails early leaves none behind.
+struct Spawned(Child);
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the binary on `port` against the system's database and peers.
-fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
+fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Spawned> {
     let s = &sys.order_settings;
-    Ok(Command::new(target_binary("order-service")?)
+    Ok(Spawned(Command::new(target_binary("order-service")?)
         .env("DATABASE_URL", &sys.db.url)
         .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
@@ -29,7 +52,7 @@ fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Child> {
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()?)
+        .spawn()?))
 }
 
 /// Waits until the server on `port` has migrated its schema and reports SERVING.
