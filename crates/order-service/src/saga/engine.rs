@@ -287,8 +287,19 @@ impl Engine {
                 return Ok(progress.ended(DriveEnd::Stopped, saved));
             }
             let Some(action) = progress.state.next_action else {
+                let steps = progress.steps.len();
                 let saved =
                     self.write(&mut progress, 0, LeaseAfter::Release, Duration::ZERO, None).await?;
+                if saved.is_some() {
+                    // One line per order's end (its steps are at debug): logging costs CPU on
+                    // the hot path, and the audit rows hold every step anyway.
+                    tracing::info!(
+                        status = progress.state.status.as_str(),
+                        payment_status = progress.state.payment_status.as_str(),
+                        steps,
+                        "order settled"
+                    );
+                }
                 return Ok(progress.ended(DriveEnd::Settled, saved));
             };
             if taken >= MAX_STEPS_PER_DRIVE {
@@ -339,7 +350,7 @@ impl Engine {
             if action == NextAction::Reserve && to.reservation_id.is_some() {
                 progress.reserved = to.reservation_id;
             }
-            tracing::info!(
+            tracing::debug!(
                 action = action.as_str(),
                 outcome = record.outcome,
                 status = to.status.as_str(),

@@ -40,7 +40,6 @@ impl Engine {
     }
 
     /// Holds the stock. A hold re-taken after payment (the first one expired) goes on to commit.
-    #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     async fn reserve(
         &self,
         state: &SagaState,
@@ -82,9 +81,7 @@ impl Engine {
     }
 
     /// Charges the order with a key derived from it, so a retry never charges twice.
-    #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     async fn pay(&self, state: &SagaState) -> Step {
-        record_reservation(state);
         let result = self
             .inner
             .peers
@@ -127,9 +124,7 @@ impl Engine {
     }
 
     /// Turns the hold into a sale. A hold that is gone (expired, cancelled) is re-taken.
-    #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     async fn commit(&self, state: &SagaState) -> Step {
-        record_reservation(state);
         let mut to = Transition::from_state(state);
         let Some(reservation) = state.reservation_id else {
             to.next_action = Some(NextAction::Reserve);
@@ -183,7 +178,6 @@ impl Engine {
     /// Releases the order's hold. Without a recorded hold id (a crash or timeout between the
     /// reserve call and recording its answer, or a cancel that came first) it asks the
     /// inventory for the order's hold by reference, and releases whatever that returns.
-    #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     async fn release_hold(&self, state: &SagaState, demand: &[SkuDemand]) -> Step {
         let me = &self.inner;
         let mut to = Transition::from_state(state);
@@ -263,9 +257,7 @@ impl Engine {
     }
 
     /// Gives the money back, with a key derived from the order so it happens once.
-    #[tracing::instrument(skip_all, fields(order_id = %state.id, reservation_id))]
     async fn refund(&self, state: &SagaState) -> Step {
-        record_reservation(state);
         let mut to = Transition::from_state(state);
         let Some(payment_id) = state.payment_id.as_deref() else {
             tracing::error!("refund due but no payment id recorded");
@@ -361,10 +353,4 @@ fn reference_taken(state: &SagaState, detail: String) -> Step {
 
 fn record(action: NextAction, outcome: &'static str, detail: String) -> StepRecord {
     StepRecord { action: action.as_str(), outcome, detail }
-}
-
-fn record_reservation(state: &SagaState) {
-    if let Some(reservation) = state.reservation_id {
-        tracing::Span::current().record("reservation_id", display(reservation));
-    }
 }

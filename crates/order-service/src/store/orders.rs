@@ -61,7 +61,6 @@ impl Store {
     /// Writes the order, its lines and its first audit row in one statement, leased to the
     /// creating request; returns its version and creation time. None, writing nothing, when
     /// the user's idempotency key is already taken (a racing twin won).
-    #[tracing::instrument(skip_all, fields(order_id = %order.id))]
     pub async fn insert_order(
         &self,
         order: &NewOrder,
