@@ -35,24 +35,26 @@ impl Drop for Spawned {
 /// Starts the binary on `port` against the system's database and peers.
 fn spawn_order_server(sys: &TestSystem, port: u16) -> anyhow::Result<Spawned> {
     let s = &sys.order_settings;
-    Ok(Spawned(Command::new(target_binary("order-service")?)
-        .env("DATABASE_URL", &sys.db.url)
-        .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
-        .env("INVENTORY_SERVICE_URL", &s.inventory_service_url)
-        .env("PRODUCT_SERVICE_URL", &s.product_service_url)
-        .env("PAYMENT_SERVICE_URL", &s.payment_service_url)
-        // The lease must outlast one step (PEER_TIMEOUT_MS x (PEER_RETRIES + 1) + backoff, or
-        // the server refuses to start) and lapse soon after a kill: one 4 s attempt per step.
-        .env("SAGA_LEASE_MS", "4500")
-        .env("RECOVERY_INTERVAL_MS", "100")
-        .env("RETRY_BACKOFF_MAX_MS", "300")
-        .env("PEER_TIMEOUT_MS", "4000")
-        .env("PEER_RETRIES", "0")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?))
+    Ok(Spawned(
+        Command::new(target_binary("order-service")?)
+            .env("DATABASE_URL", &sys.db.url)
+            .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+            .env("INVENTORY_SERVICE_URL", &s.inventory_service_url)
+            .env("PRODUCT_SERVICE_URL", &s.product_service_url)
+            .env("PAYMENT_SERVICE_URL", &s.payment_service_url)
+            // The lease must outlast one step (PEER_TIMEOUT_MS x (PEER_RETRIES + 1) + backoff, or
+            // the server refuses to start) and lapse soon after a kill: one 4 s attempt per step.
+            .env("SAGA_LEASE_MS", "4500")
+            .env("RECOVERY_INTERVAL_MS", "100")
+            .env("RETRY_BACKOFF_MAX_MS", "300")
+            .env("PEER_TIMEOUT_MS", "4000")
+            .env("PEER_RETRIES", "0")
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    ))
 }
 
 /// Waits until the server on `port` has migrated its schema and reports SERVING.
