@@ -8,13 +8,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::conn::Channels;
 use crate::run_args::{EXIT_VIOLATIONS, RunArgs};
-use crate::{invariants, ready, report, run, seed};
+use crate::{charts, invariants, lanes, ready, report, run, seed};
 
 /// Load generator of the benchmark (scripts/bench): closed- and open-loop gRPC load against
 /// the inventory and order servers, HDR latency histograms, its own CPU use.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
 pub struct Cli {
+    /// Threads of the main async runtime: 0 = multi-threaded, one worker per core (the
+    /// default: it measured best in closed loops on the shared 2 cores, BENCHMARKS.md);
+    /// 1 = one current-thread runtime (cheapest per call, but slower when descheduled);
+    /// N = multi-threaded with N workers.
+    #[arg(long, global = true, env = "LOADGEN_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Lanes: threads with a current-thread runtime each; connection `i` and the workers
+    /// using it run on lane `i % lanes` (0, the default: everything on the main runtime).
+    #[arg(long, global = true, env = "LOADGEN_LANES", default_value_t = 0)]
+    pub lanes: usize,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +50,13 @@ pub enum Command {
         /// Also print the costs table (write transactions, WAL, CPU per operation).
         #[arg(long)]
         costs: bool,
+    },
+    /// Draw the results file as SVG charts (latency, service vs anchor, flash sale).
+    Charts {
+        #[arg(long, default_value = "target/bench/results.json")]
+        results: PathBuf,
+        #[arg(long, default_value = "target/bench")]
+        out_dir: PathBuf,
     },
     /// Check the inventory invariants in a database; exit 3 on any violation.
     Invariants {
@@ -95,13 +112,26 @@ pub struct SeedArgs {
 /// Parses the command line and runs it on a multi-threaded runtime.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = match cli.threads {
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = lanes::install(cli.lanes) {
+        eprintln!("loadgen: error: cannot start {} lanes: {e}", cli.lanes);
+        return ExitCode::FAILURE;
+    }
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
@@ -133,6 +163,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Charts { results, out_dir } => {
+            let rows = report::read_rows(&results)?;
+            for path in charts::write_all(&rows, &out_dir)? {
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Invariants { database_url } => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
@@ -160,7 +197,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn seed_command(args: SeedArgs) -> anyhow::Result<ExitCode> {
-    let inventory = Channels::connect(&args.inventory_url, args.channels).await?;
+    let inventory = Channels::connect(&args.inventory_url, args.channels, seed::DEADLINE).await?;
     let took = seed::items(&inventory, args.skus, args.on_hand, args.concurrency).await?;
     eprintln!(
         "seeded {} SKUs (on_hand {}) through the API in {:.1} s ({:.0} upserts/s)",

@@ -33,7 +33,17 @@ impl CpuUse {
 impl CpuSample {
     /// Reads this process's CPU time now.
     pub fn now() -> anyhow::Result<Self> {
-        let usage = getrusage(UsageWho::RUSAGE_SELF)?;
+        Self::of(UsageWho::RUSAGE_SELF)
+    }
+
+    /// Reads the CPU time of this process's children that ended and were waited for (an
+    /// external load generator such as h2load, measured around its run).
+    pub fn children_now() -> anyhow::Result<Self> {
+        Self::of(UsageWho::RUSAGE_CHILDREN)
+    }
+
+    fn of(who: UsageWho) -> anyhow::Result<Self> {
+        let usage = getrusage(who)?;
         let micros = usage.user_time().num_microseconds() + usage.system_time().num_microseconds();
         Ok(Self { cpu: Duration::from_micros(u64::try_from(micros)?), at: Instant::now() })
     }

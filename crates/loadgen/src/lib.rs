@@ -5,16 +5,22 @@
 
 /// The pgbench anchor of each scenario, and medians of repeated anchor runs.
 pub mod anchors;
+/// SVG charts of a results file: latency, service vs anchor, the flash sale over time.
+pub mod charts;
 /// Every subcommand's flags and what runs them.
 pub mod cli;
 /// gRPC channels shared by the workers (several connections, reused for every call).
 pub mod conn;
 /// The load generator's own CPU time (it shares the machine with the servers).
 pub mod cpu;
+/// The h2load cross-check of `check`: request framing, arguments, output parsing.
+pub mod h2load;
 /// Latency histograms and outcome counters.
 pub mod histogram;
 /// Invariant checks against the bench database (no oversell, holds, ledger).
 pub mod invariants;
+/// Lanes: threads with a current-thread runtime each, for connections and their workers.
+pub mod lanes;
 /// Write transactions, WAL and CPU per phase.
 pub mod probe;
 /// CPU time of the servers and PostgreSQL from /proc.
@@ -39,3 +45,5 @@ pub mod scenarios;
 pub mod seed;
 /// SKU naming and the random picks of each scenario.
 pub mod skus;
+/// The client stacks: hyper's HTTP/2 sender directly, or tonic's buffered channel.
+pub mod transport;

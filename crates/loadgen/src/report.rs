@@ -41,6 +41,10 @@ pub struct ResultRow {
     /// Cores the load generator itself kept busy.
     #[serde(default)]
     pub loadgen_cpu_cores: f64,
+    /// The load generator's CPU per call, microseconds (its whole run, warm-up included, over
+    /// every call it made).
+    #[serde(default)]
+    pub loadgen_cpu_us_per_call: Option<f64>,
     /// Invariant violations found right after this run (None: not checked).
     #[serde(default)]
     pub invariant_violations: Option<u64>,
@@ -62,6 +66,10 @@ pub struct ResultRow {
     /// Free-form remarks: error kinds, correctness checks, medians of repeats.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// flash-sale: when each unit sold, milliseconds after the sale's start, earliest first
+    /// (the sold-over-time chart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sold_at_ms: Vec<f64>,
 }
 
 /// The rows in `path`; none when the file does not exist or is empty.
@@ -264,6 +272,7 @@ mod tests {
             ops: 24_204,
             refused: 0,
             loadgen_cpu_cores: 0.314,
+            loadgen_cpu_us_per_call: Some(30.0),
             invariant_violations: Some(0),
             write_tx_per_op: Some(1.0),
             wal_bytes_per_op: Some(1536.0),
@@ -271,6 +280,7 @@ mod tests {
             postgres_cpu_cores: Some(0.9),
             load_avg: Some(2.25),
             notes: vec![],
+            sold_at_ms: vec![],
         }
     }
 

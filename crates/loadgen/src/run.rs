@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use crate::anchors;
 use crate::conn::Channels;
+use crate::h2load;
 use crate::invariants;
 use crate::probe::{self, Costs, Probe};
 use crate::report::{self, ResultRow};
@@ -17,6 +18,7 @@ use crate::rss;
 use crate::run_args::{EXIT_VIOLATIONS, RunArgs};
 use crate::runner::{self, ClosedLoop, Measured, OpenLoop};
 use crate::scenarios::check::Check;
+use crate::scenarios::flash_sale::FlashSale;
 use crate::scenarios::mixed::Mixed;
 use crate::scenarios::order::CreateOrder;
 use crate::scenarios::reserve::{Pick, References, Reserve};
@@ -75,10 +77,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             drive(&mut ctx, Mixed { inventory, nskus, references, deadline }).await?;
         }
         Scenario::CreateOrder => {
-            let orders = Channels::connect(&ctx.args.order_url, ctx.args.channels).await?;
+            let orders = connect(&ctx, &ctx.args.order_url).await?;
             drive(&mut ctx, CreateOrder { orders, nskus, keys: references, deadline }).await?;
         }
         Scenario::SellOut => sell_out(&mut ctx, &run_id).await?,
+        Scenario::FlashSale => flash_sale(&mut ctx, &run_id).await?,
+        Scenario::CheckH2load => h2load_check(&mut ctx, &run_id).await?,
     }
     if let Some(pool) = ctx.pool.take() {
         pool.close().await;
@@ -87,12 +91,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn inventory(ctx: &Context) -> anyhow::Result<Channels> {
-    Channels::connect(&ctx.args.inventory_url, ctx.args.channels).await
+    connect(ctx, &ctx.args.inventory_url).await
+}
+
+/// `--channels` connections to `url` over `--transport`.
+async fn connect(ctx: &Context, url: &str) -> anyhow::Result<Channels> {
+    Channels::connect_with(url, ctx.args.channels, ctx.args.transport, ctx.args.deadline()).await
 }
 
 /// Closed loop (median of the repeats), then each open-loop fraction.
 async fn drive<W: Workload>(ctx: &mut Context, work: W) -> anyhow::Result<()> {
     let work = Arc::new(work);
+    if !ctx.args.rate.is_empty() {
+        for &rate in &ctx.args.rate.clone() {
+            open_phase(ctx, &work, rate, format!("rate {}", report::ops(rate))).await?;
+        }
+        return Ok(());
+    }
     let mut runs: Vec<Measured> = Vec::new();
     reset_rss(ctx);
     let before = ctx.probe.snapshot().await;
@@ -126,37 +141,46 @@ async fn drive<W: Workload>(ctx: &mut Context, work: W) -> anyhow::Result<()> {
             eprintln!("open loop at {fraction}: no closed-loop throughput to scale; skipped");
             continue;
         }
-        let cfg = OpenLoop {
-            rate_per_s: rate,
-            window: ctx.args.open_window(),
-            max_in_flight: ctx.args.max_in_flight,
-            slots: ctx.args.channels.max(1),
-            seed: ctx.seed ^ fraction.to_bits(),
-        };
-        reset_rss(ctx);
-        let before = ctx.probe.snapshot().await;
-        let measured = runner::open_loop(Arc::clone(&work), cfg).await?;
-        let costs = probe::costs(&before, &ctx.probe.snapshot().await, measured.calls);
-        let mut notes = vec![format!("offered {} ops/s", report::ops(rate))];
-        if let Some(lag) = &measured.dispatch_lag {
-            notes.push(format!(
-                "scheduler lag p50 {} ms, p99 {} ms (included in latency)",
-                report::ms(lag.quantile_ms(0.5)),
-                report::ms(lag.quantile_ms(0.99))
-            ));
-        }
-        let mode = format!("open {:.0}%", fraction * 100.0);
-        let row = build_row(ctx, mode, &measured, None, ctx.args.max_in_flight, costs, notes);
-        finish_phase(ctx, row).await?;
+        open_phase(ctx, &work, rate, format!("open {:.0}%", fraction * 100.0)).await?;
     }
     Ok(())
+}
+
+/// One open-loop phase at `rate` ops/s, its row labelled `mode`.
+async fn open_phase<W: Workload>(
+    ctx: &mut Context,
+    work: &Arc<W>,
+    rate: f64,
+    mode: String,
+) -> anyhow::Result<()> {
+    let cfg = OpenLoop {
+        rate_per_s: rate,
+        window: ctx.args.open_window(),
+        max_in_flight: ctx.args.max_in_flight,
+        slots: ctx.args.channels.max(1),
+        seed: ctx.seed ^ rate.to_bits(),
+    };
+    reset_rss(ctx);
+    let before = ctx.probe.snapshot().await;
+    let measured = runner::open_loop(Arc::clone(work), cfg).await?;
+    let costs = probe::costs(&before, &ctx.probe.snapshot().await, measured.calls);
+    let mut notes = vec![format!("offered {} ops/s", report::ops(rate))];
+    if let Some(lag) = &measured.dispatch_lag {
+        notes.push(format!(
+            "scheduler lag p50 {} ms, p99 {} ms (included in latency)",
+            report::ms(lag.quantile_ms(0.5)),
+            report::ms(lag.quantile_ms(0.99))
+        ));
+    }
+    let row = build_row(ctx, mode, &measured, None, ctx.args.max_in_flight, costs, notes);
+    finish_phase(ctx, row).await
 }
 
 /// The flash sale: one row, its correctness check folded into errors and notes.
 async fn sell_out(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
     let sale = SellOut {
-        inventory: Channels::connect(&ctx.args.inventory_url, ctx.args.channels).await?,
-        buyers: ctx.args.buyers,
+        inventory: connect(ctx, &ctx.args.inventory_url).await?,
+        buyers: ctx.args.buyers(),
         attempts_per_buyer: ctx.args.attempts_per_buyer,
         stock: ctx.args.stock,
         deadline: ctx.args.deadline(),
@@ -188,6 +212,156 @@ async fn sell_out(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
     if !result.violations.is_empty() {
         for v in &result.violations {
             eprintln!("sell-out VIOLATION: {v}");
+        }
+        ctx.violations += result.violations.len() as u64;
+    }
+    finish_phase(ctx, row).await
+}
+
+/// `check`'s request replayed by h2load: one row, with h2load's own CPU in the load
+/// generator's column and the loadgen's `check` figure of the same results file beside it.
+async fn h2load_check(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
+    if !h2load::available() {
+        anyhow::bail!("h2load not found on PATH (Debian: apt-get install nghttp2-client)");
+    }
+    let mut rng = fastrand::Rng::with_seed(ctx.seed);
+    let req = crate::scenarios::check::request(&mut rng, ctx.args.skus);
+    // h2load cannot read grpc-status: prove the request is answered properly first.
+    let inventory = inventory(ctx).await?;
+    let first =
+        crate::scenarios::check::send(inventory.inventory(0), req.clone(), ctx.args.deadline())
+            .await;
+    if first != crate::histogram::Outcome::Ok {
+        anyhow::bail!("the check request h2load would replay is not answered properly: {first:?}");
+    }
+    let dir = std::env::temp_dir();
+    let plan = h2load::Plan {
+        url: ctx.args.inventory_url.clone(),
+        data: dir.join(format!("loadgen-{run_id}.grpc")),
+        log: dir.join(format!("loadgen-{run_id}.h2load.log")),
+        connections: ctx.args.clients,
+        streams: ctx.args.h2load_streams,
+        warmup: ctx.args.warmup(),
+        duration: ctx.args.window(),
+    };
+    std::fs::write(&plan.data, h2load::grpc_frame(&req))?;
+    reset_rss(ctx);
+    let before = ctx.probe.snapshot().await;
+    let cpu0 = crate::cpu::CpuSample::children_now()?;
+    let output = tokio::process::Command::new("h2load").args(plan.args()).output().await;
+    let cpu = cpu0.until(&crate::cpu::CpuSample::children_now()?);
+    let log = std::fs::read_to_string(&plan.log).unwrap_or_default();
+    let _ = std::fs::remove_file(&plan.data);
+    let _ = std::fs::remove_file(&plan.log);
+    let output = output.map_err(|e| anyhow::anyhow!("cannot run h2load: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        anyhow::bail!(
+            "h2load exited with {}: {}{}",
+            output.status,
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let summary = h2load::parse_summary(&text)?;
+    let stats = h2load::read_log(&log);
+    let costs = probe::costs(&before, &ctx.probe.snapshot().await, stats.count());
+    let measured =
+        Measured { stats, window: summary.window(), cpu, dispatch_lag: None, calls: summary.done };
+    let mut notes = vec![format!(
+        "h2load {} connections x {} streams: {} req/s by its own count ({} done, {} failed); \
+         the load generator columns are h2load's CPU",
+        plan.connections,
+        plan.streams,
+        report::ops(summary.req_per_s),
+        summary.done,
+        summary.failed
+    )];
+    if let Some(path) = &ctx.args.results
+        && let Some(own) = report::read_rows(path)?
+            .into_iter()
+            .rev()
+            .find(|r| r.scenario == Scenario::Check.name() && r.mode == "closed")
+        && own.service_ops_per_s > 0.0
+    {
+        notes.push(format!(
+            "loadgen's check ({} workers): {} ops/s; h2load / loadgen = {:.2}x",
+            own.clients,
+            report::ops(own.service_ops_per_s),
+            measured.ops_per_s() / own.service_ops_per_s
+        ));
+    }
+    let anchor = anchors::for_scenario(ctx.args.scenario, &ctx.anchors);
+    let clients = plan.connections * plan.streams.max(1);
+    let mut row = build_row(ctx, "closed".into(), &measured, anchor, clients, costs, notes);
+    row.errors += summary.failed;
+    finish_phase(ctx, row).await
+}
+
+/// The flash sale through CreateOrder: one row with the sale's times, its correctness check
+/// folded into errors and notes, and the time of every sale for the chart.
+async fn flash_sale(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
+    let sale = FlashSale {
+        orders: connect(ctx, &ctx.args.order_url).await?,
+        inventory: connect(ctx, &ctx.args.inventory_url).await?,
+        buyers: ctx.args.buyers(),
+        stock: ctx.args.stock,
+        deadline: ctx.args.deadline(),
+    };
+    reset_rss(ctx);
+    let before = ctx.probe.snapshot().await;
+    let result = sale.run(run_id, ctx.pool.as_ref()).await?;
+    let book = &result.book;
+    let costs = probe::costs(&before, &ctx.probe.snapshot().await, book.stats.count());
+    let measured = Measured {
+        stats: book.stats.clone(),
+        window: result.elapsed,
+        cpu: result.cpu,
+        dispatch_lag: None,
+        calls: book.stats.count(),
+    };
+    let sold_out = book.sold_out_after().map_or_else(
+        || "nothing sold".to_owned(),
+        |t| {
+            format!(
+                "sold out after {:.2} s ({} confirmed orders/s)",
+                t.as_secs_f64(),
+                report::ops(book.sold() as f64 / t.as_secs_f64().max(1e-9))
+            )
+        },
+    );
+    let mut notes = vec![
+        format!(
+            "{}: {} CONFIRMED of {} units, {sold_out}; refusals: {} INVENTORY_UNAVAILABLE, {} REJECTED; \
+             stock after: on_hand {} reserved {}",
+            crate::scenarios::flash_sale::SKU,
+            book.sold(),
+            sale.stock,
+            book.refused_unavailable,
+            book.refused_rejected,
+            result.on_hand_after,
+            result.reserved_after
+        ),
+        format!(
+            "confirmed orders: p50 {} ms, p99 {} ms",
+            report::ms(book.sold_stats.quantile_ms(0.5)),
+            report::ms(book.sold_stats.quantile_ms(0.99))
+        ),
+    ];
+    if let Some(a) = result.audit {
+        notes.push(format!(
+            "database: {} CONFIRMED, {} REJECTED, {} other orders of the sale's buyers",
+            a.confirmed, a.rejected, a.other
+        ));
+    }
+    notes.extend(result.violations.iter().map(|v| format!("VIOLATION: {v}")));
+    let mut row = build_row(ctx, "closed".into(), &measured, None, sale.buyers, costs, notes);
+    row.sold_at_ms = book.sold_at_ms();
+    // Broken promises count as errors too, even when every call answered.
+    row.errors += result.violations.len() as u64;
+    if !result.violations.is_empty() {
+        for v in &result.violations {
+            eprintln!("flash-sale VIOLATION: {v}");
         }
         ctx.violations += result.violations.len() as u64;
     }
@@ -244,6 +418,7 @@ fn build_row(
         ops: m.stats.count(),
         refused: m.stats.refused,
         loadgen_cpu_cores: m.cpu.cores(),
+        loadgen_cpu_us_per_call: (m.calls > 0).then(|| m.cpu.cpu_s / m.calls as f64 * 1e6),
         invariant_violations: None,
         write_tx_per_op: costs.write_tx_per_op,
         wal_bytes_per_op: costs.wal_bytes_per_op,
@@ -251,6 +426,7 @@ fn build_row(
         postgres_cpu_cores: costs.postgres_cores,
         load_avg: probe::load_average(),
         notes,
+        sold_at_ms: Vec::new(),
     }
 }
 
@@ -273,7 +449,7 @@ async fn finish_phase(ctx: &mut Context, mut row: ResultRow) -> anyhow::Result<(
     let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
     println!(
         "{} [{}]: {} ops/s, p50 {} ms, p99 {} ms, p99.9 {} ms, errors {}, invariants {}, \
-         cores: loadgen {:.2} servers {} postgres {}, write tx/op {}, load avg {}{}",
+         cores: loadgen {:.2} ({} us/call) servers {} postgres {}, write tx/op {}, load avg {}{}",
         row.scenario,
         row.mode,
         report::ops(row.service_ops_per_s),
@@ -286,6 +462,7 @@ async fn finish_phase(ctx: &mut Context, mut row: ResultRow) -> anyhow::Result<(
             |v| { if v == 0 { "ok".to_owned() } else { format!("{v} VIOLATIONS") } }
         ),
         row.loadgen_cpu_cores,
+        row.loadgen_cpu_us_per_call.map_or_else(|| "n/a".into(), |v| format!("{v:.1}")),
         opt(row.server_cpu_cores),
         opt(row.postgres_cpu_cores),
         opt(row.write_tx_per_op),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::scenarios::Scenario;
+use crate::transport::Transport;
 
 /// `loadgen run`.
 #[derive(Debug, Args)]
@@ -26,6 +27,9 @@ pub struct RunArgs {
     /// HTTP/2 connections per server.
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
+    /// The client stack: hyper's HTTP/2 sender directly (h2), or tonic's buffered channel.
+    #[arg(long, value_enum, default_value_t = Transport::H2)]
+    pub transport: Transport,
     /// Measured closed-loop window, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub duration_s: f64,
@@ -38,6 +42,10 @@ pub struct RunArgs {
     /// Open-loop rates after the closed loop, as fractions of its throughput (0.25,0.5,0.75).
     #[arg(long, value_delimiter = ',')]
     pub open_loop: Vec<f64>,
+    /// Open loop at these absolute rates (ops/s) INSTEAD of the closed loop and its fractions:
+    /// the same offered load for every build, to compare the load generator's CPU per call.
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Vec<f64>,
     /// Open-loop window, seconds (default: --duration-s).
     #[arg(long)]
     pub open_duration_s: Option<f64>,
@@ -66,13 +74,16 @@ pub struct RunArgs {
     /// Random seed (default: a random one).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// sell-out: concurrent buyers.
-    #[arg(long, default_value_t = 64)]
-    pub buyers: usize,
+    /// check-h2load: requests in flight on each of the `--clients` connections.
+    #[arg(long, default_value_t = 1)]
+    pub h2load_streams: usize,
+    /// sell-out, flash-sale: concurrent buyers (default 64 for sell-out, 256 for flash-sale).
+    #[arg(long)]
+    pub buyers: Option<usize>,
     /// sell-out: attempts of each buyer (one unit each).
     #[arg(long, default_value_t = 32)]
     pub attempts_per_buyer: u32,
-    /// sell-out: units on sale.
+    /// sell-out, flash-sale: units on sale.
     #[arg(long, default_value_t = 1_000)]
     pub stock: i32,
 }
@@ -98,9 +109,22 @@ impl RunArgs {
         Duration::from_millis(self.request_timeout_ms.max(1))
     }
 
-    /// The name rows carry.
+    /// Concurrent buyers of a sale: `--buyers`, else the scenario's default.
+    pub fn buyers(&self) -> usize {
+        self.buyers.unwrap_or(match self.scenario {
+            Scenario::FlashSale => 256,
+            _ => 64,
+        })
+    }
+
+    /// The name rows carry (`check/h2load 8x16` for h2load: connections x streams).
     pub fn label(&self) -> String {
-        self.label.clone().unwrap_or_else(|| self.scenario.name().to_owned())
+        self.label.clone().unwrap_or_else(|| match self.scenario {
+            Scenario::CheckH2load => {
+                format!("{} {}x{}", self.scenario.name(), self.clients, self.h2load_streams)
+            }
+            _ => self.scenario.name().to_owned(),
+        })
     }
 }
 

@@ -19,11 +19,13 @@ use proto::inventory::v1 as pb;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::conn::{Channels, with_deadline};
+use crate::scenarios::flash_sale;
 use crate::scenarios::reserve::{self, Pick, References};
 use crate::skus;
 
 const HISTORY_SQL: &str = include_str!("../sql/history.sql");
-const DEADLINE: Duration = Duration::from_secs(30);
+/// Deadline of every seeding call.
+pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Sets `on_hand` of `SKU-000001..=nskus` (product `prod-…`) in the default warehouse.
 pub async fn items(
@@ -133,8 +135,17 @@ pub async fn history_api(
 }
 
 /// The product stand-in's catalogue for the bench: `prod-000001` sells `SKU-000001`, …,
-/// priced 10.00 to 19.99 EUR.
+/// priced 10.00 to 19.99 EUR, and the flash sale's own product (`prod-flash-sale` sells
+/// `FLASH-SALE`, 10.00 EUR).
 pub fn catalog_json(nskus: u32) -> anyhow::Result<String> {
+    let flash = serde_json::json!({
+        "id": flash_sale::PRODUCT,
+        "sku": flash_sale::SKU,
+        "name": "Flash sale product",
+        "price_minor": 1000,
+        "currency": "EUR",
+        "variants": [],
+    });
     let products: Vec<serde_json::Value> = (1..=nskus)
         .map(|n| {
             serde_json::json!({
@@ -146,6 +157,7 @@ pub fn catalog_json(nskus: u32) -> anyhow::Result<String> {
                 "variants": [],
             })
         })
+        .chain(std::iter::once(flash))
         .collect();
     Ok(serde_json::to_string(&products)?)
 }
@@ -159,8 +171,10 @@ mod tests {
     fn catalog_sells_every_sku() {
         let v: serde_json::Value = serde_json::from_str(&catalog_json(3).unwrap()).unwrap();
         let list = v.as_array().unwrap();
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 4);
         assert_eq!(list[2]["id"], "prod-000003");
+        assert_eq!(list[3]["id"], flash_sale::PRODUCT);
+        assert_eq!(list[3]["sku"], flash_sale::SKU);
         assert_eq!(list[2]["sku"], "SKU-000003");
         assert_eq!(list[2]["price_minor"], 1003);
         assert_eq!(list[0]["currency"], "EUR");

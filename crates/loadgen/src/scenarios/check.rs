@@ -36,7 +36,7 @@ pub fn request(rng: &mut Rng, nskus: u32) -> pb::CheckInventoryAvailabilityReque
 
 /// Sends `req` and judges the answer: one line per requested item, every SKU known.
 pub async fn send(
-    mut client: pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>,
+    mut client: pb::inventory_service_client::InventoryServiceClient<crate::conn::Conn>,
     req: pb::CheckInventoryAvailabilityRequest,
     deadline: Duration,
 ) -> Outcome {

@@ -47,7 +47,7 @@ pub fn step(rng: &mut Rng) -> Step {
 }
 
 async fn settle(
-    mut client: pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>,
+    mut client: pb::inventory_service_client::InventoryServiceClient<crate::conn::Conn>,
     req: pb::ReserveInventoryRequest,
     commit: bool,
     deadline: Duration,

@@ -9,6 +9,8 @@ use crate::histogram::Outcome;
 
 /// CheckInventoryAvailability of 3 random SKUs.
 pub mod check;
+/// The flash sale through CreateOrder: 1,000 units, 256 buyers, until sold out.
+pub mod flash_sale;
 /// 90% checks, 10% reserve then commit or cancel.
 pub mod mixed;
 /// CreateOrder end to end through the order server.
@@ -29,12 +31,15 @@ pub trait Workload: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     Check,
+    /// `check`'s request replayed by h2load (a cross-check of this load generator).
+    CheckH2load,
     ReserveUniform,
     ReserveHot,
     ReserveHotOnly,
     Mixed,
     CreateOrder,
     SellOut,
+    FlashSale,
 }
 
 impl Scenario {
@@ -42,12 +47,14 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Self::Check => "check",
+            Self::CheckH2load => "check/h2load",
             Self::ReserveUniform => "reserve-uniform",
             Self::ReserveHot => "reserve-hot",
             Self::ReserveHotOnly => "reserve-hot-only",
             Self::Mixed => "mixed",
             Self::CreateOrder => "create-order",
             Self::SellOut => "sell-out",
+            Self::FlashSale => "flash-sale",
         }
     }
 }

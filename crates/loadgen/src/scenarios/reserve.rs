@@ -98,7 +98,7 @@ pub fn request_for_sku(reference: String, sku: &str, quantity: i32) -> pb::Reser
 
 /// Sends a reserve; `Ok(Some(id))` for a hold, `Ok(None)` for a clean refusal.
 pub async fn send(
-    client: &mut pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>,
+    client: &mut pb::inventory_service_client::InventoryServiceClient<crate::conn::Conn>,
     req: pb::ReserveInventoryRequest,
     deadline: Duration,
 ) -> Result<Option<String>, tonic::Status> {

@@ -145,7 +145,7 @@ impl SellOut {
 
 /// One attempt to buy one unit: reserve, then commit. A refusal must say why.
 async fn buy(
-    client: &mut pb::inventory_service_client::InventoryServiceClient<tonic::transport::Channel>,
+    client: &mut pb::inventory_service_client::InventoryServiceClient<crate::conn::Conn>,
     sku: &str,
     reference: String,
     deadline: Duration,
