@@ -57,6 +57,12 @@ pub fn test_settings(database_url: &str) -> Settings {
         // `cargo test` other servers' passes would overwrite theirs.
         reconcile_interval_ms: 0,
         reconcile_lapse_grace_ms: 60_000,
+        reconcile_full_every_hours: 0,
+        retention_interval_ms: 0,
+        retention_batch_size: 1_000,
+        movement_retention_days: 400,
+        hold_retention_days: 35,
+        adjustment_key_retention_days: 35,
         max_items_per_request: 100,
         reserve_batching: true,
         reserve_batch_workers: 4,
@@ -198,7 +204,7 @@ impl TestInventory {
     /// Checks the ledger and hold invariants straight in the database; returns the
     /// violations found (empty when all hold).
     pub async fn ledger_violations(&self) -> anyhow::Result<Vec<String>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
             "select 'reserved differs from pending holds: level ' || sl.id, 1::bigint
                from inventory.stock_levels sl
                left join (select ri.stock_level_id, sum(ri.quantity) q
@@ -209,13 +215,14 @@ impl TestInventory {
              union all
              select 'ledger does not sum to the level: level ' || sl.id, 1
                from inventory.stock_levels sl
-               left join (select stock_level_id, sum(on_hand_delta) oh, sum(reserved_delta) rs
-                            from inventory.movements group by 1) m on m.stock_level_id = sl.id
+               left join ",
+            crate::ledger_sums_sql!(),
+            " m on m.stock_level_id = sl.id
               where sl.on_hand <> coalesce(m.oh, 0) or sl.reserved <> coalesce(m.rs, 0)
              union all
              select 'impossible level: ' || id, 1 from inventory.stock_levels
-              where reserved < 0 or reserved > on_hand",
-        )
+              where reserved < 0 or reserved > on_hand"
+        ))
         .fetch_all(&self.db.pool)
         .await?;
         Ok(rows.into_iter().map(|(v, _)| v).collect())

@@ -1,6 +1,20 @@
 //! Test support: a fresh database per test inside the cluster `scripts/test` starts, and the
 //! real servers on loopback port 0, with typed helpers so tests read like a client's story.
 
+/// Per stock row, what the ledger sums to (every movement plus what retention removed, in
+/// `inventory.ledger_base`) as a SQL subquery `(stock_level_id, oh, rs)`: one definition for
+/// the test suite's own invariant checks, written apart from the server's.
+macro_rules! ledger_sums_sql {
+    () => {
+        "(select stock_level_id, sum(oh) oh, sum(rs) rs
+            from (select stock_level_id, on_hand_delta oh, reserved_delta rs from inventory.movements
+                  union all
+                  select stock_level_id, on_hand, reserved from inventory.ledger_base) l
+           group by 1)"
+    };
+}
+pub(crate) use ledger_sums_sql;
+
 pub mod chaos;
 pub mod cluster;
 mod database;

@@ -13,6 +13,7 @@ use tonic::service::Routes;
 use crate::access::{Access, Policy};
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::reconciler::{self, ReconcileConfig};
+use crate::retention::{self, RetentionConfig};
 use crate::settings::Settings;
 use crate::store::{CheckBatching, ReserveBatching, Store};
 use crate::sweeper;
@@ -106,14 +107,28 @@ impl App {
         host.spawn(reconciler::run(
             store.clone(),
             ReconcileConfig {
-                // Zero stays zero (disabled); anything else is at least 10 ms, as the sweeper.
-                interval: Duration::from_millis(match settings.reconcile_interval_ms {
-                    0 => 0,
-                    ms => ms.max(10),
-                }),
+                interval: background_interval(settings.reconcile_interval_ms),
                 lapse_grace: Duration::from_millis(settings.reconcile_lapse_grace_ms),
+                full_every: match settings.reconcile_full_every_hours {
+                    0 => None,
+                    hours => Some(Duration::from_secs(hours.saturating_mul(3600))),
+                },
             },
             host.readiness(),
+            host.stop_token(),
+        ));
+
+        host.spawn(retention::run(
+            store.clone(),
+            RetentionConfig {
+                interval: background_interval(settings.retention_interval_ms),
+                batch: settings.retention_batch_size.max(1),
+                movements: days(settings.movement_retention_days),
+                settled_holds: days(settings.hold_retention_days),
+                // A key kept for less than a day would break retries within the documented window.
+                adjustment_keys: days(settings.adjustment_key_retention_days)
+                    .map(|d| d.max(Duration::from_secs(86_400))),
+            },
             host.stop_token(),
         ));
 
@@ -146,4 +161,15 @@ impl App {
         pool.close().await;
         served
     }
+}
+
+/// A background task's pause: zero stays zero (disabled); anything else is at least 10 ms,
+/// as the sweeper's.
+fn background_interval(ms: u64) -> Duration {
+    Duration::from_millis(if ms == 0 { 0 } else { ms.max(10) })
+}
+
+/// A keep period in days; 0 keeps forever.
+fn days(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400))
 }

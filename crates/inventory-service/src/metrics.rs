@@ -98,6 +98,34 @@ pub static RECONCILE_LAST_SUCCESS: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// How long a reconciliation pass took, by scope (`incremental`, `full`).
+pub static RECONCILE_PASS_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec(
+        "inventory_reconcile_pass_seconds",
+        "Duration of the reconciler's passes run by this replica, by scope (incremental, full).",
+        &["scope"],
+        &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+    )
+});
+
+/// Movements past the ledger horizon after this replica's last pass: what the next pass
+/// reads at least. It grows while a long transaction holds the horizon back.
+pub static LEDGER_TAIL: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "inventory_ledger_tail_movements",
+        "Movements recorded past the ledger horizon after the last pass (the horizon cannot pass an open transaction).",
+    )
+});
+
+/// Rows retention removed, by table.
+pub static RETENTION_REMOVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "inventory_retention_removed_total",
+        "Rows removed by retention past their keep period, by table (movements, reservations, adjustments).",
+        &["table"],
+    )
+});
+
 /// The outcome label of a reserve request that got an answer.
 pub fn reserve_outcome(outcome: &ReserveOutcome) -> &'static str {
     match outcome {

@@ -81,6 +81,36 @@ pub struct Settings {
     #[arg(long, env = "RECONCILE_LAPSE_GRACE_MS", default_value_t = 60_000)]
     pub reconcile_lapse_grace_ms: u64,
 
+    /// Age of the last full ledger verification (every movement, every checkpoint) past which
+    /// the next pass verifies in full, in hours (0: only when an operator asks).
+    #[arg(long, env = "RECONCILE_FULL_EVERY_HOURS", default_value_t = 7 * 24)]
+    pub reconcile_full_every_hours: u64,
+
+    /// How often retention removes history past its keep period, in milliseconds (0
+    /// disables it).
+    #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000)]
+    pub retention_interval_ms: u64,
+
+    /// Most rows one retention batch (one transaction) removes.
+    #[arg(long, env = "RETENTION_BATCH_SIZE", default_value_t = 1_000)]
+    pub retention_batch_size: u32,
+
+    /// Days a ledger movement is kept (0: forever). Removed movements leave their sums in
+    /// the ledger's base, so the reconciler still proves every stock row.
+    #[arg(long, env = "MOVEMENT_RETENTION_DAYS", default_value_t = 400)]
+    pub movement_retention_days: u32,
+
+    /// Days a settled hold (committed, cancelled, expired) is kept after it settled (0:
+    /// forever). Until then a retry under its reference gets it back; after, the reference
+    /// is free and GetReservation answers NOT_FOUND.
+    #[arg(long, env = "HOLD_RETENTION_DAYS", default_value_t = 35)]
+    pub hold_retention_days: u32,
+
+    /// Days an AdjustStock idempotency key is kept (0: forever): a retry within it applies
+    /// once. At least 1.
+    #[arg(long, env = "ADJUSTMENT_KEY_RETENTION_DAYS", default_value_t = 35)]
+    pub adjustment_key_retention_days: u32,
+
     /// Most items one check or reserve request may carry.
     #[arg(long, env = "MAX_ITEMS_PER_REQUEST", default_value_t = 100)]
     pub max_items_per_request: usize,

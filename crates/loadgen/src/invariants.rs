@@ -32,8 +32,12 @@ const CHECKS: [(&str, &str); 4] = [
     (
         "rows whose ledger does not sum to on_hand/reserved",
         "select count(*) from inventory.stock_levels sl
-           left join (select stock_level_id, sum(on_hand_delta) oh, sum(reserved_delta) rs
-                        from inventory.movements group by 1) m on m.stock_level_id = sl.id
+           left join (select stock_level_id, sum(oh) oh, sum(rs) rs
+                        from (select stock_level_id, on_hand_delta oh, reserved_delta rs
+                                from inventory.movements
+                              union all -- what retention removed
+                              select stock_level_id, on_hand, reserved from inventory.ledger_base) l
+                        group by 1) m on m.stock_level_id = sl.id
           where sl.on_hand <> coalesce(m.oh, 0) or sl.reserved <> coalesce(m.rs, 0)",
     ),
     (

@@ -166,21 +166,22 @@ async fn hold_lines(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, String, i64)>> {
 }
 
 async fn levels(pool: &PgPool) -> sqlx::Result<Vec<LevelRow>> {
-    sqlx::query_as(
+    sqlx::query_as(concat!(
         "select sl.id, i.sku, sl.warehouse_id, sl.on_hand::bigint, sl.reserved::bigint,
                 coalesce(m.oh, 0)::bigint as ledger_on_hand,
                 coalesce(m.rs, 0)::bigint as ledger_reserved,
                 coalesce(p.q, 0)::bigint as pending
            from inventory.stock_levels sl
            join inventory.items i on i.id = sl.item_id
-           left join (select stock_level_id, sum(on_hand_delta) oh, sum(reserved_delta) rs
-                        from inventory.movements group by 1) m on m.stock_level_id = sl.id
+           left join ",
+        crate::ledger_sums_sql!(),
+        " m on m.stock_level_id = sl.id
            left join (select ri.stock_level_id, sum(ri.quantity) q
                         from inventory.reservation_items ri
                         join inventory.reservations r on r.id = ri.reservation_id
                        where r.status = 'PENDING' group by 1) p on p.stock_level_id = sl.id
-          order by i.sku, sl.warehouse_id",
-    )
+          order by i.sku, sl.warehouse_id"
+    ))
     .fetch_all(pool)
     .await
 }

@@ -6,6 +6,7 @@ mod check;
 mod concurrency;
 mod differential;
 mod expiry;
+mod history;
 mod operations;
 mod reconcile;
 mod reserve;

@@ -11,7 +11,7 @@ use system_tests::{TestDb, TestInventory, metric_value, test_settings};
 /// The gauge is a process-wide static: under `cargo test` (one process for every test) these
 /// tests take turns so each sees only its own server's passes. Every other test server runs
 /// with the reconciler off. Under nextest each test has its own process anyway.
-static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static GAUGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LAPSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -49,7 +49,7 @@ async fn wait_gauges(
 }
 
 /// The stock row of `sku` in the default warehouse.
-async fn level_id(inv: &TestInventory, sku: &str) -> anyhow::Result<i64> {
+pub(super) async fn level_id(inv: &TestInventory, sku: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(
         "select sl.id from inventory.stock_levels sl join inventory.items i on i.id = sl.item_id
           where i.sku = $1 and sl.warehouse_id = 'default'",
@@ -60,7 +60,7 @@ async fn level_id(inv: &TestInventory, sku: &str) -> anyhow::Result<i64> {
 }
 
 /// Writes a movement nobody made (the ledger is append-only; this is the corruption).
-async fn stray_movement(
+pub(super) async fn stray_movement(
     inv: &TestInventory,
     sku: &str,
     on_hand_delta: i32,
@@ -78,7 +78,12 @@ async fn stray_movement(
     Ok(())
 }
 
-async fn set_level(inv: &TestInventory, sku: &str, column: &str, value: i32) -> anyhow::Result<()> {
+pub(super) async fn set_level(
+    inv: &TestInventory,
+    sku: &str,
+    column: &str,
+    value: i32,
+) -> anyhow::Result<()> {
     let sql = match column {
         "on_hand" => "update inventory.stock_levels set on_hand = $2 where id = $1",
         _ => "update inventory.stock_levels set reserved = $2 where id = $1",

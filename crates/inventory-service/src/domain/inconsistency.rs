@@ -12,15 +12,19 @@ pub enum InconsistencyKind {
     ImpossibleLevel,
     /// A PENDING hold whose expiry passed longer ago than the grace allows.
     LapsedPendingHold,
+    /// A stock row whose ledger checkpoint differs from the movements it sums (base plus the
+    /// remaining movements below the horizon): measured by full verifications only.
+    CheckpointMismatch,
 }
 
 impl InconsistencyKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ReservedMismatch,
         Self::LedgerMismatch,
         Self::ImpossibleLevel,
         Self::LapsedPendingHold,
+        Self::CheckpointMismatch,
     ];
 
     /// The label value.
@@ -30,6 +34,17 @@ impl InconsistencyKind {
             Self::LedgerMismatch => "ledger_mismatch",
             Self::ImpossibleLevel => "impossible_level",
             Self::LapsedPendingHold => "lapsed_pending_hold",
+            Self::CheckpointMismatch => "checkpoint_mismatch",
         }
+    }
+
+    /// Kinds an incremental pass measures; the others keep the last full verification's count.
+    pub fn incremental(self) -> bool {
+        self != Self::CheckpointMismatch
+    }
+
+    /// The kind whose label is `label`.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == label)
     }
 }

@@ -8,6 +8,7 @@ mod items;
 mod ledger;
 mod reconcile;
 mod reservations;
+mod retention;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -19,8 +20,9 @@ pub use crate::domain::{ReserveOutcome, SettleOutcome};
 
 pub use batcher::ReserveBatching;
 pub use check_batcher::CheckBatching;
-pub use reconcile::{Inconsistencies, KindReport, Mismatch};
+pub use reconcile::{Inconsistencies, KindReport, Mismatch, PASS_LOCK, Scope, SharedResults, Turn};
 pub use reservations::SweepReport;
+pub use retention::Retained;
 
 /// Handle on the `inventory` schema.
 #[derive(Debug, Clone)]

@@ -1,0 +1,118 @@
+//! Retention: removes what is older than its keep period, in small batches, each one
+//! transaction. Removed movements leave their sums in `ledger_base`, so the ledger still
+//! proves every stock row (see `store::reconcile`).
+
+use std::time::Duration;
+
+use super::Store;
+use crate::error::InventoryError;
+
+/// Movements older than `$1` ms that the checkpoints already hold (below the horizon), at
+/// most `$2`, removed with their sums added to the base in the same statement. Concurrent
+/// removers cannot count a row twice: only the statement that deletes a row returns it.
+const RETIRE_MOVEMENTS: &str = "
+    with doomed as (
+        select id from inventory.movements
+         where created_at < now() - $1 * interval '1 millisecond'
+           and (txid is null or txid < (select through_txid from inventory.ledger_horizon))
+         limit $2),
+    gone as (
+        delete from inventory.movements m using doomed where m.id = doomed.id
+        returning m.stock_level_id, m.on_hand_delta, m.reserved_delta),
+    based as (
+        insert into inventory.ledger_base as b (stock_level_id, on_hand, reserved)
+        select stock_level_id, sum(on_hand_delta), sum(reserved_delta) from gone
+         group by stock_level_id
+        on conflict (stock_level_id) do update
+           set on_hand = b.on_hand + excluded.on_hand, reserved = b.reserved + excluded.reserved
+        returning 1)
+    select (select count(*) from gone)::bigint, (select count(*) from based)::bigint";
+
+/// Settled holds (committed, cancelled, expired) last changed more than `$1` ms ago, with
+/// their lines; their references are free again afterwards.
+const REMOVE_SETTLED_HOLDS: &str = "
+    with doomed as (
+        select id from inventory.reservations
+         where status <> 'PENDING' and updated_at < now() - $1 * interval '1 millisecond'
+         limit $2
+           for update skip locked),
+    lines as (
+        delete from inventory.reservation_items ri using doomed where ri.reservation_id = doomed.id),
+    gone as (
+        delete from inventory.reservations r using doomed where r.id = doomed.id returning 1)
+    select count(*)::bigint from gone";
+
+/// AdjustStock idempotency keys recorded more than `$1` ms ago.
+const REMOVE_ADJUSTMENT_KEYS: &str = "
+    with doomed as (
+        select idempotency_key from inventory.adjustments
+         where created_at < now() - $1 * interval '1 millisecond'
+         limit $2),
+    gone as (
+        delete from inventory.adjustments a using doomed
+         where a.idempotency_key = doomed.idempotency_key returning 1)
+    select count(*)::bigint from gone";
+
+/// What retention removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    /// Ledger movements (their sums stay in the base).
+    Movements,
+    /// Settled holds with their lines.
+    SettledHolds,
+    /// AdjustStock idempotency keys.
+    AdjustmentKeys,
+}
+
+impl Retained {
+    /// Every kind, in the order a retention round removes them.
+    pub const ALL: [Self; 3] = [Self::Movements, Self::SettledHolds, Self::AdjustmentKeys];
+
+    /// The `table` label of `inventory_retention_removed_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Movements => "movements",
+            Self::SettledHolds => "reservations",
+            Self::AdjustmentKeys => "adjustments",
+        }
+    }
+}
+
+impl Store {
+    /// Removes at most `batch` rows of `what` older than `keep`, in one transaction; returns
+    /// how many went (fewer than `batch`: nothing older is left).
+    pub async fn remove_old(
+        &self,
+        what: Retained,
+        keep: Duration,
+        batch: u32,
+    ) -> Result<u64, InventoryError> {
+        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let batch = i64::from(batch);
+        let removed: i64 = match what {
+            Retained::Movements => {
+                let (gone, _rows): (i64, i64) = sqlx::query_as(RETIRE_MOVEMENTS)
+                    .bind(keep_ms)
+                    .bind(batch)
+                    .fetch_one(&self.pool)
+                    .await?;
+                gone
+            }
+            Retained::SettledHolds => {
+                sqlx::query_scalar(REMOVE_SETTLED_HOLDS)
+                    .bind(keep_ms)
+                    .bind(batch)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Retained::AdjustmentKeys => {
+                sqlx::query_scalar(REMOVE_ADJUSTMENT_KEYS)
+                    .bind(keep_ms)
+                    .bind(batch)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(u64::try_from(removed).unwrap_or(0))
+    }
+}
