@@ -167,6 +167,8 @@ pub fn order_settings(
         },
         log: LogSettings { rust_log: "info".into(), log_format: LogFormat::Pretty },
         tls: Default::default(),
+        // Open on purpose: the operator RPC tests set a token.
+        admin: common::auth::AdminAuthSettings { admin_auth_disabled: true, ..Default::default() },
         peer_tls: Default::default(),
         user_binding: Default::default(),
         overload: OverloadSettings::default(),
@@ -185,6 +187,9 @@ pub fn order_settings(
         recovery_interval_ms: 100,
         recovery_batch: 32,
         order_hold_minutes: 30,
+        order_payment_deadline_ms: 20 * 60_000,
+        saga_park_after_ms: 3_600_000,
+        payment_key_window_hours: 24,
         create_order_budget_ms: 10_000,
         retry_backoff_max_ms: 400,
         // Off: the reconcile tests turn it on. Its gauge is process-wide, and under
@@ -286,6 +291,16 @@ impl TestSystem {
     pub async fn start_order_server(&mut self) -> anyhow::Result<usize> {
         self.orders.push(TestOrderServer::start(self.order_settings.clone()).await?);
         Ok(self.orders.len() - 1)
+    }
+
+    /// Inventory and stand-ins with `widgets` WIDGETs in stock, the orders schema migrated,
+    /// and no order server yet (to plant rows first, then start one).
+    pub async fn without_order_server(widgets: i32) -> anyhow::Result<Self> {
+        let sys =
+            Self::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+        sys.migrate_orders().await?;
+        sys.stock("WIDGET", widgets).await?;
+        Ok(sys)
     }
 
     /// Applies the `orders` migrations without starting a server (to plant rows first).
@@ -537,6 +552,11 @@ impl PlantedOrder {
             leased_for_ms: None,
             due_in_ms: 0,
         }
+    }
+
+    /// The same order, paid (`payment_id` charged) and at `status`.
+    pub fn paid(self, status: &'static str, payment_id: String) -> Self {
+        Self { status, payment_status: "SUCCEEDED", payment_id: Some(payment_id), ..self }
     }
 
     /// The order's total.

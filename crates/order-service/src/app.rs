@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::auth::{AdminGuard, AuthSettingsError};
 use common::host::{Host, HostSpec};
 use proto::order::v1::order_service_server::OrderServiceServer;
 use tokio_util::task::TaskTracker;
@@ -37,6 +38,7 @@ pub struct App {
     settings: Settings,
     host: Host,
     callers: CallerPolicy,
+    operators: Option<AdminGuard>,
 }
 
 impl App {
@@ -45,6 +47,12 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let callers = CallerPolicy::from_settings(&settings.user_binding, &settings.tls)?;
+        let operators = match settings.admin.guard(&settings.tls) {
+            Ok(guard) => Some(guard),
+            // Nothing configured: the operator RPCs stay closed rather than stop the server.
+            Err(AuthSettingsError::Unguarded) => None,
+            Err(err) => return Err(err.into()),
+        };
         let host = Host::bind(HostSpec {
             name: "order",
             services: &[SERVICE_NAME],
@@ -55,7 +63,7 @@ impl App {
             shutdown: &settings.shutdown,
         })
         .await?;
-        Ok(Self { settings, host, callers })
+        Ok(Self { settings, host, callers, operators })
     }
 
     /// The address gRPC clients connect to.
@@ -81,7 +89,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, mut host, callers } = self;
+        let Self { settings, mut host, callers, operators } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -104,6 +112,11 @@ impl App {
                 step_limit: settings.call_policy().worst_case(),
                 hold_minutes: settings.order_hold_minutes.max(1),
                 max_backoff: Duration::from_millis(settings.retry_backoff_max_ms.max(1)),
+                park_after: millis(settings.saga_park_after_ms),
+                payment_deadline: millis(settings.order_payment_deadline_ms),
+                payment_key_window: Duration::from_secs(
+                    u64::from(settings.payment_key_window_hours.max(1)) * 3600,
+                ),
             },
             stop.clone(),
         );
@@ -162,12 +175,22 @@ impl App {
             "order server listening"
         );
         callers.log_startup();
+        match &operators {
+            Some(guard) => {
+                guard.log_startup("ListParkedOrders, ResolveParkedOrder", host.tls_enabled())
+            }
+            None => tracing::warn!(
+                "operator RPCs (ListParkedOrders, ResolveParkedOrder) are off: set ADMIN_TOKEN, \
+                 ADMIN_TOKEN_FILE or ADMIN_ALLOWED_IDENTITIES to resolve parked orders"
+            ),
+        }
 
         let routes = Routes::new(
             OrderServiceServer::new(
                 OrderApi::new(orders)
                     .with_max_items(settings.max_items_per_request)
-                    .with_callers(callers),
+                    .with_callers(callers)
+                    .with_operators(operators),
             )
             .max_decoding_message_size(settings.overload.max_request_bytes())
             .max_encoding_message_size(settings.overload.max_response_bytes()),
@@ -176,4 +199,9 @@ impl App {
         pool.close().await;
         served
     }
+}
+
+/// A limit in milliseconds; 0 is no limit.
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }

@@ -9,6 +9,7 @@ use common::metrics::{
 use prometheus::{HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 use tonic::Code;
 
+use crate::domain::resolution::Resolution;
 use crate::domain::{NextAction, OrderStatus};
 
 /// The inventory calls the order server makes, as the `call` label names them.
@@ -52,6 +53,15 @@ pub static SAGA_OLDEST_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge(
         "order_saga_oldest_pending_seconds",
         "Age in seconds of the oldest order whose saga still has a step to do (0 when none).",
+    )
+});
+
+/// Orders parked for an operator: a step failed for good or for too long; nothing retries
+/// them until they are resolved (ResolveParkedOrder).
+pub static SAGA_PARKED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "order_saga_parked",
+        "Orders parked for an operator (a saga step failed for good or for too long); nothing retries them.",
     )
 });
 
@@ -140,6 +150,12 @@ pub fn saga_step(action: NextAction, outcome: &str) {
     SAGA_STEPS.with_label_values(&[action.as_str(), outcome]).inc();
 }
 
+/// Counts one operator resolution of a parked order (action `operator`, outcome the
+/// resolution's name: a fixed set).
+pub fn operator_resolution(resolution: Resolution) {
+    SAGA_STEPS.with_label_values(&["operator", resolution.as_str()]).inc();
+}
+
 /// Counts one hold of an order settled by another caller; `kind` is one of
 /// [`FOREIGN_SETTLEMENT_KINDS`].
 pub fn foreign_settlement(kind: &'static str) {
@@ -151,6 +167,7 @@ pub fn foreign_settlement(kind: &'static str) {
 pub fn init() {
     LazyLock::force(&SAGA_BACKLOG);
     LazyLock::force(&SAGA_OLDEST_PENDING);
+    LazyLock::force(&SAGA_PARKED);
     LazyLock::force(&RECONCILE_LAST_SUCCESS);
     for kind in crate::domain::inconsistency::KINDS {
         INCONSISTENCIES.with_label_values(&[kind]);

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::auth::AdminAuthSettings;
 use common::host::ShutdownSettings;
 use common::overload::OverloadSettings;
 use common::settings::{DatabaseSettings, LogSettings};
@@ -55,6 +56,12 @@ pub struct Settings {
     /// TLS of the gRPC server (plaintext unless TLS_CERT_PATH and TLS_KEY_PATH are set).
     #[command(flatten)]
     pub tls: ServerTlsSettings,
+
+    /// Who may call the operator RPCs (ListParkedOrders, ResolveParkedOrder). Unlike the
+    /// inventory's admin RPCs, nothing set does not stop the server: the operator RPCs then
+    /// answer PERMISSION_DENIED to everyone.
+    #[command(flatten)]
+    pub admin: AdminAuthSettings,
 
     /// TLS of the clients of `https://` peer URLs (inventory, product, payment, user).
     #[command(flatten)]
@@ -123,6 +130,21 @@ pub struct Settings {
     /// Minutes an order's inventory hold lives (it must outlast payment retries).
     #[arg(long, env = "ORDER_HOLD_MINUTES", default_value_t = 30)]
     pub order_hold_minutes: u32,
+
+    /// Milliseconds after its creation within which an order must be reserved and paid;
+    /// past that it is cancelled (hold released, never charged). 0: no limit. Default 20 min.
+    #[arg(long, env = "ORDER_PAYMENT_DEADLINE_MS", default_value_t = 20 * 60_000)]
+    pub order_payment_deadline_ms: u64,
+
+    /// Milliseconds a saga step may keep failing before its order is parked for an operator
+    /// (ListParkedOrders / ResolveParkedOrder). 0: retried forever. Default 1 hour.
+    #[arg(long, env = "SAGA_PARK_AFTER_MS", default_value_t = 3_600_000)]
+    pub saga_park_after_ms: u64,
+
+    /// Hours the payment provider honours an idempotency key: a charge whose outcome is
+    /// still unknown past it is parked, never asked again (at least 1).
+    #[arg(long, env = "PAYMENT_KEY_WINDOW_HOURS", default_value_t = 24)]
+    pub payment_key_window_hours: u32,
 
     /// How long CreateOrder and CancelOrder drive the saga before answering with the state
     /// reached (the saga then continues in the background), in milliseconds.

@@ -30,6 +30,14 @@ test_support::fuzz_requests! {
         seed: pb::ListOrdersRequest { user_id: "user-1".into(), page_size: 10, page_token: TOKEN.into() };
     CancelOrderRequest => |r| convert::cancel_order(r).map(drop),
         seed: pb::CancelOrderRequest { order_id: ORDER.into(), reason: "changed my mind".into() };
+    ListParkedOrdersRequest => |r| convert::parked_page(r).map(drop),
+        seed: pb::ListParkedOrdersRequest { page_size: 20 };
+    ResolveParkedOrderRequest => |r| convert::resolve_parked(r).map(drop),
+        seed: pb::ResolveParkedOrderRequest {
+            order_id: ORDER.into(),
+            resolution: pb::Resolution::RefundedByHand.into(),
+            note: "refunded by the bank".into(),
+        };
 }
 
 const ORDER: &str = "0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f";

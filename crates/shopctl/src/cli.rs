@@ -84,9 +84,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "SHOPCTL_KEY_PATH", value_name = "FILE", global = true)]
     pub tls_key: Option<PathBuf>,
 
-    /// Admin token sent to the inventory service as `authorization: Bearer <token>` (needed
-    /// by `stock set` and `stock adjust` when the server guards them). Falls back to
-    /// ADMIN_TOKEN. Never sent to the order service.
+    /// Admin token sent as `authorization: Bearer <token>` to the inventory service (needed
+    /// by `stock set` and `stock adjust` when the server guards them) and to the order service
+    /// by the operator commands only (`order parked`, `order resolve`). Falls back to
+    /// ADMIN_TOKEN.
     // hide_env_values: `--help` would otherwise print the token taken from the env.
     #[arg(
         long,
@@ -145,7 +146,7 @@ pub enum Command {
     #[command(subcommand)]
     Reservation(ReservationCommand),
 
-    /// Orders: place, show, list, cancel.
+    /// Orders: place, show, list, cancel; parked and resolve for operators.
     #[command(subcommand)]
     Order(OrderCommand),
 }
@@ -174,6 +175,46 @@ pub enum OrderCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+
+    /// Orders parked for an operator, longest parked first (operator RPC: sends the admin
+    /// token).
+    Parked {
+        /// At most this many (server default 50, at most 500).
+        #[arg(long)]
+        limit: Option<i32>,
+    },
+
+    /// Resolve a parked order: retry it, or record what you established (operator RPC:
+    /// sends the admin token). Written to the order's saga history.
+    Resolve(ResolveArgs),
+}
+
+/// Arguments of `order resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The parked order's id.
+    pub order_id: String,
+
+    /// What to do: retry the step now, or record what was settled by hand.
+    #[arg(long, value_enum)]
+    pub resolution: ResolutionArg,
+
+    /// What you did or found (kept in the saga history).
+    #[arg(long)]
+    pub note: String,
+}
+
+/// `order resolve --resolution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResolutionArg {
+    /// Retry the parked step now (after fixing what made it fail).
+    Retry,
+    /// The money was returned by hand: the order ends cancelled and refunded.
+    RefundedByHand,
+    /// The hold or stock was settled by hand: the saga goes on from the next step.
+    StockSettledByHand,
+    /// Nothing was charged: the order ends cancelled.
+    Cancelled,
 }
 
 /// Arguments of `order place`.

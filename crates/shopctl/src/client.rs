@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use security::tls::ClientTls;
 use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+use crate::cli::GlobalArgs;
 use crate::error::CliError;
 
 /// `url` with `http://` in front when it names no scheme (`127.0.0.1:50051`).
@@ -27,6 +29,18 @@ pub fn channel(
         return Err(CliError::Usage(format!("invalid --{flag} '{url}': no host")));
     }
     Ok(endpoint.connect_timeout(deadline).timeout(deadline).connect_lazy())
+}
+
+/// `Bearer <token>` of the admin token, if one is given (marked sensitive: its Debug shows
+/// no token).
+pub fn bearer(global: &GlobalArgs) -> Result<Option<MetadataValue<Ascii>>, CliError> {
+    let Some(token) = global.admin_token() else { return Ok(None) };
+    let mut value =
+        MetadataValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
+            CliError::Usage("--token: only visible ASCII characters are allowed".into())
+        })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
 }
 
 /// A request carrying `deadline`, which is also sent to the server as `grpc-timeout`.

@@ -36,17 +36,7 @@ impl Inventory {
         let url = client::normalize_url(&global.inventory_url);
         let deadline = global.timeout();
         let channel = client::channel("inventory-url", &url, &global.tls()?, deadline)?;
-        let authorization = match global.admin_token() {
-            Some(token) => {
-                let mut value = MetadataValue::try_from(format!("Bearer {}", token.expose()))
-                    .map_err(|_| {
-                        CliError::Usage("--token: only visible ASCII characters are allowed".into())
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-            None => None,
-        };
+        let authorization = client::bearer(global)?;
         Ok(Self {
             client: InventoryServiceClient::new(channel),
             authorization,

@@ -8,9 +8,10 @@ use pb::order_service_client::OrderServiceClient;
 use proto::order::v1 as pb;
 use serde_json::{Value, json};
 use tonic::Request;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::cli::{GlobalArgs, OrderCommand, OrderListArgs, PlaceArgs};
+use crate::cli::{GlobalArgs, OrderCommand, OrderListArgs, PlaceArgs, ResolutionArg, ResolveArgs};
 use crate::client;
 use crate::error::CliError;
 use crate::output::Output;
@@ -20,6 +21,8 @@ use crate::table::{Align, Table, key_values};
 #[derive(Debug, Clone)]
 pub struct Orders {
     client: OrderServiceClient<Channel>,
+    /// `Bearer <token>`, sent with the operator RPCs only.
+    authorization: Option<MetadataValue<Ascii>>,
     url: String,
     deadline: Duration,
     out: Output,
@@ -33,6 +36,7 @@ impl Orders {
         let channel = client::channel("order-url", &url, &global.tls()?, deadline)?;
         Ok(Self {
             client: OrderServiceClient::new(channel),
+            authorization: client::bearer(global)?,
             url,
             deadline,
             out: Output::new(global.json),
@@ -41,6 +45,15 @@ impl Orders {
 
     fn request<T>(&self, message: T) -> Request<T> {
         client::request(message, self.deadline)
+    }
+
+    /// A request of an operator RPC: with the admin token.
+    fn operator_request<T>(&self, message: T) -> Request<T> {
+        let mut request = self.request(message);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request
     }
 
     fn rpc_error(&self, status: tonic::Status) -> CliError {
@@ -65,7 +78,32 @@ impl Orders {
                 let order = self.client.cancel_order(request).await;
                 self.print_order(order)
             }
+            OrderCommand::Parked { limit } => {
+                let request = self.operator_request(pb::ListParkedOrdersRequest {
+                    page_size: limit.unwrap_or(0),
+                });
+                let answer = self.client.list_parked_orders(request).await;
+                let parked = answer.map_err(|s| self.rpc_error(s))?.into_inner();
+                self.out.emit(|| parked_json(&parked), || parked_text(&parked.orders))
+            }
+            OrderCommand::Resolve(args) => self.resolve(args).await,
         }
+    }
+
+    async fn resolve(&mut self, args: ResolveArgs) -> Result<(), CliError> {
+        let resolution = match args.resolution {
+            ResolutionArg::Retry => pb::Resolution::Retry,
+            ResolutionArg::RefundedByHand => pb::Resolution::RefundedByHand,
+            ResolutionArg::StockSettledByHand => pb::Resolution::StockSettledByHand,
+            ResolutionArg::Cancelled => pb::Resolution::Cancelled,
+        };
+        let request = self.operator_request(pb::ResolveParkedOrderRequest {
+            order_id: args.order_id,
+            resolution: resolution.into(),
+            note: args.note,
+        });
+        let order = self.client.resolve_parked_order(request).await;
+        self.print_order(order)
     }
 
     fn print_order(
@@ -190,6 +228,56 @@ pub fn orders_text(orders: &[pb::Order]) -> String {
         ]);
     }
     t.to_string()
+}
+
+/// One row per parked order.
+pub fn parked_text(parked: &[pb::ParkedOrder]) -> String {
+    if parked.is_empty() {
+        return "no parked orders\n".to_owned();
+    }
+    let mut t = Table::new(&[
+        ("ID", Align::Left),
+        ("STATUS", Align::Left),
+        ("PAYMENT_STATUS", Align::Left),
+        ("PARKED_AT", Align::Left),
+        ("STEP", Align::Left),
+        ("ATTEMPTS", Align::Right),
+        ("LAST_ERROR", Align::Left),
+    ]);
+    for p in parked {
+        let (id, status, payment) = match &p.order {
+            Some(o) => (o.id.clone(), o.status.clone(), or_dash(&o.payment_status)),
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        t.row([
+            id,
+            status,
+            payment,
+            p.parked_at.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+            p.next_action.clone(),
+            p.attempts.to_string(),
+            or_dash(&p.last_error),
+        ]);
+    }
+    t.to_string()
+}
+
+/// `order.v1.ListParkedOrdersResponse`.
+pub fn parked_json(r: &pb::ListParkedOrdersResponse) -> Value {
+    let orders: Vec<Value> = r
+        .orders
+        .iter()
+        .map(|p| {
+            json!({
+                "order": p.order.as_ref().map(order_json),
+                "nextAction": p.next_action,
+                "lastError": p.last_error,
+                "parkedAt": p.parked_at.as_ref().map(ToString::to_string),
+                "attempts": p.attempts,
+            })
+        })
+        .collect();
+    json!({ "orders": orders })
 }
 
 /// `order.v1.OrderItem` in the proto3 JSON mapping (every field printed).

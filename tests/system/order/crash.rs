@@ -5,18 +5,10 @@
 //! the calls it made, and checks that the order ends charged once and stocked once.
 
 use proto::inventory::v1 as inv;
-use system_tests::{PlantedOrder, SystemOptions, TestOrderServer, TestSystem};
+use system_tests::{PlantedOrder, TestOrderServer, TestSystem};
 use tonic::Code;
 
 /// A system with no order server yet, its order schema migrated and WIDGET stocked.
-async fn without_order_server(widgets: i32) -> anyhow::Result<TestSystem> {
-    let sys =
-        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
-    sys.migrate_orders().await?;
-    sys.stock("WIDGET", widgets).await?;
-    Ok(sys)
-}
-
 /// The intent row of an order for `quantity` WIDGETs whose server died (lease lapsed).
 fn intent(quantity: i32) -> PlantedOrder {
     let mut planted = PlantedOrder::pending(&[("p-widget", "WIDGET", quantity, 250)]);
@@ -26,7 +18,7 @@ fn intent(quantity: i32) -> PlantedOrder {
 
 #[tokio::test]
 async fn killed_after_paying_confirms_with_the_same_hold_and_charge() -> anyhow::Result<()> {
-    let mut sys = without_order_server(5).await?;
+    let mut sys = TestSystem::without_order_server(5).await?;
     let planted = intent(2);
     let id = planted.id.to_string();
     let hold = sys.inventory()?.reserve(&id, &[("WIDGET", 2)]).await?;
@@ -61,7 +53,7 @@ async fn killed_after_paying_confirms_with_the_same_hold_and_charge() -> anyhow:
 
 #[tokio::test]
 async fn killed_after_committing_confirms_without_taking_the_stock_twice() -> anyhow::Result<()> {
-    let mut sys = without_order_server(5).await?;
+    let mut sys = TestSystem::without_order_server(5).await?;
     let planted = intent(2);
     let id = planted.id.to_string();
     let hold = sys.inventory()?.reserve(&id, &[("WIDGET", 2)]).await?;
@@ -95,7 +87,7 @@ async fn killed_after_committing_confirms_without_taking_the_stock_twice() -> an
 async fn killed_after_paying_whose_stock_went_meanwhile_is_refunded() -> anyhow::Result<()> {
     // The dead server's hold expired and the stock was sold before anyone resumed the order:
     // the re-take finds none. Rejecting it would keep the customer's money.
-    let mut sys = without_order_server(0).await?;
+    let mut sys = TestSystem::without_order_server(0).await?;
     let planted = intent(2);
     let id = planted.id.to_string();
     let payment_id = sys.charge_as_saga(&planted).await?;
@@ -115,7 +107,7 @@ async fn killed_before_paying_whose_stock_went_meanwhile_is_charged_and_refunded
     // Nothing tells this crash from the one above (no hold either way), so it ends the same:
     // the payment is asked with the order's key, which takes the charge now, and refunded.
     // Money is never kept for goods not delivered; the price is a charge and its refund.
-    let mut sys = without_order_server(0).await?;
+    let mut sys = TestSystem::without_order_server(0).await?;
     let planted = intent(1);
     let id = planted.id.to_string();
     sys.plant(&planted).await?;
@@ -131,7 +123,7 @@ async fn killed_before_paying_whose_stock_went_meanwhile_is_charged_and_refunded
 
 #[tokio::test]
 async fn a_resumed_order_that_must_wait_stays_uncancellable() -> anyhow::Result<()> {
-    let mut sys = without_order_server(5).await?;
+    let mut sys = TestSystem::without_order_server(5).await?;
     let planted = intent(2);
     let id = planted.id.to_string();
     sys.inventory()?.reserve(&id, &[("WIDGET", 2)]).await?;

@@ -7,6 +7,7 @@ mod crash;
 mod foreign;
 mod idempotency;
 mod kill;
+mod parked;
 mod payment;
 mod place;
 mod reconcile;

@@ -204,19 +204,13 @@ async fn several_order_servers_resume_orders_without_double_driving() -> anyhow:
 
 #[tokio::test]
 async fn a_paid_order_whose_stock_is_gone_is_cancelled_and_refunded() -> anyhow::Result<()> {
-    let mut sys =
-        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
-    sys.migrate_orders().await?;
-    sys.stock("WIDGET", 0).await?;
+    let mut sys = TestSystem::without_order_server(0).await?;
     // Paid, its hold lost (expired), and the stock sold to someone else meanwhile: the
     // re-take finds nothing.
-    let mut planted = PlantedOrder::pending(&[("p-widget", "WIDGET", 2, 250)]);
+    let planted = PlantedOrder::pending(&[("p-widget", "WIDGET", 2, 250)]);
     let id = planted.id.to_string();
     let payment_id = sys.charge_as_saga(&planted).await?;
-    planted.status = "CONFIRMED";
-    planted.payment_status = "SUCCEEDED";
-    planted.payment_id = Some(payment_id.clone());
-    sys.plant(&planted).await?;
+    sys.plant(&planted.paid("CONFIRMED", payment_id.clone())).await?;
 
     sys.start_order_server().await?;
     let order = sys.wait_settled(&id).await?;

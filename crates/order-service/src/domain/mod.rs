@@ -5,6 +5,7 @@ pub mod commands;
 pub mod currency;
 pub mod inconsistency;
 pub mod pricing;
+pub mod resolution;
 mod status;
 mod values;
 

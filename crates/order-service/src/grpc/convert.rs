@@ -7,12 +7,13 @@ use proto::order::v1 as pb;
 use uuid::Uuid;
 
 use crate::domain::commands::{CancelOrder, CreateOrder, Cursor, ListPage, OrderLine};
+use crate::domain::resolution::Resolution;
 use crate::domain::{
-    Currency, FieldViolation, IdempotencyKey, OrderId, PageSize, PaymentMethod, ProductId,
-    Quantity, UserId, VariantId,
+    Currency, FieldViolation, IdempotencyKey, NextAction, OrderId, PageSize, PaymentMethod,
+    ProductId, Quantity, UserId, VariantId,
 };
 use crate::error::OrderError;
-use crate::store::OrderView;
+use crate::store::{OrderView, ParkedView};
 
 /// Most lines one order may have by default (`MAX_ITEMS_PER_REQUEST`).
 pub const MAX_ITEMS: usize = 100;
@@ -115,6 +116,66 @@ pub fn cancel_order(req: &pb::CancelOrderRequest) -> Result<CancelOrder, OrderEr
     }
     let reason = if reason.is_empty() { DEFAULT_CANCEL_REASON } else { reason };
     v.finish(|| Some(CancelOrder { order_id: order_id?, reason: reason.to_owned() }))
+}
+
+/// Most parked orders one ListParkedOrders answer carries, and the default.
+const MAX_PARKED_PAGE: i32 = 500;
+const DEFAULT_PARKED_PAGE: u32 = 50;
+
+/// Parses a ListParkedOrders request: how many to list.
+pub fn parked_page(req: &pb::ListParkedOrdersRequest) -> Result<u32, OrderError> {
+    match req.page_size {
+        0 => Ok(DEFAULT_PARKED_PAGE),
+        n if (1..=MAX_PARKED_PAGE).contains(&n) => Ok(n.unsigned_abs()),
+        _ => Err(OrderError::InvalidArgument(vec![FieldViolation::new(
+            "page_size",
+            format!("must be between 0 (default {DEFAULT_PARKED_PAGE}) and {MAX_PARKED_PAGE}"),
+        )])),
+    }
+}
+
+/// Parses a ResolveParkedOrder request: the order, the resolution and the operator's note.
+pub fn resolve_parked(
+    req: &pb::ResolveParkedOrderRequest,
+) -> Result<(OrderId, Resolution, String), OrderError> {
+    let mut v = Violations::default();
+    let order_id = v.take(OrderId::parse("order_id", &req.order_id));
+    let resolution = match pb::Resolution::try_from(req.resolution) {
+        Ok(pb::Resolution::Retry) => Some(Resolution::Retry),
+        Ok(pb::Resolution::RefundedByHand) => Some(Resolution::RefundedByHand),
+        Ok(pb::Resolution::StockSettledByHand) => Some(Resolution::StockSettledByHand),
+        Ok(pb::Resolution::Cancelled) => Some(Resolution::Cancelled),
+        Ok(pb::Resolution::Unspecified) | Err(_) => {
+            v.0.push(FieldViolation::new(
+                "resolution",
+                "must be RETRY, REFUNDED_BY_HAND, STOCK_SETTLED_BY_HAND or CANCELLED",
+            ));
+            None
+        }
+    };
+    let note = req.note.trim();
+    if note.is_empty() {
+        v.0.push(FieldViolation::new("note", "must say what the operator did or found"));
+    } else if note.chars().count() > MAX_REASON_LEN {
+        v.0.push(FieldViolation::new(
+            "note",
+            format!("must be at most {MAX_REASON_LEN} characters"),
+        ));
+    } else if note.chars().any(char::is_control) {
+        v.0.push(FieldViolation::new("note", "must not contain control characters"));
+    }
+    v.finish(|| Some((order_id?, resolution?, note.to_owned())))
+}
+
+/// A parked order for ListParkedOrders.
+pub fn parked_order(view: OrderView, parked: ParkedView) -> pb::ParkedOrder {
+    pb::ParkedOrder {
+        order: Some(order(view)),
+        next_action: parked.next_action.map(NextAction::as_str).unwrap_or_default().to_owned(),
+        last_error: parked.last_error,
+        parked_at: Some(timestamp(parked.parked_at)),
+        attempts: parked.attempts,
+    }
 }
 
 /// Parses a ListOrders request; the page token is the (created_at, id) of the last order of

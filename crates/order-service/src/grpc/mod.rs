@@ -5,6 +5,8 @@ pub mod convert;
 use proto::order::v1::{self as pb, order_service_server::OrderService};
 use tonic::{Request, Response, Status};
 
+use common::auth::AdminGuard;
+
 use crate::authz::{Caller, CallerPolicy};
 use crate::domain::OrderId;
 use crate::error::OrderError;
@@ -16,13 +18,36 @@ pub struct OrderApi {
     orders: Orders,
     max_items: usize,
     callers: CallerPolicy,
+    /// Who may call the operator RPCs; None: nobody (no admin credentials configured).
+    operators: Option<AdminGuard>,
 }
 
 impl OrderApi {
     /// A handler set over `orders`, taking orders of up to [`convert::MAX_ITEMS`] lines, from
     /// any caller (user binding off).
     pub fn new(orders: Orders) -> Self {
-        Self { orders, max_items: convert::MAX_ITEMS, callers: CallerPolicy::default() }
+        Self {
+            orders,
+            max_items: convert::MAX_ITEMS,
+            callers: CallerPolicy::default(),
+            operators: None,
+        }
+    }
+
+    /// Lets the callers `guard` admits use the operator RPCs (None: nobody).
+    pub fn with_operators(self, operators: Option<AdminGuard>) -> Self {
+        Self { operators, ..self }
+    }
+
+    /// Refuses a call to an operator RPC unless the admin guard admits it.
+    fn operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match &self.operators {
+            Some(guard) => guard.check(request),
+            None => Err(Status::permission_denied(
+                "operator RPCs are off: set ADMIN_TOKEN, ADMIN_TOKEN_FILE or \
+                 ADMIN_ALLOWED_IDENTITIES on the order service",
+            )),
+        }
     }
 
     /// Takes orders of up to `max_items` lines (`MAX_ITEMS_PER_REQUEST`; at least 1).
@@ -95,5 +120,27 @@ impl OrderService for OrderApi {
         let cmd = convert::cancel_order(request.get_ref())?;
         self.visible(&caller, cmd.order_id).await?;
         Ok(Response::new(convert::order(self.orders.cancel(cmd).await?)))
+    }
+
+    async fn list_parked_orders(
+        &self,
+        request: Request<pb::ListParkedOrdersRequest>,
+    ) -> Result<Response<pb::ListParkedOrdersResponse>, Status> {
+        self.operator(&request)?;
+        let limit = convert::parked_page(request.get_ref())?;
+        let mut orders = Vec::new();
+        for (view, parked) in self.orders.parked(limit).await? {
+            orders.push(convert::parked_order(view, parked));
+        }
+        Ok(Response::new(pb::ListParkedOrdersResponse { orders }))
+    }
+
+    async fn resolve_parked_order(
+        &self,
+        request: Request<pb::ResolveParkedOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        self.operator(&request)?;
+        let (id, resolution, note) = convert::resolve_parked(request.get_ref())?;
+        Ok(Response::new(convert::order(self.orders.resolve_parked(id, resolution, &note).await?)))
     }
 }

@@ -14,9 +14,11 @@ use tracing::Instrument;
 use crate::clients::Peers;
 use crate::domain::OrderId;
 use crate::domain::commands::ListPage;
+use crate::domain::resolution::Resolution;
 use crate::error::OrderError;
+use crate::metrics;
 use crate::saga::{Drive, DriveEnd, Engine, Refusal, Withdrawal};
-use crate::store::{OrderView, SagaState, Store};
+use crate::store::{OrderView, ParkedView, SagaState, Store};
 
 /// How long the use cases wait and hold, from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,32 @@ impl Orders {
     /// The order `id`.
     pub async fn get(&self, id: OrderId) -> Result<OrderView, OrderError> {
         self.store.order(id).await?.ok_or_else(|| OrderError::order_not_found(id))
+    }
+
+    /// Up to `limit` parked orders, longest parked first, each with its saga facts.
+    pub async fn parked(&self, limit: u32) -> Result<Vec<(OrderView, ParkedView)>, OrderError> {
+        let mut found = Vec::new();
+        for parked in self.store.parked_orders(limit).await? {
+            // Resolved between the two reads: no longer parked, so not listed.
+            if let Some(view) = self.store.order(parked.id).await? {
+                found.push((view, parked));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Resolves parked order `id` as the operator says, and answers with the order. The
+    /// recovery worker drives whatever step the resolution leaves.
+    pub async fn resolve_parked(
+        &self,
+        id: OrderId,
+        resolution: Resolution,
+        note: &str,
+    ) -> Result<OrderView, OrderError> {
+        self.store.resolve_parked(id, resolution, note).await?;
+        tracing::warn!(order_id = %id, resolution = resolution.as_str(), note, "parked order resolved by an operator");
+        metrics::operator_resolution(resolution);
+        self.get(id).await
     }
 
     /// One page of a user's orders, newest first, and whether more follow.

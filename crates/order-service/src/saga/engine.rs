@@ -30,10 +30,12 @@ use crate::backoff;
 use crate::clients::Peers;
 use crate::clients::inventory::ShortLine;
 use crate::domain::pricing::{SkuDemand, demand};
-use crate::domain::{NextAction, OrderId, PaymentStatus};
+use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
 use crate::metrics;
-use crate::store::{LastError, LeaseAfter, SagaState, Save, StepRecord, Store, Transition};
+use crate::store::{LastError, LeaseAfter, Park, SagaState, Save, StepRecord, Store, Transition};
+
+use super::reasons;
 
 /// First wait before retrying a step that failed transiently.
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -53,6 +55,15 @@ pub struct EngineConfig {
     pub hold_minutes: u32,
     /// Longest wait between two attempts of a failing step.
     pub max_backoff: Duration,
+    /// How long a step may keep failing before its order is parked for an operator (None:
+    /// retried forever).
+    pub park_after: Option<Duration>,
+    /// Age past which an order that is not paid yet is cancelled instead of reserved or
+    /// charged (None: no limit).
+    pub payment_deadline: Option<Duration>,
+    /// How long the payment provider honours an idempotency key: a charge whose outcome is
+    /// still unknown past it is parked, never asked again.
+    pub payment_key_window: Duration,
 }
 
 /// How a drive ended.
@@ -69,6 +80,8 @@ pub enum DriveEnd {
     /// The order's first reserve found no stock and the order was deleted (see
     /// [`Withdrawal`]).
     Withdrawn,
+    /// The order is parked for an operator: nothing drives it until it is resolved.
+    NeedsOperator,
 }
 
 /// How a drive ended, and the order as its last write left it.
@@ -135,6 +148,8 @@ pub(super) enum Step {
     NoStock(Transition, StepRecord, Refusal),
     /// Try again later; the text says why.
     Retry(String),
+    /// Failed in a way retrying cannot heal: park the order for an operator; the text says why.
+    Stuck(String),
 }
 
 /// A drive's knowledge beyond its order's row: the steps done since the row was last written.
@@ -157,11 +172,15 @@ struct Progress {
     reserved: Option<Uuid>,
     /// The right to withdraw the order if its first reserve finds no stock.
     withdrawal: Option<Withdrawal>,
+    /// When the order was created, on this clock.
+    born: Instant,
 }
 
 impl Progress {
     fn new(state: SagaState, lease_until: Instant, prior: Prior) -> Self {
+        let now = Instant::now();
         Self {
+            born: now.checked_sub(state.age).unwrap_or(now),
             state,
             steps: Vec::new(),
             settlements: Vec::new(),
@@ -236,6 +255,9 @@ impl Engine {
         if state.next_action.is_none() {
             return Ok(Drive::ended(DriveEnd::Settled));
         }
+        if state.parked {
+            return Ok(Drive::ended(DriveEnd::NeedsOperator));
+        }
         let Some(left) = state.lease_left.filter(|_| state.lease_owner == Some(owner)) else {
             return Ok(Drive::ended(DriveEnd::Elsewhere));
         };
@@ -282,14 +304,16 @@ impl Engine {
             let attempts = progress.state.attempts;
             if me.stop.is_cancelled() {
                 let lease = progress.give_up(owner, Duration::ZERO);
-                let saved =
-                    self.write(&mut progress, attempts, lease, Duration::ZERO, None).await?;
-                return Ok(progress.ended(DriveEnd::Stopped, saved));
+                let saved = self
+                    .write(&mut progress, attempts, lease, Duration::ZERO, None, Park::No)
+                    .await?;
+                return Ok(progress.ended(DriveEnd::Stopped, saved.map(|(at, _)| at)));
             }
             let Some(action) = progress.state.next_action else {
                 let steps = progress.steps.len();
-                let saved =
-                    self.write(&mut progress, 0, LeaseAfter::Release, Duration::ZERO, None).await?;
+                let saved = self
+                    .write(&mut progress, 0, LeaseAfter::Release, Duration::ZERO, None, Park::No)
+                    .await?;
                 if saved.is_some() {
                     // One line per order's end (its steps are at debug): logging costs CPU on
                     // the hot path, and the audit rows hold every step anyway.
@@ -300,18 +324,54 @@ impl Engine {
                         "order settled"
                     );
                 }
-                return Ok(progress.ended(DriveEnd::Settled, saved));
+                return Ok(progress.ended(DriveEnd::Settled, saved.map(|(at, _)| at)));
             };
             if taken >= MAX_STEPS_PER_DRIVE {
                 let detail = format!("yielded after {taken} steps in one drive");
-                return self.park(&mut progress, action, owner, 4, detail).await;
+                return self.park(&mut progress, action, owner, 4, detail, false).await;
+            }
+            if let Some(limit) = me.config.payment_deadline.filter(|limit| {
+                matches!(action, NextAction::Reserve | NextAction::Pay)
+                    && progress.state.payment_status != PaymentStatus::Succeeded
+                    && progress.born.elapsed() >= *limit
+            }) {
+                // A charge that may have gone through (a lapsed driver's, or a payment call
+                // whose outcome was unknown) can be neither asked again (that could charge
+                // now) nor ignored: an operator establishes it.
+                let limit_s = limit.as_secs();
+                if progress.charge_unrecorded()
+                    || (action == NextAction::Pay && progress.state.attempts > 0)
+                {
+                    let detail = format!(
+                        "not paid within {limit_s} s and an earlier charge's outcome is unknown: \
+                         establish whether the order was charged"
+                    );
+                    return self.park(&mut progress, action, owner, 0, detail, true).await;
+                }
+                let mut to = Transition::from_state(&progress.state);
+                to.status = OrderStatus::Cancelled;
+                to.status_reason = reasons::NOT_PAID_IN_TIME.to_owned();
+                to.next_action = Some(NextAction::ReleaseHold);
+                let detail = format!("not paid within {limit_s} s of its creation; cancelled");
+                tracing::warn!(action = action.as_str(), "{detail}");
+                metrics::saga_step(action, "too_old");
+                progress.state.apply(to);
+                progress.state.attempts = 0;
+                progress.steps.push(StepRecord {
+                    action: action.as_str(),
+                    outcome: "too_old",
+                    detail,
+                });
+                progress.advanced = true;
+                continue;
             }
             if progress.lease_until.saturating_duration_since(Instant::now()) < me.config.step_limit
             {
                 let renewed_at = Instant::now();
                 let lease = LeaseAfter::Renew { owner, lease: me.config.lease };
-                let saved =
-                    self.write(&mut progress, attempts, lease, Duration::ZERO, None).await?;
+                let saved = self
+                    .write(&mut progress, attempts, lease, Duration::ZERO, None, Park::No)
+                    .await?;
                 if saved.is_none() {
                     return Ok(Drive::ended(DriveEnd::Elsewhere));
                 }
@@ -335,7 +395,11 @@ impl Engine {
                 Step::Retry(detail) => {
                     metrics::saga_step(action, "retry");
                     let attempt = u32::try_from(attempts).unwrap_or(0);
-                    return self.park(&mut progress, action, owner, attempt, detail).await;
+                    return self.park(&mut progress, action, owner, attempt, detail, false).await;
+                }
+                Step::Stuck(detail) => {
+                    metrics::saga_step(action, "stuck");
+                    return self.park(&mut progress, action, owner, 0, detail, true).await;
                 }
             };
             metrics::saga_step(action, record.outcome);
@@ -376,7 +440,9 @@ impl Engine {
     }
 
     /// Writes the progress and waits for a retry of `action` after a backoff of `attempt`;
-    /// the recovery worker picks the order up then.
+    /// the recovery worker picks the order up then. The write parks the order for an
+    /// operator instead when `stuck`, when its step has failed for longer than `park_after`,
+    /// or when a charge's outcome is still unknown past the payment key's window.
     async fn park(
         &self,
         progress: &mut Progress,
@@ -384,14 +450,33 @@ impl Engine {
         owner: Uuid,
         attempt: u32,
         detail: String,
+        stuck: bool,
     ) -> Result<Drive, OrderError> {
-        let delay = backoff::delay(FIRST_BACKOFF, attempt, self.inner.config.max_backoff);
-        tracing::warn!(action = action.as_str(), error = %detail, retry_in = ?delay, "saga step failed; will retry");
+        let config = &self.inner.config;
+        let delay = backoff::delay(FIRST_BACKOFF, attempt, config.max_backoff);
+        let key_expired =
+            action == NextAction::Pay && progress.born.elapsed() >= config.payment_key_window;
+        let park = match config.park_after {
+            _ if stuck || key_expired => Park::Now,
+            Some(after) => Park::FailingFor(after),
+            None => Park::No,
+        };
         let attempts = progress.state.attempts.saturating_add(1);
         let lease = progress.give_up(owner, delay);
         let failure = StepRecord { action: action.as_str(), outcome: "retry", detail };
-        let saved = self.write(progress, attempts, lease, delay, Some(failure)).await?;
-        Ok(progress.ended(DriveEnd::Parked, saved))
+        let error = failure.detail.clone();
+        let saved = self.write(progress, attempts, lease, delay, Some(failure), park).await?;
+        match saved {
+            Some((_, true)) => {
+                tracing::error!(action = action.as_str(), error = %error, "saga parked: an operator must resolve the order (ListParkedOrders)");
+                metrics::saga_step(action, "parked");
+                Ok(progress.ended(DriveEnd::NeedsOperator, saved.map(|(at, _)| at)))
+            }
+            _ => {
+                tracing::warn!(action = action.as_str(), error = %error, retry_in = ?delay, "saga step failed; will retry");
+                Ok(progress.ended(DriveEnd::Parked, saved.map(|(at, _)| at)))
+            }
+        }
     }
 
     /// The one write of the engine: the progress, the steps since the last write (and the
@@ -404,7 +489,8 @@ impl Engine {
         lease: LeaseAfter,
         retry_in: Duration,
         failure: Option<StepRecord>,
-    ) -> Result<Option<DateTime<Utc>>, OrderError> {
+        park: Park,
+    ) -> Result<Option<(DateTime<Utc>, bool)>, OrderError> {
         let me = &self.inner;
         let error = failure.as_ref().map(|f| f.detail.clone());
         progress.steps.extend(failure);
@@ -420,6 +506,7 @@ impl Engine {
             retry_in,
             lease,
             steps: &progress.steps,
+            park,
         };
         let Some(saved) = me.store.save(&save).await? else {
             // Someone took the order over while this drive worked (its lease lapsed): they
@@ -442,7 +529,7 @@ impl Engine {
         for kind in progress.settlements.drain(..) {
             metrics::foreign_settlement(kind);
         }
-        Ok(Some(saved.updated_at))
+        Ok(Some((saved.updated_at, saved.parked)))
     }
 
     /// A hold taken by a drive whose write lost (the order was taken over meanwhile) may be

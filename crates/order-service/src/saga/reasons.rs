@@ -36,6 +36,11 @@ pub const REFERENCE_TAKEN: &str = "another caller holds this order's inventory r
 pub const REFERENCE_TAKEN_AFTER_PAYMENT: &str = "another caller took this order's inventory \
      reference (ORDER, order id) after payment; the payment is refunded";
 
+/// Reason of an order cancelled because it was not paid within its age limit
+/// (`ORDER_PAYMENT_DEADLINE_MS`): its hold is released and it is never charged.
+pub const NOT_PAID_IN_TIME: &str =
+    "not reserved and paid within the order's time limit; nothing was charged";
+
 /// The reason of a declined payment: the provider's own text, bounded.
 pub fn payment_declined(message: &str) -> String {
     let text = peer_text(message);

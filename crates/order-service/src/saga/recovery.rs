@@ -78,6 +78,7 @@ async fn scan(
     let backlog = store.backlog().await?;
     metrics::SAGA_BACKLOG.set(backlog.count);
     metrics::SAGA_OLDEST_PENDING.set(backlog.oldest_seconds);
+    metrics::SAGA_PARKED.set(backlog.parked);
 
     let free = u32::try_from(permits.available_permits()).unwrap_or(u32::MAX);
     if free == 0 {

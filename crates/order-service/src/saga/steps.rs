@@ -169,8 +169,12 @@ impl Engine {
                 let rec = lost(&mut to, err.to_string());
                 Step::Advance(to, rec)
             }
+            // The inventory refuses this commit for good (the hold is not ours, the request
+            // is malformed to it): only a person can settle it.
+            Err(err) if cannot_heal(err.peer_code()) => Step::Stuck(err.to_string()),
             // Paid orders never give up on their commit: retried with backoff until it
-            // lands, visible meanwhile in the saga backlog metrics.
+            // lands (or parks past SAGA_PARK_AFTER_MS), visible meanwhile in the saga
+            // backlog metrics.
             Err(err) => Step::Retry(err.to_string()),
         }
     }
@@ -243,12 +247,12 @@ impl Engine {
                     ),
                 )
             }
-            Ok(reply) => {
-                // A refusal this engine does not know: a person has to look, so say so
-                // loudly and stop retrying.
-                tracing::error!(message = %reply.message, status = %reply.status, "hold could not be released");
-                Step::Advance(to, record(NextAction::ReleaseHold, "failed", reply.message))
-            }
+            // A refusal this engine does not know: a person has to look, so the order waits
+            // for one (parked) instead of ending as if its hold were released.
+            Ok(reply) => Step::Stuck(format!(
+                "hold {reservation} could not be released ({}): {}",
+                reply.status, reply.message
+            )),
             Err(err) if err.peer_code() == Code::NotFound => {
                 Step::Advance(to, record(NextAction::ReleaseHold, "nothing_held", err.to_string()))
             }
@@ -260,12 +264,7 @@ impl Engine {
     async fn refund(&self, state: &SagaState) -> Step {
         let mut to = Transition::from_state(state);
         let Some(payment_id) = state.payment_id.as_deref() else {
-            tracing::error!("refund due but no payment id recorded");
-            to.next_action = None;
-            return Step::Advance(
-                to,
-                record(NextAction::Refund, "failed", "no payment id recorded".to_owned()),
-            );
+            return Step::Stuck("refund due but no payment id recorded".to_owned());
         };
         match self.inner.peers.payment.refund(state.id, payment_id, state.total_amount_minor).await
         {
@@ -274,10 +273,26 @@ impl Engine {
                 to.next_action = None;
                 Step::Advance(to, record(NextAction::Refund, "ok", format!("refund {refund_id}")))
             }
-            // Money owed is never given up on: retried with backoff until it goes through.
+            Err(err) if cannot_heal(err.peer_code()) => Step::Stuck(err.to_string()),
+            // Money owed is never given up on: retried with backoff until it goes through
+            // (or parks for an operator past SAGA_PARK_AFTER_MS).
             Err(err) => Step::Retry(err.to_string()),
         }
     }
+}
+
+/// Codes with which a peer refuses a settling call (commit, refund) for good: retrying the
+/// same call cannot change the answer, a person must.
+fn cannot_heal(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::Unimplemented
+            | Code::OutOfRange
+    )
 }
 
 /// The outcome of a reserve that got no stock (`why`): rejected with `reason`, or (already

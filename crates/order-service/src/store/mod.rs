@@ -2,6 +2,7 @@
 //! one statement; every saga write is guarded by the version it read and appends the audit
 //! rows of the steps it records in the same statement.
 
+mod operator;
 mod orders;
 mod reconcile;
 mod saga;
@@ -16,9 +17,10 @@ use crate::domain::pricing::PricedLine;
 use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
 
+pub use operator::ParkedView;
 pub use orders::CancelOutcome;
 pub use reconcile::{ConfirmedOrder, QueuedCommits};
-pub use saga::{Claimed, LastError, LeaseAfter, Save, Saved};
+pub use saga::{Claimed, LastError, LeaseAfter, Park, Save, Saved};
 
 /// Handle on the `orders` schema.
 #[derive(Debug, Clone)]
@@ -100,6 +102,10 @@ pub struct SagaState {
     pub lease_owner: Option<Uuid>,
     /// How long the lease still runs (None: no lease, or it lapsed).
     pub lease_left: Option<Duration>,
+    /// How old the order was when this state was read.
+    pub age: Duration,
+    /// Parked for an operator: nothing drives it until it is resolved.
+    pub parked: bool,
 }
 
 impl SagaState {
@@ -120,6 +126,8 @@ impl SagaState {
             payment_method: order.payment_method.clone(),
             lease_owner: Some(order.lease_owner),
             lease_left: Some(order.lease),
+            age: Duration::ZERO,
+            parked: false,
         }
     }
 
@@ -170,8 +178,12 @@ pub struct StepRecord {
 /// Orders whose saga still has a step to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
+    /// Orders with a step to do that the recovery worker retries.
     pub count: i64,
+    /// Age of the oldest of those (0 when none).
     pub oldest_seconds: i64,
+    /// Orders parked for an operator.
+    pub parked: i64,
 }
 
 fn lease_ms(lease: Duration) -> i64 {

@@ -195,16 +195,25 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<CancelOutcome, OrderError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, Option<String>, i32, bool)> = sqlx::query_as(
-            "select status, next_action, attempts, lease_owner is not null
+        let row: Option<(String, Option<String>, i32, bool, bool)> = sqlx::query_as(
+            "select status, next_action, attempts, lease_owner is not null, parked_at is not null
                from orders.orders where id = $1 for update",
         )
         .bind(cmd.order_id.uuid())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((status, next, attempts, driven)) = row else {
+        let Some((status, next, attempts, driven, parked)) = row else {
             return Err(OrderError::NotFound { what: "order", key: cmd.order_id.to_string() });
         };
+        // A parked order's state is what an operator must establish (a charge may be
+        // unknown): a customer's cancel cannot decide it.
+        if parked {
+            return Ok(CancelOutcome::Refused(
+                "order is waiting for an operator (a saga step failed for good); it cannot be \
+                 cancelled now"
+                    .to_owned(),
+            ));
+        }
         let status = parse_status(&status)?;
         let next = parse_next_action(next.as_deref())?;
         match decide(status, next, attempts, driven) {

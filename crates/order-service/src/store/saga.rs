@@ -29,6 +29,19 @@ pub struct Save<'a> {
     pub lease: LeaseAfter,
     /// The steps done since the last write, in order, for the audit.
     pub steps: &'a [StepRecord],
+    /// Whether the write parks the order for an operator.
+    pub park: Park,
+}
+
+/// When a save parks its order (no more automatic retries until an operator resolves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Park {
+    /// Not by this write.
+    No,
+    /// Now: the step failed in a way that cannot heal.
+    Now,
+    /// If the current step (failing again: attempts > 0) first failed longer ago than this.
+    FailingFor(Duration),
 }
 
 /// What a save does to `last_error`.
@@ -59,6 +72,8 @@ pub enum LeaseAfter {
 pub struct Saved {
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+    /// The write parked the order.
+    pub parked: bool,
 }
 
 /// An order the recovery worker claimed.
@@ -85,6 +100,8 @@ struct SagaRow {
     payment_method: String,
     lease_owner: Option<Uuid>,
     lease_left_ms: Option<i64>,
+    age_ms: i64,
+    parked: bool,
 }
 
 /// Longest `last_error` / audit detail kept: peers' messages are not ours to store unbounded.
@@ -104,7 +121,9 @@ impl Store {
             "select status, status_reason, payment_status, payment_id, reservation_id,
                     next_action, attempts, version, total_amount_minor, currency, payment_method,
                     lease_owner,
-                    (extract(epoch from leased_until - now()) * 1000)::int8 as lease_left_ms
+                    (extract(epoch from leased_until - now()) * 1000)::int8 as lease_left_ms,
+                    (extract(epoch from now() - created_at) * 1000)::int8 as age_ms,
+                    parked_at is not null as parked
                from orders.orders where id = $1",
         )
         .bind(id.uuid())
@@ -130,6 +149,8 @@ impl Store {
                     .and_then(|ms| u64::try_from(ms).ok())
                     .filter(|ms| *ms > 0)
                     .map(Duration::from_millis),
+                age: Duration::from_millis(u64::try_from(r.age_ms).unwrap_or(0)),
+                parked: r.parked,
             })
         })
         .transpose()
@@ -170,7 +191,12 @@ impl Store {
         let outcomes: Vec<&str> = save.steps.iter().map(|s| s.outcome).collect();
         let details: Vec<String> = save.steps.iter().map(|s| clip(&s.detail)).collect();
         let state = save.state;
-        let row: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+        let (park_now, park_after) = match save.park {
+            Park::No => (false, None),
+            Park::Now => (true, None),
+            Park::FailingFor(after) => (false, Some(lease_ms(after))),
+        };
+        let row: Option<(i64, DateTime<Utc>, bool)> = sqlx::query_as(
             "with saved as (
                  update orders.orders
                     set status = $3, status_reason = $4, payment_status = $5, payment_id = $6,
@@ -179,9 +205,17 @@ impl Store {
                         next_attempt_at = now() + $12 * interval '1 millisecond',
                         lease_owner = $13,
                         leased_until = now() + $14 * interval '1 millisecond',
+                        failing_since = case when $9 = 0 then null
+                                             else coalesce(failing_since, now()) end,
+                        parked_at = case
+                            when $8 is null then null
+                            when $18 then now()
+                            when $9 > 0 and failing_since
+                                 <= now() - $19 * interval '1 millisecond' then now()
+                        end,
                         version = version + 1, updated_at = now()
                   where id = $1 and version = $2
-                  returning version, updated_at),
+                  returning version, updated_at, parked_at is not null as parked),
              audit as (
                  insert into orders.saga_steps (order_id, action, outcome, detail)
                  select $1, s.action, s.outcome, s.detail
@@ -189,7 +223,7 @@ impl Store {
                         unnest($15::text[], $16::text[], $17::text[]) with ordinality
                             as s(action, outcome, detail, n)
                   order by s.n)
-             select version, updated_at from saved",
+             select version, updated_at, parked from saved",
         )
         .bind(state.id.uuid())
         .bind(state.version)
@@ -211,9 +245,11 @@ impl Store {
         .bind(&actions)
         .bind(&outcomes)
         .bind(&details)
+        .bind(park_now)
+        .bind(park_after)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(version, updated_at)| Saved { version, updated_at }))
+        Ok(row.map(|(version, updated_at, parked)| Saved { version, updated_at, parked }))
     }
 
     /// Hands back an order claimed but not driven, as it was: free, or (when the previous
@@ -247,6 +283,7 @@ impl Store {
                  select id, lease_owner is not null as lapsed
                    from orders.orders
                   where next_action is not null and next_attempt_at <= now()
+                    and parked_at is null
                     and (leased_until is null or leased_until < now())
                   order by next_attempt_at
                   limit $3
@@ -266,14 +303,17 @@ impl Store {
         Ok(rows.into_iter().map(|(id, lapsed)| Claimed { id: OrderId::from(id), lapsed }).collect())
     }
 
-    /// How many orders still have a saga step to do, and the age of the oldest.
+    /// How many orders still have a saga step to do (and the age of the oldest), and how
+    /// many of those are parked for an operator (counted apart: nothing retries them).
     pub async fn backlog(&self) -> Result<Backlog, OrderError> {
-        let (count, oldest): (i64, Option<f64>) = sqlx::query_as(
-            "select count(*), extract(epoch from now() - min(created_at))::float8
+        let (count, oldest, parked): (i64, Option<f64>, i64) = sqlx::query_as(
+            "select count(*) filter (where parked_at is null),
+                    extract(epoch from now() - min(created_at) filter (where parked_at is null))::float8,
+                    count(*) filter (where parked_at is not null)
                from orders.orders where next_action is not null",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(Backlog { count, oldest_seconds: oldest.map_or(0, |s| s.max(0.0) as i64) })
+        Ok(Backlog { count, oldest_seconds: oldest.map_or(0, |s| s.max(0.0) as i64), parked })
     }
 }
