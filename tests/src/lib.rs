@@ -27,7 +27,7 @@ pub use database::TestDb;
 pub use inventory::{InventoryClient, TestInventory, reserve_request, test_settings};
 pub use order::{
     OrderClient, PlantedOrder, SETTLE_TIMEOUT, SagaRow, SystemOptions, TestOrderServer, TestSystem,
-    order_request, order_settings, test_catalog,
+    migrate_orders, order_request, order_settings, test_catalog, wait_parked,
 };
 
 /// A connected channel to a loopback server.

@@ -305,13 +305,7 @@ impl TestSystem {
 
     /// Applies the `orders` migrations without starting a server (to plant rows first).
     pub async fn migrate_orders(&self) -> anyhow::Result<()> {
-        common::db::migrate(
-            &self.db.pool,
-            order_service::app::migrator(),
-            order_service::app::SCHEMA,
-        )
-        .await?;
-        Ok(())
+        migrate_orders(&self.db.pool).await
     }
 
     /// The running inventory server.
@@ -559,16 +553,10 @@ impl PlantedOrder {
         Self { status, payment_status: "SUCCEEDED", payment_id: Some(payment_id), ..self }
     }
 
-    /// The order's total.
-    pub fn total(&self) -> i64 {
-        self.lines.iter().map(|(_, _, q, price)| i64::from(*q) * price).sum()
-    }
-}
-
-impl TestSystem {
-    /// Writes `order` and its lines; returns its id.
-    pub async fn plant(&self, order: &PlantedOrder) -> anyhow::Result<String> {
-        let mut tx = self.db.pool.begin().await?;
+    /// Writes the order and its lines into the database of `pool`; returns its id.
+    pub async fn plant_into(&self, pool: &sqlx::PgPool) -> anyhow::Result<String> {
+        let order = self;
+        let mut tx = pool.begin().await?;
         sqlx::query(
             "insert into orders.orders
                  (id, user_id, request_fingerprint, status, currency, payment_method,
@@ -610,6 +598,18 @@ impl TestSystem {
         }
         tx.commit().await?;
         Ok(order.id.to_string())
+    }
+
+    /// The order's total.
+    pub fn total(&self) -> i64 {
+        self.lines.iter().map(|(_, _, q, price)| i64::from(*q) * price).sum()
+    }
+}
+
+impl TestSystem {
+    /// Writes `order` and its lines; returns its id.
+    pub async fn plant(&self, order: &PlantedOrder) -> anyhow::Result<String> {
+        order.plant_into(&self.db.pool).await
     }
 
     /// The id of `user`'s first order, once it exists (e.g. while CreateOrder is in flight).
@@ -685,6 +685,30 @@ impl TestSystem {
         let channel = Channel::from_shared(format!("http://{}", self.payment_addr))?.connect_lazy();
         Ok(proto::payment::v1::payment_service_client::PaymentServiceClient::new(channel))
     }
+}
+
+/// Polls until order `id` is parked for an operator (fails after [`SETTLE_TIMEOUT`]).
+pub async fn wait_parked(pool: &sqlx::PgPool, id: &str) -> anyhow::Result<()> {
+    let id = uuid::Uuid::parse_str(id)?;
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let parked: bool =
+            sqlx::query_scalar("select parked_at is not null from orders.orders where id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await?;
+        if parked {
+            return Ok(());
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "order {id} never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Applies the `orders` migrations to the database of `pool`.
+pub async fn migrate_orders(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    common::db::migrate(pool, order_service::app::migrator(), order_service::app::SCHEMA).await?;
+    Ok(())
 }
 
 /// The saga columns of one order row.

@@ -7,26 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use proto::order::v1 as pb;
-use system_tests::{PlantedOrder, TestSystem, metric_value};
+use system_tests::{PlantedOrder, TestSystem, metric_value, wait_parked};
 use tonic::Code;
-
-/// Polls until order `id` is parked (or fails after 15 s).
-async fn wait_parked(sys: &TestSystem, id: &str) -> anyhow::Result<()> {
-    let id = uuid::Uuid::parse_str(id)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let parked: bool =
-            sqlx::query_scalar("select parked_at is not null from orders.orders where id = $1")
-                .bind(id)
-                .fetch_one(&sys.db.pool)
-                .await?;
-        if parked {
-            return Ok(());
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "order {id} never parked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Polls the first order server's `order_saga_parked` until it reads `want`.
 async fn wait_parked_gauge(sys: &TestSystem, want: f64) -> anyhow::Result<()> {
@@ -63,7 +45,7 @@ async fn a_refund_refused_for_good_parks_the_order_until_an_operator_records_it(
     sys.payment_faults.set_fail_all(true);
 
     sys.start_order_server().await?;
-    wait_parked(&sys, &id).await?;
+    wait_parked(&sys.db.pool, &id).await?;
     wait_parked_gauge(&sys, 1.0).await?;
     // Parked: nothing retries it any more.
     let steps = sys.saga_steps(&id).await?;
@@ -136,7 +118,7 @@ async fn a_step_failing_for_too_long_parks_and_an_operator_retry_settles_it() ->
     // The inventory is down: the reserve fails again and again, then the order parks.
     sys.stop_inventory().await?;
     sys.start_order_server().await?;
-    wait_parked(&sys, &id).await?;
+    wait_parked(&sys.db.pool, &id).await?;
     let row = sys.saga_row(&id).await?;
     assert_eq!((row.status.as_str(), row.next_action.as_deref()), ("PENDING", Some("reserve")));
     assert!(row.attempts >= 2, "{row:?}");
@@ -209,7 +191,7 @@ async fn an_order_not_paid_in_time_is_cancelled_and_never_charged() -> anyhow::R
     let steps = sys.saga_steps(&stale_id).await?;
     assert_eq!(steps[0], ("reserve".to_owned(), "too_old".to_owned()));
     // An unknown charge is never asked again past the limit: an operator establishes it.
-    wait_parked(&sys, &unknown_id).await?;
+    wait_parked(&sys.db.pool, &unknown_id).await?;
     assert!(sys.ledger.charges_for_order(&stale_id).is_empty());
     assert!(sys.ledger.charges_for_order(&unknown_id).is_empty());
     assert_eq!(sys.payment_faults.calls(), 0, "the payment was called");

@@ -5,5 +5,6 @@
 mod admin;
 mod holds;
 mod labels;
+mod parked;
 mod transport;
 mod user_binding;
