@@ -30,7 +30,7 @@ use crate::domain::HoldCaller;
 use crate::error::{CALLER_NOT_ALLOWED, InventoryError};
 
 /// Every RPC of `inventory.v1.InventoryService`, as a policy names them.
-pub const RPCS: [&str; 9] = [
+pub const RPCS: [&str; 10] = [
     "CheckInventoryAvailability",
     "ReserveInventory",
     "CommitReservation",
@@ -40,6 +40,7 @@ pub const RPCS: [&str; 9] = [
     "GetInventoryItem",
     "ListInventoryItems",
     "GetReservation",
+    "VerifyLedger",
 ];
 
 /// Stands for every RPC, or every reference type, in a policy.

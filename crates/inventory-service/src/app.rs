@@ -141,8 +141,9 @@ impl App {
             },
         )
         .with_admin_guard(admin.clone())
+        .with_lapse_grace(Duration::from_millis(settings.reconcile_lapse_grace_ms))
         .with_access(access.clone());
-        admin.log_startup("UpsertInventoryItem, AdjustStock", host.tls_enabled());
+        admin.log_startup("UpsertInventoryItem, AdjustStock, VerifyLedger", host.tls_enabled());
         tracing::info!(
             grpc_addr = %host.grpc_addr()?,
             tls = host.tls_enabled(),

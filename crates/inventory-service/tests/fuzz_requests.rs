@@ -53,6 +53,9 @@ test_support::fuzz_requests! {
         seed: pb::ListInventoryItemsRequest { page_size: 20, page_token: convert::page_token("SKU-1") };
     GetReservationRequest => |r| convert::reservation_id(&r.reservation_id).map(drop),
         seed: pb::GetReservationRequest { reservation_id: RESERVATION.into() };
+    // No fields: nothing to refuse.
+    VerifyLedgerRequest => |_r| Ok::<(), inventory_service::error::InventoryError>(()),
+        seed: pb::VerifyLedgerRequest {};
 }
 
 const RESERVATION: &str = "0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f";

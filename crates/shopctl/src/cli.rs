@@ -146,6 +146,10 @@ pub enum Command {
     #[command(subcommand)]
     Reservation(ReservationCommand),
 
+    /// Verify the whole inventory ledger now: every movement, every checkpoint (admin RPC;
+    /// it reads all of history, so raise --timeout-ms to match).
+    VerifyLedger,
+
     /// Orders: place, show, list, cancel; parked and resolve for operators.
     #[command(subcommand)]
     Order(OrderCommand),

@@ -182,6 +182,39 @@ impl Inventory {
         self.settled(answer)
     }
 
+    /// Runs `verify-ledger`: prints each kind's count; any inconsistency is exit code 2.
+    pub async fn verify_ledger(&mut self) -> Result<(), CliError> {
+        let request = self.request(pb::VerifyLedgerRequest {});
+        let answer = self.client.verify_ledger(request).await;
+        let report = answer.map_err(|s| self.rpc_error(s))?.into_inner();
+        self.out.emit(
+            || {
+                serde_json::json!({
+                    "inconsistencies": report.inconsistencies.iter().map(|c| serde_json::json!({
+                        "kind": c.kind, "count": c.count.to_string(),
+                    })).collect::<Vec<_>>(),
+                    "elapsedMs": report.elapsed_ms.to_string(),
+                })
+            },
+            || {
+                let mut text: String = report
+                    .inconsistencies
+                    .iter()
+                    .map(|c| format!("{:<22} {}\n", c.kind, c.count))
+                    .collect();
+                text.push_str(&format!("verified in {} ms\n", report.elapsed_ms));
+                text
+            },
+        )?;
+        let total: i64 = report.inconsistencies.iter().map(|c| c.count).sum();
+        if total > 0 {
+            return Err(CliError::Usage(format!(
+                "the ledger has {total} inconsistencies (see the runbook, InventoryInconsistency)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs `cancel`.
     pub async fn cancel(&mut self, reservation_id: String) -> Result<(), CliError> {
         let request = self.request(pb::CancelReservationRequest { reservation_id });

@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Commit(arg) => Inventory::new(&cli.global)?.commit(arg.reservation_id).await,
         Command::Cancel(arg) => Inventory::new(&cli.global)?.cancel(arg.reservation_id).await,
         Command::Reservation(command) => Inventory::new(&cli.global)?.reservation(command).await,
+        Command::VerifyLedger => Inventory::new(&cli.global)?.verify_ledger().await,
         Command::Order(command) => Orders::new(&cli.global)?.run(command).await,
     }
 }

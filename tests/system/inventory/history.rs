@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use inventory_service::domain::InconsistencyKind;
 use inventory_service::reconciler::{reconcile_once, verify_full};
 use inventory_service::retention::{self, RetentionConfig};
@@ -94,6 +95,13 @@ async fn a_pass_reads_only_what_changed_since_the_last_and_still_catches_what_ca
     let checkpoints = full.kinds.iter().find(|k| k.kind == InconsistencyKind::CheckpointMismatch);
     let skus: Vec<_> = checkpoints.into_iter().flat_map(|k| &k.samples).map(|m| &m.sku).collect();
     assert_eq!(skus, ["C"]);
+    // An operator verifies in full on demand: the RPC through shopctl, exit code 2.
+    let url = format!("http://{}", inv.addr);
+    let cli =
+        shopctl::cli::Cli::try_parse_from(["shopctl", "--inventory-url", &url, "verify-ledger"])?;
+    let refused = shopctl::run(cli).await.expect_err("inconsistent ledger");
+    assert_eq!(refused.exit_code(), 2, "{}", refused.report());
+    assert!(refused.report().contains("3 inconsistencies"), "{}", refused.report());
     // Every replica exports what the last pass stored.
     let shared = store.shared_results().await?;
     assert!(shared.counts.contains(&(InconsistencyKind::CheckpointMismatch, 1)));

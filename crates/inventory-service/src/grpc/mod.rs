@@ -3,7 +3,7 @@
 pub mod convert;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::auth::AdminGuard;
 use proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
@@ -13,6 +13,7 @@ use crate::access::{Access, Authorized};
 use crate::domain::{HoldCaller, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
+use crate::reconciler;
 use crate::store::Store;
 use convert::Limits;
 
@@ -21,16 +22,29 @@ use convert::Limits;
 pub struct InventoryApi {
     store: Store,
     limits: Limits,
-    /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock); open by default.
+    /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock, VerifyLedger); open by default.
     admin: AdminGuard,
     /// Who may call which RPC, and whose holds; open by default.
     access: Access,
+    /// What VerifyLedger counts as a lapsed hold (`RECONCILE_LAPSE_GRACE_MS`).
+    lapse_grace: Duration,
 }
 
 impl InventoryApi {
     /// A handler set over `store`, bounded by `limits`.
     pub fn new(store: Store, limits: Limits) -> Self {
-        Self { store, limits, admin: AdminGuard::open(), access: Access::open() }
+        Self {
+            store,
+            limits,
+            admin: AdminGuard::open(),
+            access: Access::open(),
+            lapse_grace: Duration::from_secs(60),
+        }
+    }
+
+    /// The same handlers, VerifyLedger counting holds lapsed for longer than `lapse_grace`.
+    pub fn with_lapse_grace(self, lapse_grace: Duration) -> Self {
+        Self { lapse_grace, ..self }
     }
 
     /// The same handlers with the admin RPCs guarded by `admin`.
@@ -171,6 +185,30 @@ impl InventoryService for InventoryApi {
         self.authorize_admin(&request, "AdjustStock")?;
         let cmd = convert::adjust(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.adjust(&cmd).await?)))
+    }
+
+    async fn verify_ledger(
+        &self,
+        request: Request<pb::VerifyLedgerRequest>,
+    ) -> Result<Response<pb::VerifyLedgerResponse>, Status> {
+        self.authorize_admin(&request, "VerifyLedger")?;
+        let found = reconciler::verify_full(&self.store, self.lapse_grace).await?;
+        tracing::info!(
+            total = found.total(),
+            elapsed_ms = u64::try_from(found.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "ledger verified in full on request"
+        );
+        Ok(Response::new(pb::VerifyLedgerResponse {
+            inconsistencies: found
+                .kinds
+                .iter()
+                .map(|k| pb::InconsistencyCount {
+                    kind: k.kind.as_str().to_owned(),
+                    count: i64::try_from(k.count).unwrap_or(i64::MAX),
+                })
+                .collect(),
+            elapsed_ms: i64::try_from(found.elapsed.as_millis()).unwrap_or(i64::MAX),
+        }))
     }
 
     async fn get_inventory_item(

@@ -88,86 +88,104 @@ impl Inconsistencies {
 
 // Each query returns at most `$1` sample rows plus, on every row, the total count of
 // mismatches (`count(*) over ()` is computed before the limit applies). No row means none.
+// The mismatching rows are found first, in a materialized CTE, and only they are sorted and
+// named: with the sort and limit over the whole join, the planner walks the stock rows in SKU
+// order expecting to stop after `$1` mismatches, with a nested loop into the sums, and when
+// there are none (the usual case) that is rows x groups: ~1 s for 10k rows and a few thousand
+// tail groups, against ~40 ms with hash joins.
+
+/// Names the mismatching rows of `bad` (id, item_id, warehouse_id, detail), sorted, at most `$1`.
+macro_rules! named_rows {
+    ($bad:literal) => {
+        concat!(
+            "with bad as materialized (",
+            $bad,
+            ")
+             select i.sku, b.warehouse_id, null::uuid as reservation_id, b.detail,
+                    count(*) over () as total
+               from bad b join inventory.items i on i.id = b.item_id
+              order by i.sku, b.warehouse_id
+              limit $1"
+        )
+    };
+}
 
 /// Rows whose `reserved` differs from their PENDING holds. The pending holds are found
 /// through the partial index `reservations_pending_expiry`, their lines by primary key.
-const RESERVED_MISMATCH: &str = "
-    select i.sku, sl.warehouse_id, null::uuid as reservation_id,
-           format('reserved %s, pending holds %s', sl.reserved, coalesce(h.held, 0)) as detail,
-           count(*) over () as total
-      from inventory.stock_levels sl
-      join inventory.items i on i.id = sl.item_id
-      left join (select ri.stock_level_id, sum(ri.quantity) as held
-                   from inventory.reservations r
-                   join inventory.reservation_items ri on ri.reservation_id = r.id
-                  where r.status = 'PENDING'
-                  group by ri.stock_level_id) h on h.stock_level_id = sl.id
-     where sl.reserved <> coalesce(h.held, 0)
-     order by i.sku, sl.warehouse_id
-     limit $1";
+const RESERVED_MISMATCH: &str = named_rows!(
+    "select sl.id, sl.item_id, sl.warehouse_id,
+            format('reserved %s, pending holds %s', sl.reserved, coalesce(h.held, 0)) as detail
+       from inventory.stock_levels sl
+       left join (select ri.stock_level_id, sum(ri.quantity) as held
+                    from inventory.reservations r
+                    join inventory.reservation_items ri on ri.reservation_id = r.id
+                   where r.status = 'PENDING'
+                   group by ri.stock_level_id) h on h.stock_level_id = sl.id
+      where sl.reserved <> coalesce(h.held, 0)"
+);
 
 /// Rows whose levels differ from their checkpoint plus the tail: reads the movements
 /// recorded since the horizon only (`movements_txid`), whatever the ledger's size.
-const LEDGER_MISMATCH: &str = "
-    select i.sku, sl.warehouse_id, null::uuid as reservation_id,
-           format('on_hand %s, ledger %s; reserved %s, ledger %s',
-                  sl.on_hand, coalesce(c.on_hand, 0) + coalesce(t.on_hand, 0),
-                  sl.reserved, coalesce(c.reserved, 0) + coalesce(t.reserved, 0)) as detail,
-           count(*) over () as total
-      from inventory.stock_levels sl
-      join inventory.items i on i.id = sl.item_id
-      left join inventory.ledger_checkpoints c on c.stock_level_id = sl.id
-      left join (select stock_level_id, sum(on_hand_delta) as on_hand,
-                        sum(reserved_delta) as reserved
-                   from inventory.movements
-                  where txid >= (select through_txid from inventory.ledger_horizon)
-                  group by stock_level_id) t on t.stock_level_id = sl.id
-     where sl.on_hand <> coalesce(c.on_hand, 0) + coalesce(t.on_hand, 0)
-        or sl.reserved <> coalesce(c.reserved, 0) + coalesce(t.reserved, 0)
-     order by i.sku, sl.warehouse_id
-     limit $1";
+const LEDGER_MISMATCH: &str = named_rows!(
+    "select sl.id, sl.item_id, sl.warehouse_id,
+            format('on_hand %s, ledger %s; reserved %s, ledger %s',
+                   sl.on_hand, coalesce(c.on_hand, 0) + coalesce(t.on_hand, 0),
+                   sl.reserved, coalesce(c.reserved, 0) + coalesce(t.reserved, 0)) as detail
+       from inventory.stock_levels sl
+       left join inventory.ledger_checkpoints c on c.stock_level_id = sl.id
+       left join (select stock_level_id, sum(on_hand_delta) as on_hand,
+                         sum(reserved_delta) as reserved
+                    from inventory.movements
+                   where txid >= (select through_txid from inventory.ledger_horizon)
+                   group by stock_level_id) t on t.stock_level_id = sl.id
+      where sl.on_hand <> coalesce(c.on_hand, 0) + coalesce(t.on_hand, 0)
+         or sl.reserved <> coalesce(c.reserved, 0) + coalesce(t.reserved, 0)"
+);
 
 /// A full verification's ledger check: the removed movements' sums plus every movement.
-const LEDGER_MISMATCH_FULL: &str = "
-    select i.sku, sl.warehouse_id, null::uuid as reservation_id,
-           format('on_hand %s, ledger %s; reserved %s, ledger %s',
-                  sl.on_hand, coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0),
-                  sl.reserved, coalesce(b.reserved, 0) + coalesce(m.reserved, 0)) as detail,
-           count(*) over () as total
-      from inventory.stock_levels sl
-      join inventory.items i on i.id = sl.item_id
-      left join inventory.ledger_base b on b.stock_level_id = sl.id
-      left join (select stock_level_id, sum(on_hand_delta) as on_hand,
-                        sum(reserved_delta) as reserved
-                   from inventory.movements
-                  group by stock_level_id) m on m.stock_level_id = sl.id
-     where sl.on_hand <> coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0)
-        or sl.reserved <> coalesce(b.reserved, 0) + coalesce(m.reserved, 0)
-     order by i.sku, sl.warehouse_id
-     limit $1";
+const LEDGER_MISMATCH_FULL: &str = named_rows!(
+    "select sl.id, sl.item_id, sl.warehouse_id,
+            format('on_hand %s, ledger %s; reserved %s, ledger %s',
+                   sl.on_hand, coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0),
+                   sl.reserved, coalesce(b.reserved, 0) + coalesce(m.reserved, 0)) as detail
+       from inventory.stock_levels sl
+       left join inventory.ledger_base b on b.stock_level_id = sl.id
+       left join (select stock_level_id, sum(on_hand_delta) as on_hand,
+                         sum(reserved_delta) as reserved
+                    from inventory.movements
+                   group by stock_level_id) m on m.stock_level_id = sl.id
+      where sl.on_hand <> coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0)
+         or sl.reserved <> coalesce(b.reserved, 0) + coalesce(m.reserved, 0)"
+);
 
 /// Checkpoints that differ from the base plus the remaining movements below the horizon.
-const CHECKPOINT_MISMATCH: &str = "
-    select i.sku, sl.warehouse_id, null::uuid as reservation_id,
-           format('checkpoint on_hand %s, movements %s; reserved %s, movements %s',
-                  coalesce(c.on_hand, 0), coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0),
-                  coalesce(c.reserved, 0), coalesce(b.reserved, 0) + coalesce(m.reserved, 0))
-               as detail,
-           count(*) over () as total
-      from inventory.stock_levels sl
-      join inventory.items i on i.id = sl.item_id
-      left join inventory.ledger_checkpoints c on c.stock_level_id = sl.id
-      left join inventory.ledger_base b on b.stock_level_id = sl.id
-      left join (select stock_level_id, sum(on_hand_delta) as on_hand,
-                        sum(reserved_delta) as reserved
-                   from inventory.movements
-                  where txid is null
-                     or txid < (select through_txid from inventory.ledger_horizon)
-                  group by stock_level_id) m on m.stock_level_id = sl.id
-     where coalesce(c.on_hand, 0) <> coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0)
-        or coalesce(c.reserved, 0) <> coalesce(b.reserved, 0) + coalesce(m.reserved, 0)
-     order by i.sku, sl.warehouse_id
-     limit $1";
+const CHECKPOINT_MISMATCH: &str = named_rows!(
+    "select sl.id, sl.item_id, sl.warehouse_id,
+            format('checkpoint on_hand %s, movements %s; reserved %s, movements %s',
+                   coalesce(c.on_hand, 0), coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0),
+                   coalesce(c.reserved, 0), coalesce(b.reserved, 0) + coalesce(m.reserved, 0))
+                as detail
+       from inventory.stock_levels sl
+       left join inventory.ledger_checkpoints c on c.stock_level_id = sl.id
+       left join inventory.ledger_base b on b.stock_level_id = sl.id
+       left join (select stock_level_id, sum(on_hand_delta) as on_hand,
+                         sum(reserved_delta) as reserved
+                    from inventory.movements
+                   where txid is null
+                      or txid < (select through_txid from inventory.ledger_horizon)
+                   group by stock_level_id) m on m.stock_level_id = sl.id
+      where coalesce(c.on_hand, 0) <> coalesce(b.on_hand, 0) + coalesce(m.on_hand, 0)
+         or coalesce(c.reserved, 0) <> coalesce(b.reserved, 0) + coalesce(m.reserved, 0)"
+);
+
+/// Rows the CHECK constraint should make impossible; measured anyway, because a constraint
+/// can be dropped or bypassed (a restore, a manual fix) and the alert must still see it.
+const IMPOSSIBLE_LEVEL: &str = named_rows!(
+    "select sl.id, sl.item_id, sl.warehouse_id,
+            format('on_hand %s, reserved %s', sl.on_hand, sl.reserved) as detail
+       from inventory.stock_levels sl
+      where sl.on_hand < 0 or sl.reserved < 0 or sl.reserved > sl.on_hand"
+);
 
 /// Folds the tail below this snapshot's xmin into the checkpoints and moves the horizon
 /// there: every transaction below the xmin has ended, so no movement can join that range
@@ -225,18 +243,6 @@ pub enum Turn {
     /// Give up at once: the running pass will export what it finds.
     Skip,
 }
-
-/// Rows the CHECK constraint should make impossible; measured anyway, because a constraint
-/// can be dropped or bypassed (a restore, a manual fix) and the alert must still see it.
-const IMPOSSIBLE_LEVEL: &str = "
-    select i.sku, sl.warehouse_id, null::uuid as reservation_id,
-           format('on_hand %s, reserved %s', sl.on_hand, sl.reserved) as detail,
-           count(*) over () as total
-      from inventory.stock_levels sl
-      join inventory.items i on i.id = sl.item_id
-     where sl.on_hand < 0 or sl.reserved < 0 or sl.reserved > sl.on_hand
-     order by i.sku, sl.warehouse_id
-     limit $1";
 
 /// PENDING holds lapsed for longer than the grace (`$2` ms): the sweeper should have
 /// released them. One row per hold (the window counts groups), via the partial index.
