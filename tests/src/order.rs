@@ -190,6 +190,11 @@ pub fn order_settings(
         order_payment_deadline_ms: 20 * 60_000,
         saga_park_after_ms: 3_600_000,
         payment_key_window_hours: 24,
+        // Off: the retention tests run rounds themselves.
+        retention_interval_ms: 0,
+        retention_batch_size: 1_000,
+        saga_step_retention_days: 400,
+        idempotency_key_retention_days: 35,
         create_order_budget_ms: 10_000,
         retry_backoff_max_ms: 400,
         // Off: the reconcile tests turn it on. Its gauge is process-wide, and under

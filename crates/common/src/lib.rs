@@ -14,6 +14,8 @@ pub mod host;
 pub mod metrics;
 /// Overload protection: concurrency limit, call deadlines, HTTP/2 and message-size limits.
 pub mod overload;
+/// Retention rounds: batches of old history removed every interval, by any replica.
+pub mod retention;
 /// gRPC server bootstrap: reflection, health and database-driven readiness.
 pub mod server;
 /// Command-line and environment settings shared by every server.

@@ -7,15 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use common::auth::AdminGuard;
 use common::host::{Host, HostSpec};
+use common::retention::{self, RetentionConfig};
 use proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use tonic::service::Routes;
 
 use crate::access::{Access, Policy};
 use crate::grpc::{InventoryApi, convert::Limits};
+use crate::metrics;
 use crate::reconciler::{self, ReconcileConfig};
-use crate::retention::{self, RetentionConfig};
 use crate::settings::Settings;
-use crate::store::{CheckBatching, ReserveBatching, Store};
+use crate::store::{CheckBatching, ReserveBatching, Retained, Store};
 use crate::sweeper;
 
 /// The gRPC service name health reports on.
@@ -118,17 +119,24 @@ impl App {
             host.stop_token(),
         ));
 
+        let keep = [
+            (Retained::Movements, days(settings.movement_retention_days)),
+            (Retained::SettledHolds, days(settings.hold_retention_days)),
+            // A key kept for less than a day would break retries within the documented window.
+            (
+                Retained::AdjustmentKeys,
+                days(settings.adjustment_key_retention_days)
+                    .map(|d| d.max(Duration::from_secs(86_400))),
+            ),
+        ];
         host.spawn(retention::run(
             store.clone(),
             RetentionConfig {
                 interval: background_interval(settings.retention_interval_ms),
                 batch: settings.retention_batch_size.max(1),
-                movements: days(settings.movement_retention_days),
-                settled_holds: days(settings.hold_retention_days),
-                // A key kept for less than a day would break retries within the documented window.
-                adjustment_keys: days(settings.adjustment_key_retention_days)
-                    .map(|d| d.max(Duration::from_secs(86_400))),
+                keep: keep.into_iter().filter_map(|(kind, keep)| Some((kind, keep?))).collect(),
             },
+            &metrics::RETENTION_REMOVED,
             host.stop_token(),
         ));
 

@@ -8,7 +8,6 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod reconciler;
-pub mod retention;
 pub mod settings;
 pub mod store;
 pub mod sweeper;

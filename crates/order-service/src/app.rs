@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::auth::{AdminGuard, AuthSettingsError};
 use common::host::{Host, HostSpec};
+use common::retention::{self, RetentionConfig};
 use proto::order::v1::order_service_server::OrderServiceServer;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
@@ -14,12 +15,13 @@ use tonic::service::Routes;
 use crate::authz::CallerPolicy;
 use crate::clients::Peers;
 use crate::grpc::OrderApi;
+use crate::metrics;
 use crate::orders::{Orders, OrdersConfig};
 use crate::reconciler::{self, ReconcileConfig};
 use crate::saga::recovery::{self, RecoveryConfig};
 use crate::saga::{Engine, EngineConfig};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Retained, Store};
 
 /// The gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "order.v1.OrderService";
@@ -132,6 +134,28 @@ impl App {
             sagas.clone(),
             stop.clone(),
         ));
+        let keep = [
+            (Retained::SagaSteps, days(settings.saga_step_retention_days)),
+            // A key kept for less than a day would break retries within the documented window.
+            (
+                Retained::IdempotencyKeys,
+                days(settings.idempotency_key_retention_days)
+                    .map(|d| d.max(Duration::from_secs(86_400))),
+            ),
+        ];
+        host.spawn(retention::run(
+            store.clone(),
+            RetentionConfig {
+                interval: match settings.retention_interval_ms {
+                    0 => Duration::ZERO,
+                    ms => Duration::from_millis(ms.max(10)),
+                },
+                batch: settings.retention_batch_size.max(1),
+                keep: keep.into_iter().filter_map(|(kind, keep)| Some((kind, keep?))).collect(),
+            },
+            &metrics::RETENTION_REMOVED,
+            stop.clone(),
+        ));
         host.spawn(reconciler::run(
             store.clone(),
             peers.inventory.clone(),
@@ -199,6 +223,11 @@ impl App {
         pool.close().await;
         served
     }
+}
+
+/// A keep period in days; 0 keeps forever.
+fn days(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 86_400))
 }
 
 /// A limit in milliseconds; 0 is no limit.

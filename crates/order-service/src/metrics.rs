@@ -56,6 +56,15 @@ pub static SAGA_OLDEST_PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// Rows retention removed (or, for idempotency keys, cleared), by table.
+pub static RETENTION_REMOVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_retention_removed_total",
+        "History removed by retention past its keep period: saga_steps rows, idempotency_keys cleared.",
+        &["table"],
+    )
+});
+
 /// Orders parked for an operator: a step failed for good or for too long; nothing retries
 /// them until they are resolved (ResolveParkedOrder).
 pub static SAGA_PARKED: LazyLock<IntGauge> = LazyLock::new(|| {

@@ -141,6 +141,24 @@ pub struct Settings {
     #[arg(long, env = "SAGA_PARK_AFTER_MS", default_value_t = 3_600_000)]
     pub saga_park_after_ms: u64,
 
+    /// How often retention removes history past its keep period, in milliseconds (0
+    /// disables it on this replica).
+    #[arg(long, env = "RETENTION_INTERVAL_MS", default_value_t = 60_000)]
+    pub retention_interval_ms: u64,
+
+    /// Most rows one retention batch removes.
+    #[arg(long, env = "RETENTION_BATCH_SIZE", default_value_t = 1_000)]
+    pub retention_batch_size: u32,
+
+    /// Days the saga audit rows of a settled order are kept (0: forever).
+    #[arg(long, env = "SAGA_STEP_RETENTION_DAYS", default_value_t = 400)]
+    pub saga_step_retention_days: u32,
+
+    /// Days a settled order's idempotency key deduplicates retries (0: forever, at least 1):
+    /// after it, a CreateOrder with the same user and key places a new order.
+    #[arg(long, env = "IDEMPOTENCY_KEY_RETENTION_DAYS", default_value_t = 35)]
+    pub idempotency_key_retention_days: u32,
+
     /// Hours the payment provider honours an idempotency key: a charge whose outcome is
     /// still unknown past it is parked, never asked again (at least 1).
     #[arg(long, env = "PAYMENT_KEY_WINDOW_HOURS", default_value_t = 24)]

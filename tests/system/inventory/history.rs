@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use clap::Parser;
+use common::retention::{self, RetentionConfig};
 use inventory_service::domain::InconsistencyKind;
+use inventory_service::metrics::RETENTION_REMOVED;
 use inventory_service::reconciler::{reconcile_once, verify_full};
-use inventory_service::retention::{self, RetentionConfig};
-use inventory_service::store::{Inconsistencies, PASS_LOCK, Scope, Store, Turn};
+use inventory_service::store::{Inconsistencies, PASS_LOCK, Retained, Scope, Store, Turn};
 use proto::inventory::v1 as pb;
 use system_tests::TestInventory;
 use tokio_util::sync::CancellationToken;
@@ -148,11 +149,13 @@ async fn retention_removes_old_history_and_the_ledger_still_proves_every_row() -
     let config = RetentionConfig {
         interval: Duration::from_secs(60),
         batch: 2,
-        movements: Some(30 * DAY),
-        settled_holds: Some(30 * DAY),
-        adjustment_keys: Some(30 * DAY),
+        keep: vec![
+            (Retained::Movements, 30 * DAY),
+            (Retained::SettledHolds, 30 * DAY),
+            (Retained::AdjustmentKeys, 30 * DAY),
+        ],
     };
-    retention::round(&store, &config, &CancellationToken::new()).await?;
+    retention::round(&store, &config, &RETENTION_REMOVED, &CancellationToken::new()).await?;
 
     // Movements: only o-4's two, past the horizon, are left; the rest is in the base.
     let left = count(&inv, "select count(*) from inventory.movements").await?;
@@ -185,7 +188,7 @@ async fn retention_removes_old_history_and_the_ledger_still_proves_every_row() -
     assert_eq!(inv.item("A").await?.on_hand, 13);
 
     // A second round finds nothing more; corruption planted afterwards is still caught.
-    retention::round(&store, &config, &CancellationToken::new()).await?;
+    retention::round(&store, &config, &RETENTION_REMOVED, &CancellationToken::new()).await?;
     assert_eq!(count(&inv, "select count(*) from inventory.movements").await?, 0);
     stray_movement(&inv, "A", 3, 0).await?;
     assert_eq!(ledger(&reconcile_once(&store, GRACE).await?).1, ["A"]);

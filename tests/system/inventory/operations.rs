@@ -114,6 +114,7 @@ async fn reflection_serves_every_rpc_by_symbol() -> anyhow::Result<()> {
             "ListInventoryItems",
             "ReserveInventory",
             "UpsertInventoryItem",
+            "VerifyLedger",
         ]
     );
     Ok(())

@@ -13,4 +13,5 @@ mod place;
 mod reconcile;
 mod recovery;
 mod refusals;
+mod retention;
 mod validation;

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use common::retention::History;
+
 use super::Store;
 use crate::error::InventoryError;
 
@@ -64,24 +66,20 @@ pub enum Retained {
     AdjustmentKeys,
 }
 
-impl Retained {
-    /// Every kind, in the order a retention round removes them.
-    pub const ALL: [Self; 3] = [Self::Movements, Self::SettledHolds, Self::AdjustmentKeys];
+impl History for Store {
+    type Kind = Retained;
+    type Error = InventoryError;
 
-    /// The `table` label of `inventory_retention_removed_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Movements => "movements",
-            Self::SettledHolds => "reservations",
-            Self::AdjustmentKeys => "adjustments",
+    fn label(kind: Retained) -> &'static str {
+        match kind {
+            Retained::Movements => "movements",
+            Retained::SettledHolds => "reservations",
+            Retained::AdjustmentKeys => "adjustments",
         }
     }
-}
 
-impl Store {
-    /// Removes at most `batch` rows of `what` older than `keep`, in one transaction; returns
-    /// how many went (fewer than `batch`: nothing older is left).
-    pub async fn remove_old(
+    /// One statement per batch (see the queries above).
+    async fn remove_old(
         &self,
         what: Retained,
         keep: Duration,

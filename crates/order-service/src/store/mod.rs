@@ -5,6 +5,7 @@
 mod operator;
 mod orders;
 mod reconcile;
+mod retention;
 mod saga;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::error::OrderError;
 pub use operator::ParkedView;
 pub use orders::CancelOutcome;
 pub use reconcile::{ConfirmedOrder, QueuedCommits};
+pub use retention::Retained;
 pub use saga::{Claimed, LastError, LeaseAfter, Park, Save, Saved};
 
 /// Handle on the `orders` schema.
