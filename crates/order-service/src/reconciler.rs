@@ -15,9 +15,12 @@
 //!   order are final states, so an order found right stays right unless data is lost or
 //!   tampered with, which the next pass catches.
 //!
-//! Every replica runs its own pass and exports its own gauge (alert on `max()`); when the
-//! inventory is unreachable the settled part keeps its last value and the failure is logged
-//! once per outage.
+//! One replica runs the ticks at a time: the one holding the turn (a lease in
+//! `orders.reconcile_runner`, three intervals long, renewed every tick). It stores its count
+//! there, and every other replica exports that count, so every replica's gauge follows the
+//! runner's. A new runner (the old one stopped or died) starts its walk from the first order.
+//! When the inventory is unreachable the settled part keeps its last value and the failure is
+//! logged once per outage.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -62,14 +65,16 @@ pub async fn run(
         tracing::info!("reconciler disabled (RECONCILE_INTERVAL_MS=0)");
         return;
     }
-    let mut reconciler = Reconciler::new(store, inventory, config);
+    let me = Uuid::now_v7();
+    let turn = config.interval.saturating_mul(3);
+    let mut reconciler = Reconciler::new(store.clone(), inventory, config);
     let mut failing = false;
     loop {
         if readiness.is_serving() {
             // A tick waiting on an unreachable inventory must not hold up shutdown; dropping
             // it midway is safe, its state changes are applied after its last await.
             let result = tokio::select! {
-                result = reconciler.tick() => result,
+                result = turn_or_export(&store, &mut reconciler, me, turn) => result,
                 () = stop.cancelled() => return,
             };
             match result {
@@ -90,6 +95,29 @@ pub async fn run(
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// A tick if this replica holds (or takes) the reconciler's turn, storing its count for the
+/// others; else the count the runner stored, exported as this replica's.
+async fn turn_or_export(
+    store: &Store,
+    reconciler: &mut Reconciler,
+    me: Uuid,
+    turn: Duration,
+) -> Result<(), TickError> {
+    if store.take_reconcile_turn(me, turn).await? {
+        let total = reconciler.tick().await?;
+        store.store_reconcile_result(me, total).await?;
+        return Ok(());
+    }
+    let (total, finished_at) = store.shared_reconcile_result().await?;
+    metrics::INCONSISTENCIES
+        .with_label_values(&[CONFIRMED_NOT_COMMITTED])
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
+    if let Some(at) = finished_at {
+        metrics::RECONCILE_LAST_SUCCESS.set(at);
+    }
+    Ok(())
 }
 
 /// Why a tick could not finish.
@@ -141,8 +169,8 @@ impl Reconciler {
     }
 
     /// One tick: counts the queued commits, asks the inventory about up to `batch` settled
-    /// orders, exports the gauge and logs the mismatches.
-    pub async fn tick(&mut self) -> Result<(), TickError> {
+    /// orders, exports the gauge and logs the mismatches; returns the count.
+    pub async fn tick(&mut self) -> Result<u64, TickError> {
         let queued = self.store.queued_commits(self.config.grace, LOG_SAMPLES).await?;
         // Even when the inventory cannot be asked, the queued count is fresh: an inventory
         // outage is exactly when commits pile up.
@@ -154,7 +182,7 @@ impl Reconciler {
         self.log(&queued);
         verified?;
         metrics::RECONCILE_LAST_SUCCESS.set(chrono::Utc::now().timestamp());
-        Ok(())
+        Ok(total)
     }
 
     /// Asks the inventory about the suspects (in turns) and the pass's next page; changes

@@ -142,3 +142,29 @@ async fn a_queued_commit_counts_after_the_grace_even_with_the_inventory_down() -
     assert_eq!((row.status.as_str(), row.next_action.as_deref()), ("CONFIRMED", Some("commit")));
     Ok(())
 }
+
+#[tokio::test]
+async fn one_replica_reconciles_at_a_time_and_the_others_export_its_count() -> anyhow::Result<()> {
+    let sys = TestSystem::without_order_server(0).await?;
+    let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let store = order_service::store::Store::new(sys.db.pool.clone());
+    let turn = std::time::Duration::from_millis(300);
+
+    assert!(store.take_reconcile_turn(a, turn).await?, "a free turn");
+    assert!(!store.take_reconcile_turn(b, turn).await?, "b while a holds it");
+    assert!(store.take_reconcile_turn(a, turn).await?, "a renews");
+    store.store_reconcile_result(a, 2).await?;
+    // Only the runner's count is stored; the others read it.
+    store.store_reconcile_result(b, 9).await?;
+    let (count, finished) = store.shared_reconcile_result().await?;
+    assert_eq!(count, 2);
+    assert!(finished.is_some());
+
+    // a stops renewing (died): after its lease, b takes over, and a no longer runs.
+    tokio::time::sleep(turn + std::time::Duration::from_millis(100)).await;
+    assert!(store.take_reconcile_turn(b, turn).await?, "b after a's lease lapsed");
+    assert!(!store.take_reconcile_turn(a, turn).await?, "a while b holds it");
+    store.store_reconcile_result(b, 0).await?;
+    assert_eq!(store.shared_reconcile_result().await?.0, 0);
+    Ok(())
+}

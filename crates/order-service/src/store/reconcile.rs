@@ -111,4 +111,48 @@ impl Store {
             .map(|(id, reservation_id)| ConfirmedOrder { id: OrderId::from(id), reservation_id })
             .collect())
     }
+
+    /// Takes or renews the reconciler's turn for `owner` for `lease`; false while another
+    /// replica's lease runs.
+    pub async fn take_reconcile_turn(
+        &self,
+        owner: Uuid,
+        lease: Duration,
+    ) -> Result<bool, OrderError> {
+        let taken: Option<bool> = sqlx::query_scalar(
+            "update orders.reconcile_runner
+                set owner = $1, leased_until = now() + $2 * interval '1 millisecond'
+              where owner is null or owner = $1 or leased_until < now()
+             returning true",
+        )
+        .bind(owner)
+        .bind(lease_ms(lease))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Stores the count of a tick `owner` ran while holding the turn.
+    pub async fn store_reconcile_result(&self, owner: Uuid, count: u64) -> Result<(), OrderError> {
+        sqlx::query(
+            "update orders.reconcile_runner set inconsistencies = $2, finished_at = now()
+              where owner = $1",
+        )
+        .bind(owner)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The count the runner last stored, and when (Unix seconds; None before the first).
+    pub async fn shared_reconcile_result(&self) -> Result<(u64, Option<i64>), OrderError> {
+        let (count, finished): (i64, Option<i64>) = sqlx::query_as(
+            "select inconsistencies, extract(epoch from finished_at)::bigint
+               from orders.reconcile_runner",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((u64::try_from(count).unwrap_or(0), finished))
+    }
 }
