@@ -83,16 +83,16 @@ async fn tick(store: &Store, config: &ReconcileConfig) -> Result<(), InventoryEr
     let shared = store.shared_results().await?;
     let fresh = chrono::Utc::now().timestamp() - shared.finished_at
         < i64::try_from((config.interval / 2).as_secs()).unwrap_or(i64::MAX);
-    if !fresh {
-        let scope = Scope::Incremental { full_every: config.full_every };
-        if let Some(found) =
-            store.reconcile(scope, config.lapse_grace, LOG_SAMPLES, Turn::Skip).await?
-        {
-            report(&found);
-            return Ok(());
-        }
+    if fresh {
+        export(&shared);
+        return Ok(());
     }
-    export(&store.shared_results().await?);
+    let scope = Scope::Incremental { full_every: config.full_every };
+    match store.reconcile(scope, config.lapse_grace, LOG_SAMPLES, Turn::Skip).await? {
+        Some(found) => report(&found),
+        // Another replica's pass had the turn: export what it stores when done.
+        None => export(&store.shared_results().await?),
+    }
     Ok(())
 }
 

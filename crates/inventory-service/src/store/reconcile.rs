@@ -212,8 +212,7 @@ const ADVANCE_HORIZON: &str = "
               returning 1)
     select (select count(*) from tail)::bigint,
            (select count(*) from tail where not folded)::bigint,
-           (select count(*) from moved)::bigint,
-           (select count(*) from folded)::bigint";
+           (select count(*) from moved)::bigint";
 
 /// Stores a pass's counts for every replica to export (kinds the pass did not measure keep
 /// their row).
@@ -350,7 +349,7 @@ impl Store {
             };
             kinds.push(measure(&mut tx, kind, sql, i64::from(samples), second).await?);
         }
-        let (tail, left, moved, _folded): (i64, i64, i64, i64) =
+        let (tail, left, moved): (i64, i64, i64) =
             sqlx::query_as(ADVANCE_HORIZON).bind(full).bind(&horizon).fetch_one(&mut *tx).await?;
         if moved != 1 {
             tx.rollback().await?;
