@@ -192,7 +192,7 @@ impl TestInventory {
 
     /// The reservation `id` as the server reports it.
     pub async fn reservation(&self, id: &str) -> anyhow::Result<pb::Reservation> {
-        let req = pb::GetReservationRequest { reservation_id: id.into() };
+        let req = pb::GetReservationRequest::by_id(id);
         Ok(self.client.clone().get_reservation(req).await?.into_inner())
     }
 

@@ -162,8 +162,7 @@ async fn outage(crash: bool) -> anyhow::Result<()> {
     );
     let reserve = system_tests::reserve_request("outage-1", &[("WIDGET", 1)]);
     took.push(expect_unavailable("ReserveInventory", stock.reserve_inventory(reserve)).await);
-    let hold =
-        inv::GetReservationRequest { reservation_id: before.inventory_reservation_id.clone() };
+    let hold = inv::GetReservationRequest::by_id(before.inventory_reservation_id.clone());
     took.push(expect_unavailable("GetReservation", stock.get_reservation(hold)).await);
     let adjust = inv::AdjustStockRequest {
         sku: "WIDGET".into(),

@@ -30,11 +30,12 @@ use crate::domain::HoldCaller;
 use crate::error::{CALLER_NOT_ALLOWED, InventoryError};
 
 /// Every RPC of `inventory.v1.InventoryService`, as a policy names them.
-pub const RPCS: [&str; 10] = [
+pub const RPCS: [&str; 11] = [
     "CheckInventoryAvailability",
     "ReserveInventory",
     "CommitReservation",
     "CancelReservation",
+    "ReturnStock",
     "UpsertInventoryItem",
     "AdjustStock",
     "GetInventoryItem",

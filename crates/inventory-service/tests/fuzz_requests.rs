@@ -29,8 +29,8 @@ test_support::fuzz_requests! {
         };
     CommitReservationRequest => |r| convert::reservation_id(&r.reservation_id).map(drop),
         seed: pb::CommitReservationRequest { reservation_id: RESERVATION.into() };
-    CancelReservationRequest => |r| convert::reservation_id(&r.reservation_id).map(drop),
-        seed: pb::CancelReservationRequest { reservation_id: RESERVATION.into() };
+    CancelReservationRequest => |r| convert::cancel_hold(r).map(drop),
+        seed: pb::CancelReservationRequest::by_id(RESERVATION);
     UpsertInventoryItemRequest => |r| convert::upsert(r).map(drop),
         seed: pb::UpsertInventoryItemRequest {
             sku: "SKU-1".into(),
@@ -51,8 +51,8 @@ test_support::fuzz_requests! {
         seed: pb::GetInventoryItemRequest { sku: "SKU-1".into() };
     ListInventoryItemsRequest => |r| convert::list_page(r).map(drop),
         seed: pb::ListInventoryItemsRequest { page_size: 20, page_token: convert::page_token("SKU-1") };
-    GetReservationRequest => |r| convert::reservation_id(&r.reservation_id).map(drop),
-        seed: pb::GetReservationRequest { reservation_id: RESERVATION.into() };
+    GetReservationRequest => |r| convert::get_hold(r).map(drop),
+        seed: pb::GetReservationRequest::by_id(RESERVATION);
     // No fields: nothing to refuse.
     VerifyLedgerRequest => |_r| Ok::<(), inventory_service::error::InventoryError>(()),
         seed: pb::VerifyLedgerRequest {};

@@ -120,7 +120,7 @@ pub async fn history_api(
                     .await
                     .map_err(|s| anyhow::anyhow!("history reserve: {s}"))?
                     .ok_or_else(|| anyhow::anyhow!("history reserve refused: stock too low?"))?;
-                let cancel = pb::CancelReservationRequest { reservation_id: id };
+                let cancel = pb::CancelReservationRequest::by_id(id);
                 client
                     .cancel_reservation(with_deadline(cancel, DEADLINE))
                     .await

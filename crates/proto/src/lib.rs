@@ -6,6 +6,9 @@
 /// Rich gRPC errors: BadRequest field violations, ResourceInfo, ErrorInfo reasons.
 pub mod status;
 
+/// `by_id` / `by_reference` builders of the requests that name a hold.
+mod holds;
+
 /// `inventory.v1`: the inventory server's contract.
 pub mod inventory {
     pub mod v1 {

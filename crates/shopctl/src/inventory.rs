@@ -217,7 +217,7 @@ impl Inventory {
 
     /// Runs `cancel`.
     pub async fn cancel(&mut self, reservation_id: String) -> Result<(), CliError> {
-        let request = self.request(pb::CancelReservationRequest { reservation_id });
+        let request = self.request(pb::CancelReservationRequest::by_id(reservation_id));
         let answer = self.client.cancel_reservation(request).await;
         self.settled(answer)
     }
@@ -243,7 +243,7 @@ impl Inventory {
     }
 
     async fn show_reservation(&mut self, reservation_id: String) -> Result<(), CliError> {
-        let request = self.request(pb::GetReservationRequest { reservation_id });
+        let request = self.request(pb::GetReservationRequest::by_id(reservation_id));
         let r = self.client.get_reservation(request).await;
         let r = r.map_err(|s| self.rpc_error(s))?.into_inner();
         self.out.emit(|| json::reservation(&r), || output::reservation_text(&r))

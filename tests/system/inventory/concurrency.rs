@@ -97,9 +97,7 @@ async fn commits_cancels_and_reserves_interleave_consistently() -> anyhow::Resul
             }
             let id = resp.reservation_id;
             if i % 3 == 0 {
-                client
-                    .cancel_reservation(pb::CancelReservationRequest { reservation_id: id })
-                    .await?;
+                client.cancel_reservation(pb::CancelReservationRequest::by_id(id)).await?;
                 Ok(Some(false))
             } else {
                 client

@@ -32,7 +32,7 @@ async fn commit(inv: &TestInventory, id: &str) -> anyhow::Result<()> {
 }
 
 async fn cancel(inv: &TestInventory, id: &str) -> anyhow::Result<()> {
-    let req = pb::CancelReservationRequest { reservation_id: id.into() };
+    let req = pb::CancelReservationRequest::by_id(id);
     anyhow::ensure!(inv.new_client()?.cancel_reservation(req).await?.into_inner().success);
     Ok(())
 }

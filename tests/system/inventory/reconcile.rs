@@ -230,7 +230,7 @@ async fn live_traffic_is_never_reported_as_inconsistent() -> anyhow::Result<()> 
                 assert!(client.commit_reservation(req).await?.into_inner().success);
             }
             1 => {
-                let req = proto::inventory::v1::CancelReservationRequest { reservation_id: id };
+                let req = proto::inventory::v1::CancelReservationRequest::by_id(id);
                 assert!(client.cancel_reservation(req).await?.into_inner().success);
             }
             _ => {

@@ -97,7 +97,7 @@ async fn a_cancelled_reference_can_hold_again() -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
     inv.stock("A", 10).await?;
     let first = inv.reserve("order-1", &[("A", 3)]).await?;
-    let cancel = pb::CancelReservationRequest { reservation_id: first.reservation_id.clone() };
+    let cancel = pb::CancelReservationRequest::by_id(first.reservation_id.clone());
     assert!(inv.client.clone().cancel_reservation(cancel).await?.into_inner().success);
     let second = inv.reserve("order-1", &[("A", 2)]).await?;
     assert!(second.success);
@@ -231,7 +231,7 @@ async fn a_reference_holds_one_request() -> anyhow::Result<()> {
 
     // Once its hold is no longer live, a reference takes a new request.
     let other = inv.reserve("order-2", &[("A", 1)]).await?;
-    let cancel = pb::CancelReservationRequest { reservation_id: other.reservation_id.clone() };
+    let cancel = pb::CancelReservationRequest::by_id(other.reservation_id.clone());
     let cancelled = inv.client.clone().cancel_reservation(cancel).await?.into_inner();
     assert_eq!(cancelled.status, "CANCELLED");
     let fresh = inv.reserve("order-2", &[("B", 4)]).await?;

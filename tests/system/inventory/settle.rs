@@ -7,7 +7,7 @@ async fn commit(inv: &TestInventory, id: &str) -> anyhow::Result<pb::Reservation
 }
 
 async fn cancel(inv: &TestInventory, id: &str) -> anyhow::Result<pb::ReservationResponse> {
-    let req = pb::CancelReservationRequest { reservation_id: id.into() };
+    let req = pb::CancelReservationRequest::by_id(id);
     Ok(inv.client.clone().cancel_reservation(req).await?.into_inner())
 }
 

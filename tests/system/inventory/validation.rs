@@ -94,15 +94,15 @@ async fn reservation_ids_must_be_uuids() -> anyhow::Result<()> {
         "reservation_id",
     );
     assert_invalid(
-        c.cancel_reservation(pb::CancelReservationRequest { reservation_id: id() }).await,
+        c.cancel_reservation(pb::CancelReservationRequest::by_id(id())).await,
         "reservation_id",
     );
     assert_invalid(
-        c.get_reservation(pb::GetReservationRequest { reservation_id: id() }).await,
+        c.get_reservation(pb::GetReservationRequest::by_id(id())).await,
         "reservation_id",
     );
     assert_invalid(
-        c.get_reservation(pb::GetReservationRequest { reservation_id: String::new() }).await,
+        c.get_reservation(pb::GetReservationRequest::by_id(String::new())).await,
         "reservation_id",
     );
     Ok(())

@@ -80,7 +80,7 @@ async fn a_hold_cancelled_by_another_caller_is_taken_again_and_the_order_confirm
     let (id, hold) = order_waiting_for_payment(&sys, "card").await?;
 
     let cancelled = stranger(&sys)?
-        .cancel_reservation(inv::CancelReservationRequest { reservation_id: hold.clone() })
+        .cancel_reservation(inv::CancelReservationRequest::by_id(hold.clone()))
         .await?
         .into_inner();
     assert!(cancelled.success, "{cancelled:?}");
@@ -112,9 +112,7 @@ async fn a_hold_cancelled_by_another_caller_with_the_stock_gone_cancels_and_refu
     let before = counter(&sys, CANCELLED).await?;
     let (id, hold) = order_waiting_for_payment(&sys, "card").await?;
 
-    stranger(&sys)?
-        .cancel_reservation(inv::CancelReservationRequest { reservation_id: hold.clone() })
-        .await?;
+    stranger(&sys)?.cancel_reservation(inv::CancelReservationRequest::by_id(hold.clone())).await?;
     // The freed units are gone before the saga can take them again.
     sys.stock("WIDGET", 0).await?;
     sys.payment_faults.set_fail_all(false);
@@ -214,9 +212,9 @@ async fn a_reference_taken_after_payment_cancels_and_refunds() -> anyhow::Result
     assert_eq!(order.status, "RESERVED");
     let mut stranger = sys.inventory()?.client.clone();
     stranger
-        .cancel_reservation(inv::CancelReservationRequest {
-            reservation_id: order.inventory_reservation_id.clone(),
-        })
+        .cancel_reservation(inv::CancelReservationRequest::by_id(
+            order.inventory_reservation_id.clone(),
+        ))
         .await?;
     let squatter = sys.inventory()?.reserve(&order.id, &[("GADGET", 1)]).await?;
     assert!(squatter.success);

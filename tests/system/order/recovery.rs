@@ -146,9 +146,9 @@ async fn a_lapsed_hold_is_retaken_before_the_commit() -> anyhow::Result<()> {
     let stale = sys.inventory()?.reserve(&id, &[("WIDGET", 1)]).await?;
     let mut inventory = sys.inventory()?.client.clone();
     inventory
-        .cancel_reservation(proto::inventory::v1::CancelReservationRequest {
-            reservation_id: stale.reservation_id.clone(),
-        })
+        .cancel_reservation(proto::inventory::v1::CancelReservationRequest::by_id(
+            stale.reservation_id.clone(),
+        ))
         .await?;
     planted.status = "CONFIRMED";
     planted.next_action = Some("commit");

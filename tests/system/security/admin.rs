@@ -70,7 +70,7 @@ async fn an_admin_token_guards_upsert_and_adjust_only() -> anyhow::Result<()> {
     assert!(hold.success, "{hold:?}");
     let mut open = client.clone();
     let reservation = open
-        .get_reservation(pb::GetReservationRequest { reservation_id: hold.reservation_id.clone() })
+        .get_reservation(pb::GetReservationRequest::by_id(hold.reservation_id.clone()))
         .await?
         .into_inner();
     assert_eq!(reservation.status, "PENDING");
@@ -80,9 +80,7 @@ async fn an_admin_token_guards_upsert_and_adjust_only() -> anyhow::Result<()> {
     .await?;
     let again = open.reserve_inventory(reserve_request("order-2", &[("WIDGET", 1)])).await?;
     let cancelled = open
-        .cancel_reservation(pb::CancelReservationRequest {
-            reservation_id: again.into_inner().reservation_id,
-        })
+        .cancel_reservation(pb::CancelReservationRequest::by_id(again.into_inner().reservation_id))
         .await?
         .into_inner();
     assert!(cancelled.success, "{cancelled:?}");

@@ -101,12 +101,7 @@ async fn every_rpc(client: &InventoryClient, reference: &str) -> [Code; 9] {
             })
             .await,
         ),
-        code(
-            c.cancel_reservation(pb::CancelReservationRequest {
-                reservation_id: unknown_id.clone(),
-            })
-            .await,
-        ),
+        code(c.cancel_reservation(pb::CancelReservationRequest::by_id(unknown_id.clone())).await),
         code(
             c.upsert_inventory_item(pb::UpsertInventoryItemRequest {
                 sku: "WIDGET".into(),
@@ -135,7 +130,7 @@ async fn every_rpc(client: &InventoryClient, reference: &str) -> [Code; 9] {
             })
             .await,
         ),
-        code(c.get_reservation(pb::GetReservationRequest { reservation_id: unknown_id }).await),
+        code(c.get_reservation(pb::GetReservationRequest::by_id(unknown_id)).await),
     ]
 }
 
@@ -209,8 +204,8 @@ async fn a_hold_is_settled_only_by_its_taker_or_an_operator() -> anyhow::Result<
     // Another identity may neither settle, read nor re-reserve the hold: not even with the
     // very same request, which would hand it the hold's id.
     let commit = pb::CommitReservationRequest { reservation_id: id.clone() };
-    let cancel = pb::CancelReservationRequest { reservation_id: id.clone() };
-    let get = pb::GetReservationRequest { reservation_id: id.clone() };
+    let cancel = pb::CancelReservationRequest::by_id(id.clone());
+    let get = pb::GetReservationRequest::by_id(id.clone());
     let refusals = [
         storefront.commit_reservation(commit.clone()).await.map(drop),
         storefront.cancel_reservation(cancel.clone()).await.map(drop),

@@ -125,6 +125,57 @@ pub fn reservation_id(value: &str) -> Result<ReservationId, InventoryError> {
     Ok(ReservationId::parse("reservation_id", value)?)
 }
 
+/// How a request names a hold: its id, or the reference it was taken under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldName {
+    /// The reservation id (the seed's field 1).
+    Id(ReservationId),
+    /// The live hold of a reference.
+    Reference(Reference),
+}
+
+/// A hold's name from either arm of a request's `hold` oneof (`None`: neither was sent,
+/// which is how an old client's empty reservation_id arrives).
+fn hold_name(
+    id: Option<&str>,
+    reference: Option<&pb::ReservationReference>,
+) -> Result<HoldName, InventoryError> {
+    match (id, reference) {
+        (Some(id), _) => Ok(HoldName::Id(reservation_id(id)?)),
+        (None, Some(r)) => Reference::parse(&r.reference_type, &r.reference_id)
+            .map(HoldName::Reference)
+            .map_err(|violations| {
+                InventoryError::InvalidArgument(
+                    violations
+                        .into_iter()
+                        .map(|v| {
+                            FieldViolation::new(format!("reference.{}", v.field), v.description)
+                        })
+                        .collect(),
+                )
+            }),
+        (None, None) => Err(FieldViolation::new("reservation_id", "must not be empty").into()),
+    }
+}
+
+macro_rules! hold_of {
+    ($fn_name:ident, $request:ident, $module:ident) => {
+        /// The hold a request names, by id or by reference.
+        pub fn $fn_name(req: &pb::$request) -> Result<HoldName, InventoryError> {
+            use pb::$module::Hold;
+            match &req.hold {
+                Some(Hold::ReservationId(id)) => hold_name(Some(id), None),
+                Some(Hold::Reference(r)) => hold_name(None, Some(r)),
+                None => hold_name(None, None),
+            }
+        }
+    };
+}
+
+hold_of!(cancel_hold, CancelReservationRequest, cancel_reservation_request);
+hold_of!(get_hold, GetReservationRequest, get_reservation_request);
+hold_of!(return_hold, ReturnStockRequest, return_stock_request);
+
 /// Parses an upsert request.
 pub fn upsert(req: &pb::UpsertInventoryItemRequest) -> Result<Upsert, InventoryError> {
     let mut v = Violations::default();
@@ -359,6 +410,8 @@ pub fn reservation(view: ReservationView) -> pb::Reservation {
                 sku: l.sku,
                 warehouse_id: l.warehouse_id,
                 quantity: l.quantity,
+                returned_quantity: 0,
+                not_restocked_quantity: 0,
             })
             .collect(),
     }

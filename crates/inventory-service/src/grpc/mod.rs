@@ -10,12 +10,12 @@ use proto::inventory::v1::{self as pb, inventory_service_server::InventoryServic
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Authorized};
-use crate::domain::{HoldCaller, commands::Settle};
+use crate::domain::{ReservationId, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
 use crate::reconciler;
 use crate::store::Store;
-use convert::Limits;
+use convert::{HoldName, Limits};
 
 /// The gRPC face of the inventory store.
 #[derive(Debug, Clone)]
@@ -69,17 +69,35 @@ impl InventoryApi {
         self.admin.check(request)
     }
 
+    /// The id of the hold `name` names: as given, or the live hold of the reference (NOT_FOUND
+    /// when it has none), after the caller policy allowed the reference type. Whose hold it
+    /// is, is checked by the store under the hold's lock, as for an id.
+    async fn hold_id(
+        &self,
+        name: HoldName,
+        caller: &Authorized,
+    ) -> Result<ReservationId, InventoryError> {
+        match name {
+            HoldName::Id(id) => Ok(id),
+            HoldName::Reference(reference) => {
+                caller.check_reference_type(&reference.kind)?;
+                self.store.live_hold(&reference).await
+            }
+        }
+    }
+
     /// Commits or cancels for `caller`, counting the outcome under `counter`.
     async fn settle(
         &self,
-        raw_id: &str,
-        caller: Result<HoldCaller, InventoryError>,
-        op: fn(crate::domain::ReservationId) -> Settle,
+        name: Result<HoldName, InventoryError>,
+        caller: Result<Authorized, InventoryError>,
+        op: fn(ReservationId) -> Settle,
         counter: &prometheus::IntCounterVec,
     ) -> Result<pb::ReservationResponse, InventoryError> {
         let result = async {
             let caller = caller?;
-            let op = op(convert::reservation_id(raw_id)?);
+            let op = op(self.hold_id(name?, &caller).await?);
+            let caller = caller.hold;
             let outcome = self.store.settle(op, &caller).await?;
             Ok((op, outcome))
         }
@@ -146,10 +164,9 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::CommitReservationRequest>,
     ) -> Result<Response<pb::ReservationResponse>, Status> {
-        let caller = self.authorize(&request, "CommitReservation").map(|a| a.hold);
-        let reply = self
-            .settle(&request.get_ref().reservation_id, caller, Settle::Commit, &metrics::COMMITS)
-            .await?;
+        let caller = self.authorize(&request, "CommitReservation");
+        let name = convert::reservation_id(&request.get_ref().reservation_id).map(HoldName::Id);
+        let reply = self.settle(name, caller, Settle::Commit, &metrics::COMMITS).await?;
         Ok(Response::new(reply))
     }
 
@@ -157,16 +174,18 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::ReservationResponse>, Status> {
-        let caller = self.authorize(&request, "CancelReservation").map(|a| a.hold);
-        let reply = self
-            .settle(
-                &request.get_ref().reservation_id,
-                caller,
-                Settle::Cancel,
-                &metrics::CANCELLATIONS,
-            )
-            .await?;
+        let caller = self.authorize(&request, "CancelReservation");
+        let name = convert::cancel_hold(request.get_ref());
+        let reply = self.settle(name, caller, Settle::Cancel, &metrics::CANCELLATIONS).await?;
         Ok(Response::new(reply))
+    }
+
+    async fn return_stock(
+        &self,
+        request: Request<pb::ReturnStockRequest>,
+    ) -> Result<Response<pb::ReturnStockResponse>, Status> {
+        self.authorize(&request, "ReturnStock")?;
+        Err(Status::unimplemented("ReturnStock is being built (issue 15)"))
     }
 
     async fn upsert_inventory_item(
@@ -242,7 +261,7 @@ impl InventoryService for InventoryApi {
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let caller = self.authorize(&request, "GetReservation")?;
-        let id = convert::reservation_id(&request.get_ref().reservation_id)?;
+        let id = self.hold_id(convert::get_hold(request.get_ref())?, &caller).await?;
         Ok(Response::new(convert::reservation(self.store.reservation(id, &caller.hold).await?)))
     }
 }

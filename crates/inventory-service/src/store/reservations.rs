@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store, ledger::settle};
 use crate::domain::{
-    HoldCaller, ReservationId, ReservationStatus,
+    HoldCaller, Reference, ReservationId, ReservationStatus,
     allocation::Shortage,
     commands::{Reserve, Settle},
 };
@@ -104,6 +104,26 @@ impl Store {
                     "inventory.settle_hold moved a {was:?} hold to {now:?}"
                 )));
             }
+        })
+    }
+
+    /// The hold a reference names: its live (PENDING or COMMITTED) hold, or else its latest
+    /// settled one, so that repeating a cancel by reference answers like repeating it by id.
+    /// NOT_FOUND when the reference never held anything.
+    pub async fn live_hold(&self, reference: &Reference) -> Result<ReservationId, InventoryError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "select id from inventory.reservations
+              where reference_type = $1 and reference_id = $2
+              order by status in ('PENDING', 'COMMITTED') desc, created_at desc
+              limit 1",
+        )
+        .bind(&reference.kind)
+        .bind(&reference.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(ReservationId::from).ok_or_else(|| InventoryError::NotFound {
+            what: "reservation of reference",
+            key: format!("{}/{}", reference.kind, reference.id),
         })
     }
 

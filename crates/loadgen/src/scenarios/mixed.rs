@@ -61,7 +61,7 @@ async fn settle(
         let req = pb::CommitReservationRequest { reservation_id: id };
         client.commit_reservation(with_deadline(req, deadline)).await
     } else {
-        let req = pb::CancelReservationRequest { reservation_id: id };
+        let req = pb::CancelReservationRequest::by_id(id);
         client.cancel_reservation(with_deadline(req, deadline)).await
     };
     match answer {

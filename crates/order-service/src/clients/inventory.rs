@@ -254,7 +254,7 @@ impl InventoryPeer {
 
     /// Cancels the hold (repeating a cancel, or cancelling an expired hold, is success).
     pub async fn cancel(&self, reservation: Uuid) -> Result<SettleReply, PeerError> {
-        let msg = pb::CancelReservationRequest { reservation_id: reservation.to_string() };
+        let msg = pb::CancelReservationRequest::by_id(reservation.to_string());
         let reply = retrying(self.policy, PEER, "cancel", || {
             let mut client = self.client.clone();
             let req = request(self.policy, msg.clone());
@@ -268,7 +268,7 @@ impl InventoryPeer {
 
     /// Reads the hold `reservation`; None when the inventory has no such hold.
     pub async fn get_reservation(&self, reservation: Uuid) -> Result<Option<HoldView>, PeerError> {
-        let msg = pb::GetReservationRequest { reservation_id: reservation.to_string() };
+        let msg = pb::GetReservationRequest::by_id(reservation.to_string());
         let result = retrying(self.policy, PEER, "get_reservation", || {
             let mut client = self.client.clone();
             let req = request(self.policy, msg.clone());

@@ -238,6 +238,8 @@ pub fn order(view: OrderView) -> pb::Order {
         payment_status: view.payment_status.as_str().to_owned(),
         inventory_reservation_id: view.reservation_id.map(|r| r.to_string()).unwrap_or_default(),
         status_reason: view.status_reason,
+        returns: Vec::new(),
+        refunded_amount_minor: 0,
         created_at: Some(timestamp(view.created_at)),
         updated_at: Some(timestamp(view.updated_at)),
     }

@@ -122,6 +122,14 @@ impl OrderService for OrderApi {
         Ok(Response::new(convert::order(self.orders.cancel(cmd).await?)))
     }
 
+    async fn return_order(
+        &self,
+        request: Request<pb::ReturnOrderRequest>,
+    ) -> Result<Response<pb::OrderReturn>, Status> {
+        self.callers.caller(&request)?;
+        Err(Status::unimplemented("ReturnOrder is being built (issue 15)"))
+    }
+
     async fn list_parked_orders(
         &self,
         request: Request<pb::ListParkedOrdersRequest>,
