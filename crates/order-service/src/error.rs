@@ -8,10 +8,20 @@ use tonic::{Code, Status};
 
 use crate::clients::PeerError;
 use crate::domain::pricing::PricingError;
+use crate::domain::returns::ReturnRefusal;
 use crate::domain::{FieldViolation, Shortage};
 
 /// `google.rpc.ErrorInfo.reason` of an order refused for lack of stock.
 pub const INVENTORY_UNAVAILABLE: &str = "INVENTORY_UNAVAILABLE";
+/// ErrorInfo reason: CancelOrder of a CONFIRMED order; undo it with ReturnOrder.
+pub const ORDER_CONFIRMED_USE_RETURN: &str = "ORDER_CONFIRMED_USE_RETURN";
+/// ErrorInfo reason: ReturnOrder of an order that is not (or not yet fully) CONFIRMED.
+pub const ORDER_NOT_RETURNABLE: &str = "ORDER_NOT_RETURNABLE";
+/// ErrorInfo reason: ReturnOrder asks more units than bought minus earlier returns, or
+/// everything left when nothing is.
+pub const RETURN_EXCEEDS_ORDER: &str = "RETURN_EXCEEDS_ORDER";
+/// ErrorInfo reason: a ReturnOrder key already names a different return of the order.
+pub const RETURN_KEY_IN_USE: &str = "RETURN_KEY_IN_USE";
 /// `google.rpc.ErrorInfo.domain` of this service's errors.
 pub const ERROR_DOMAIN: &str = "order.v1";
 /// `Any.type_url` of the typed `order.v1.InventoryUnavailable` detail.
@@ -31,6 +41,15 @@ pub enum OrderError {
     /// The request is well-formed but the current state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The current state forbids the request for a reason a client can act on: the
+    /// FAILED_PRECONDITION carries an `ErrorInfo` with `reason` (and `field`, when one request
+    /// field is at fault, in its metadata).
+    #[error("{message}")]
+    Refused { reason: &'static str, field: Option<String>, message: String },
+    /// A ReturnOrder idempotency key already names a different return (ALREADY_EXISTS, with
+    /// `ErrorInfo` reason [`RETURN_KEY_IN_USE`] naming `idempotency_key`).
+    #[error("idempotency_key was already used on this order for a different return")]
+    ReturnKeyInUse,
     /// The caller has not proven who it is (or for which user it acts).
     #[error("{0}")]
     Unauthenticated(String),
@@ -101,6 +120,34 @@ impl From<PricingError> for OrderError {
     }
 }
 
+/// A return that cannot be planned, as the caller sees it: nothing was written.
+impl From<ReturnRefusal> for OrderError {
+    fn from(refusal: ReturnRefusal) -> Self {
+        match refusal {
+            ReturnRefusal::UnknownSku { index, sku } => Self::invalid(
+                format!("items[{index}].sku"),
+                format!("{sku:?} is not an item of this order"),
+            ),
+            ReturnRefusal::TooMany { index, sku, bought, returned, asked } => {
+                let field = format!("items[{index}].quantity");
+                Self::Refused {
+                    reason: RETURN_EXCEEDS_ORDER,
+                    message: format!(
+                        "{field}: {asked} units of {sku} asked, but {bought} were bought and \
+                         {returned} already returned"
+                    ),
+                    field: Some(field),
+                }
+            }
+            ReturnRefusal::NothingLeft => Self::Refused {
+                reason: RETURN_EXCEEDS_ORDER,
+                field: Some("items".to_owned()),
+                message: "items: nothing of this order is left to return".to_owned(),
+            },
+        }
+    }
+}
+
 impl OrderError {
     /// Shorthand for a single field violation.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
@@ -124,7 +171,10 @@ impl CallError for OrderError {
         match self {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
-            Self::FailedPrecondition(_) | Self::InventoryUnavailable(_) => Code::FailedPrecondition,
+            Self::FailedPrecondition(_) | Self::InventoryUnavailable(_) | Self::Refused { .. } => {
+                Code::FailedPrecondition
+            }
+            Self::ReturnKeyInUse => Code::AlreadyExists,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::Aborted(_) => Code::Aborted,
@@ -147,6 +197,12 @@ impl CallError for OrderError {
             Self::InvalidArgument(violations) => Details::bad_request(violations),
             Self::NotFound { what, key } => Details::resource(what, key),
             Self::InventoryUnavailable(shortages) => inventory_unavailable(shortages),
+            Self::Refused { reason, field, .. } => {
+                Details::reason(reason, ERROR_DOMAIN, field.as_deref().map(|f| ("field", f)))
+            }
+            Self::ReturnKeyInUse => {
+                Details::reason(RETURN_KEY_IN_USE, ERROR_DOMAIN, [("field", "idempotency_key")])
+            }
             _ => Details::default(),
         }
     }

@@ -13,7 +13,8 @@ use crate::domain::resolution::Resolution;
 use crate::domain::{NextAction, OrderStatus};
 
 /// The inventory calls the order server makes, as the `call` label names them.
-pub const INVENTORY_CALLS: [&str; 5] = ["check", "reserve", "commit", "cancel", "get_reservation"];
+pub const INVENTORY_CALLS: [&str; 6] =
+    ["check", "reserve", "commit", "cancel", "get_reservation", "return_stock"];
 
 /// Client-side latency of each inventory call attempt, by call.
 pub static INVENTORY_CALL_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
@@ -112,6 +113,64 @@ pub static FOREIGN_SETTLEMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Returns by outcome (see [`RETURN_OUTCOMES`]).
+pub static RETURNS_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_returns_total",
+        "ReturnOrder requests and return saga ends, by outcome.",
+        &["outcome"],
+    )
+});
+
+/// The outcomes of [`RETURNS_TOTAL`]: `requested` (a return written), `replayed` (the same
+/// request again), `rearmed` (the same request again re-armed a return needing an operator),
+/// `refused` (the request was refused, nothing written), `completed` (stock back and
+/// refunded), `retry` (a step failed transiently and waits), `needs_operator` (a step was
+/// refused for good), `refund_failed` (of those, the refund).
+pub const RETURN_OUTCOMES: [&str; 8] = [
+    "requested",
+    "replayed",
+    "rearmed",
+    "refused",
+    "completed",
+    "retry",
+    "needs_operator",
+    "refund_failed",
+];
+
+/// Money refunded by completed returns, in minor units, by currency (the accepted list only).
+pub static RETURN_REFUNDED_MINOR: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "order_return_refunded_minor_total",
+        "Money refunded by completed returns, in minor units of the currency.",
+        &["currency"],
+    )
+});
+
+/// Returns waiting for an operator, as the recovery worker last counted them (from SQL, so
+/// every replica shows the same).
+pub static RETURNS_NEEDING_OPERATOR: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge(
+        "order_returns_needing_operator",
+        "Returns whose restock or refund was refused for good: an operator must fix the cause, then the same ReturnOrder request re-arms them.",
+    )
+});
+
+/// Counts one return event; `outcome` is one of [`RETURN_OUTCOMES`].
+pub fn return_outcome(outcome: &'static str) {
+    RETURNS_TOTAL.with_label_values(&[outcome]).inc();
+}
+
+/// Counts the refund of a completed return (a currency outside the accepted list, which the
+/// order could not have been placed in, is not counted rather than made a label).
+pub fn return_refunded(currency: &str, amount_minor: i64) {
+    if crate::domain::currency::is_known(currency)
+        && let Ok(amount) = u64::try_from(amount_minor)
+    {
+        RETURN_REFUNDED_MINOR.with_label_values(&[currency]).inc_by(amount);
+    }
+}
+
 /// The kinds of [`FOREIGN_SETTLEMENTS`].
 pub const FOREIGN_SETTLEMENT_KINDS: [&str; 3] = ["committed", "cancelled", "reference_taken"];
 
@@ -197,5 +256,12 @@ pub fn init() {
     }
     for kind in FOREIGN_SETTLEMENT_KINDS {
         FOREIGN_SETTLEMENTS.with_label_values(&[kind]);
+    }
+    LazyLock::force(&RETURNS_NEEDING_OPERATOR);
+    for outcome in RETURN_OUTCOMES {
+        RETURNS_TOTAL.with_label_values(&[outcome]);
+    }
+    for currency in crate::domain::currency::all() {
+        RETURN_REFUNDED_MINOR.with_label_values(&[currency]);
     }
 }

@@ -30,6 +30,16 @@ test_support::fuzz_requests! {
         seed: pb::ListOrdersRequest { user_id: "user-1".into(), page_size: 10, page_token: TOKEN.into() };
     CancelOrderRequest => |r| convert::cancel_order(r).map(drop),
         seed: pb::CancelOrderRequest { order_id: ORDER.into(), reason: "changed my mind".into() };
+    ReturnOrderRequest => |r| convert::return_order(r).map(drop),
+        seed: pb::ReturnOrderRequest {
+            order_id: ORDER.into(),
+            items: vec![
+                pb::ReturnItemInput { sku: "MUG".into(), quantity: 1, do_not_restock: false },
+                pb::ReturnItemInput { sku: "SHIRT-RED".into(), quantity: 2, do_not_restock: true },
+            ],
+            reason: "arrived broken".into(),
+            idempotency_key: "return-1".into(),
+        };
     ListParkedOrdersRequest => |r| convert::parked_page(r).map(drop),
         seed: pb::ListParkedOrdersRequest { page_size: 20 };
     ResolveParkedOrderRequest => |r| convert::resolve_parked(r).map(drop),

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
 use crate::domain::pricing::SkuDemand;
+use crate::domain::returns::RestockLine;
 use crate::metrics::{self, InventoryOutcome};
 use crate::settings::CallPolicy;
 
@@ -61,6 +62,19 @@ pub struct SettleReply {
     /// The hold's status after the call (`ReservationResponse.status`; empty from an
     /// inventory older than that field).
     pub status: String,
+    /// The hold the call settled, as the inventory names it (None when it sent no UUID).
+    pub reservation_id: Option<Uuid>,
+}
+
+impl From<pb::ReservationResponse> for SettleReply {
+    fn from(reply: pb::ReservationResponse) -> Self {
+        Self {
+            success: reply.success,
+            reservation_id: Uuid::parse_str(&reply.reservation_id).ok(),
+            message: reply.message,
+            status: reply.status,
+        }
+    }
 }
 
 /// A hold's status, as a refused commit or cancel reports it.
@@ -128,6 +142,53 @@ pub fn classify_reserve_failure(status: &Status) -> ReserveFailure {
         | (Code::PermissionDenied, Some(OWNED_BY_ANOTHER_CALLER)) => ReserveFailure::ReferenceTaken,
         _ => ReserveFailure::Retry,
     }
+}
+
+/// What a failed ReturnStock means for the return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnFailure {
+    /// The inventory refuses this return for good (no such hold, not committed, more than
+    /// committed, the key used for another return, another identity's hold, a malformed or
+    /// unserved request): a person must look.
+    Refused,
+    /// Anything else, including a caller policy that does not allow this service
+    /// (`CALLER_NOT_ALLOWED`, fixed by a person, retried meanwhile): try again later.
+    Retry,
+}
+
+/// The one rule for a failed ReturnStock.
+pub fn classify_return_failure(status: &Status) -> ReturnFailure {
+    let reason = status
+        .get_details_error_info()
+        .filter(|info| info.domain == ERROR_DOMAIN)
+        .map(|info| info.reason);
+    match (status.code(), reason.as_deref()) {
+        (
+            Code::NotFound
+            | Code::FailedPrecondition
+            | Code::AlreadyExists
+            | Code::InvalidArgument
+            | Code::OutOfRange
+            | Code::Unimplemented,
+            _,
+        )
+        | (Code::PermissionDenied, Some(OWNED_BY_ANOTHER_CALLER)) => ReturnFailure::Refused,
+        _ => ReturnFailure::Retry,
+    }
+}
+
+/// What a ReturnStock call answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnStockReply {
+    /// The inventory's id of the return.
+    pub return_id: String,
+    /// The key had been used by this same request before: nothing was applied now.
+    pub replayed: bool,
+}
+
+/// The idempotency key of the ReturnStock of order return `return_id`.
+pub fn return_stock_key(return_id: Uuid) -> String {
+    format!("order-return:{return_id}")
 }
 
 /// A hold as the inventory reports it (what the reconciler compares orders with).
@@ -249,7 +310,7 @@ impl InventoryPeer {
             })
         })
         .await?;
-        Ok(SettleReply { success: reply.success, message: reply.message, status: reply.status })
+        Ok(SettleReply::from(reply))
     }
 
     /// Cancels the hold (repeating a cancel, or cancelling an expired hold, is success).
@@ -263,7 +324,57 @@ impl InventoryPeer {
             })
         })
         .await?;
-        Ok(SettleReply { success: reply.success, message: reply.message, status: reply.status })
+        Ok(SettleReply::from(reply))
+    }
+
+    /// Cancels the hold the order's reference `(ORDER, order id)` names, taking nothing to
+    /// find it: its live hold, else its latest settled one (so a repeat answers like a cancel
+    /// by id). NOT_FOUND when the reference never held anything.
+    pub async fn cancel_by_reference(&self, order: OrderId) -> Result<SettleReply, PeerError> {
+        let msg = pb::CancelReservationRequest::by_reference(REFERENCE_TYPE, order.to_string());
+        let reply = retrying(self.policy, PEER, "cancel", || {
+            let mut client = self.client.clone();
+            let req = request(self.policy, msg.clone());
+            self.attempt("cancel", async move { client.cancel_reservation(req).await }, |r| {
+                !r.success
+            })
+        })
+        .await?;
+        Ok(SettleReply::from(reply))
+    }
+
+    /// Puts `lines` of the order's committed hold back (the recorded hold `reservation`, else
+    /// the order's reference), once per `key`: a retry answers the same return, applied once.
+    pub async fn return_stock(
+        &self,
+        order: OrderId,
+        reservation: Option<Uuid>,
+        key: String,
+        lines: &[RestockLine],
+        reason: &str,
+    ) -> Result<ReturnStockReply, PeerError> {
+        let mut msg = match reservation {
+            Some(id) => pb::ReturnStockRequest::by_id(id.to_string()),
+            None => pb::ReturnStockRequest::by_reference(REFERENCE_TYPE, order.to_string()),
+        };
+        msg.lines = lines
+            .iter()
+            .map(|l| pb::ReturnLine {
+                sku: l.sku.clone(),
+                warehouse_id: String::new(),
+                quantity: l.quantity,
+                do_not_restock: l.do_not_restock,
+            })
+            .collect();
+        msg.idempotency_key = key;
+        msg.reason = reason.to_owned();
+        let reply = retrying(self.policy, PEER, "return_stock", || {
+            let mut client = self.client.clone();
+            let req = request(self.policy, msg.clone());
+            self.attempt("return_stock", async move { client.return_stock(req).await }, |_| false)
+        })
+        .await?;
+        Ok(ReturnStockReply { return_id: reply.return_id, replayed: reply.replayed })
     }
 
     /// Reads the hold `reservation`; None when the inventory has no such hold.
@@ -350,11 +461,37 @@ mod tests {
     }
 
     #[test]
+    fn return_failures() {
+        use ReturnFailure::*;
+        let cases = [
+            (Status::not_found("no hold"), Refused),
+            (Status::failed_precondition("not committed"), Refused),
+            (with_reason(Code::AlreadyExists, ERROR_DOMAIN, "RETURN_KEY_IN_USE"), Refused),
+            (with_reason(Code::PermissionDenied, ERROR_DOMAIN, OWNED_BY_ANOTHER_CALLER), Refused),
+            (Status::unimplemented("older inventory"), Refused),
+            (Status::invalid_argument("lines[0].sku"), Refused),
+            // A caller policy that does not allow this service: fixed by a person, retried.
+            (with_reason(Code::PermissionDenied, ERROR_DOMAIN, "CALLER_NOT_ALLOWED"), Retry),
+            (Status::permission_denied("no"), Retry),
+            (Status::unavailable("down"), Retry),
+            (Status::deadline_exceeded("slow"), Retry),
+            (Status::aborted("serialization"), Retry),
+            (Status::resource_exhausted("busy"), Retry),
+            (Status::unknown("?"), Retry),
+            (Status::internal("bug"), Retry),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(classify_return_failure(&status), expected, "{status:?}");
+        }
+    }
+
+    #[test]
     fn hold_status_from_the_field_or_an_older_inventory_s_message() {
         let reply = |status: &str, message: &str| SettleReply {
             success: false,
             message: message.to_owned(),
             status: status.to_owned(),
+            reservation_id: None,
         };
         assert_eq!(reply("COMMITTED", "").hold_status(), HoldStatus::Committed);
         assert_eq!(reply("CANCELLED", "").hold_status(), HoldStatus::Cancelled);

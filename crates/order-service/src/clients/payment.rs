@@ -4,6 +4,7 @@
 use proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClient};
 use tonic::Code;
 use tonic::transport::Channel;
+use uuid::Uuid;
 
 use super::{PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
@@ -114,6 +115,11 @@ impl PaymentPeer {
         })
     }
 
+    /// The idempotency key of the refund of return `return_id` (one refund per return).
+    pub fn return_refund_key(return_id: Uuid) -> String {
+        format!("order-return-refund:{return_id}")
+    }
+
     /// Refunds `amount_minor` of the payment; returns the refund id.
     pub async fn refund(
         &self,
@@ -121,10 +127,21 @@ impl PaymentPeer {
         payment_id: &str,
         amount_minor: i64,
     ) -> Result<String, PeerError> {
+        self.refund_with_key(payment_id, amount_minor, Self::refund_key(order)).await
+    }
+
+    /// Refunds `amount_minor` of the payment under `idempotency_key` (a retry refunds once);
+    /// returns the refund id.
+    pub async fn refund_with_key(
+        &self,
+        payment_id: &str,
+        amount_minor: i64,
+        idempotency_key: String,
+    ) -> Result<String, PeerError> {
         let msg = pb::RefundPaymentRequest {
             payment_id: payment_id.to_owned(),
             amount_minor,
-            idempotency_key: Self::refund_key(order),
+            idempotency_key,
         };
         let reply = retrying(self.policy, PEER, "refund_payment", || {
             let mut client = self.client.clone();

@@ -1,5 +1,5 @@
 //! Which orders CancelOrder may cancel. Cancelling after payment is not supported (the order
-//! is paid and its stock committed or being committed): that is a return, a separate process.
+//! is paid and its stock committed or being committed): that is a return (ReturnOrder).
 
 use super::{NextAction, OrderStatus};
 
@@ -12,7 +12,13 @@ pub enum CancelDecision {
     AlreadyCancelled,
     /// Refused with this reason (FAILED_PRECONDITION).
     Refuse(String),
+    /// Refused: the order is confirmed, and undoing it is a return (ReturnOrder).
+    UseReturn,
 }
+
+/// What CancelOrder answers for a CONFIRMED order.
+pub const USE_RETURN: &str = "order is confirmed (paid, stock committed) and cannot be cancelled; \
+                              use ReturnOrder to return its items and refund them";
 
 /// Decides from the order's status, next saga action, attempts of that action, and whether a
 /// driver holds the order (or held it and lapsed, and nobody has picked it up since).
@@ -40,11 +46,7 @@ pub fn decide(
         (S::Pending | S::Reserved, _) => {
             CancelDecision::Refuse("payment in progress; retry shortly".to_owned())
         }
-        (S::Confirmed, _) => CancelDecision::Refuse(
-            "order is confirmed (paid, stock committed); cancellation after confirmation is not \
-             supported — use a return"
-                .to_owned(),
-        ),
+        (S::Confirmed, _) => CancelDecision::UseReturn,
         (S::Rejected | S::PaymentFailed, _) => CancelDecision::Refuse(format!(
             "order is {}; there is nothing to cancel",
             status.as_str()
@@ -66,13 +68,9 @@ mod tests {
         assert!(
             matches!(decide(S::Reserved, Some(A::Pay), 1, false), CancelDecision::Refuse(m) if m.contains("payment in progress"))
         );
-        assert!(
-            matches!(decide(S::Confirmed, None, 0, false), CancelDecision::Refuse(m) if m.contains("return"))
-        );
-        assert!(matches!(
-            decide(S::Confirmed, Some(A::Commit), 0, false),
-            CancelDecision::Refuse(_)
-        ));
+        assert_eq!(decide(S::Confirmed, None, 0, false), CancelDecision::UseReturn);
+        assert_eq!(decide(S::Confirmed, Some(A::Commit), 0, false), CancelDecision::UseReturn);
+        assert!(USE_RETURN.contains("ReturnOrder"));
         assert!(
             matches!(decide(S::Rejected, None, 0, false), CancelDecision::Refuse(m) if m.contains("REJECTED"))
         );
@@ -98,8 +96,6 @@ mod tests {
             decide(S::Cancelled, Some(A::ReleaseHold), 0, true),
             CancelDecision::AlreadyCancelled
         );
-        assert!(
-            matches!(decide(S::Confirmed, Some(A::Commit), 0, true), CancelDecision::Refuse(m) if m.contains("return"))
-        );
+        assert_eq!(decide(S::Confirmed, Some(A::Commit), 0, true), CancelDecision::UseReturn);
     }
 }

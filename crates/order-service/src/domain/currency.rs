@@ -8,6 +8,11 @@ const KNOWN: &[&str] = &[
     "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
 ];
 
+/// Every accepted code, sorted (the only values a currency metric label takes).
+pub fn all() -> &'static [&'static str] {
+    KNOWN
+}
+
 /// Whether `code` (upper case) is one of the accepted ISO 4217 codes.
 pub fn is_known(code: &str) -> bool {
     KNOWN.binary_search(&code).is_ok()

@@ -6,6 +6,7 @@ pub mod currency;
 pub mod inconsistency;
 pub mod pricing;
 pub mod resolution;
+pub mod returns;
 mod status;
 mod values;
 

@@ -8,12 +8,13 @@ use uuid::Uuid;
 
 use crate::domain::commands::{CancelOrder, CreateOrder, Cursor, ListPage, OrderLine};
 use crate::domain::resolution::Resolution;
+use crate::domain::returns::{ReturnLineRequest, ReturnOrder};
 use crate::domain::{
     Currency, FieldViolation, IdempotencyKey, NextAction, OrderId, PageSize, PaymentMethod,
     ProductId, Quantity, UserId, VariantId,
 };
 use crate::error::OrderError;
-use crate::store::{OrderView, ParkedView};
+use crate::store::{OrderView, ParkedView, ReturnView};
 
 /// Most lines one order may have by default (`MAX_ITEMS_PER_REQUEST`).
 pub const MAX_ITEMS: usize = 100;
@@ -118,6 +119,109 @@ pub fn cancel_order(req: &pb::CancelOrderRequest) -> Result<CancelOrder, OrderEr
     v.finish(|| Some(CancelOrder { order_id: order_id?, reason: reason.to_owned() }))
 }
 
+/// Longest SKU a return line may name (the catalog's ids are at most this long).
+const MAX_SKU_LEN: usize = 128;
+
+/// Parses a ReturnOrder request: the order, its lines (each SKU once; none = everything
+/// left), a required reason and a required idempotency key, naming every offending field.
+pub fn return_order(req: &pb::ReturnOrderRequest) -> Result<ReturnOrder, OrderError> {
+    let mut v = Violations::default();
+    let order_id = v.take(OrderId::parse("order_id", &req.order_id));
+    if req.items.len() > MAX_ITEMS {
+        v.0.push(FieldViolation::new("items", format!("must contain at most {MAX_ITEMS} items")));
+    }
+    let lines: Vec<Option<ReturnLineRequest>> = req
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = format!("items[{i}].sku");
+            let sku = v.take(return_sku(&field, &item.sku));
+            if let Some(j) = req.items[..i].iter().position(|earlier| earlier.sku == item.sku) {
+                v.0.push(FieldViolation::new(
+                    field,
+                    format!(
+                        "repeats the SKU of items[{j}]: name each SKU once (return damaged and \
+                         restockable units of one SKU in two returns)"
+                    ),
+                ));
+            }
+            let quantity = v.take(Quantity::parse(&format!("items[{i}].quantity"), item.quantity));
+            Some(ReturnLineRequest {
+                sku: sku?,
+                quantity: quantity?,
+                do_not_restock: item.do_not_restock,
+            })
+        })
+        .collect();
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        v.0.push(FieldViolation::new("reason", "must say why the items come back"));
+    } else if reason.chars().count() > MAX_REASON_LEN {
+        v.0.push(FieldViolation::new(
+            "reason",
+            format!("must be at most {MAX_REASON_LEN} characters"),
+        ));
+    } else if reason.chars().any(char::is_control) {
+        v.0.push(FieldViolation::new("reason", "must not contain control characters"));
+    }
+    let idempotency_key = v.take(IdempotencyKey::parse("idempotency_key", &req.idempotency_key));
+    v.finish(|| {
+        Some(ReturnOrder {
+            order_id: order_id?,
+            lines: lines.into_iter().collect::<Option<_>>()?,
+            reason: reason.to_owned(),
+            idempotency_key: idempotency_key?,
+        })
+    })
+}
+
+/// A return line's SKU: 1 to [`MAX_SKU_LEN`] characters, no whitespace or control characters.
+fn return_sku(field: &str, value: &str) -> Result<String, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_SKU_LEN {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_SKU_LEN} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A return as the wire shows it.
+pub fn order_return(view: ReturnView) -> pb::OrderReturn {
+    pb::OrderReturn {
+        id: view.id.to_string(),
+        order_id: view.order_id.to_string(),
+        status: view.status.as_str().to_owned(),
+        items: view
+            .items
+            .into_iter()
+            .map(|i| pb::ReturnedItem {
+                sku: i.sku,
+                quantity: i.quantity,
+                do_not_restock: i.do_not_restock,
+                unit_price_minor: i.unit_price_minor,
+            })
+            .collect(),
+        refund_amount_minor: view.refund_amount_minor,
+        currency: view.currency,
+        reason: view.reason,
+        status_reason: view.status_reason,
+        refund_id: view.refund_id.unwrap_or_default(),
+        created_at: Some(timestamp(view.created_at)),
+        updated_at: Some(timestamp(view.updated_at)),
+    }
+}
+
 /// Most parked orders one ListParkedOrders answer carries, and the default.
 const MAX_PARKED_PAGE: i32 = 500;
 const DEFAULT_PARKED_PAGE: u32 = 50;
@@ -217,6 +321,7 @@ fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
 
 /// An order as the wire shows it.
 pub fn order(view: OrderView) -> pb::Order {
+    let refunded_amount_minor = view.refunded_amount_minor();
     pb::Order {
         id: view.id.to_string(),
         user_id: view.user_id,
@@ -238,8 +343,8 @@ pub fn order(view: OrderView) -> pb::Order {
         payment_status: view.payment_status.as_str().to_owned(),
         inventory_reservation_id: view.reservation_id.map(|r| r.to_string()).unwrap_or_default(),
         status_reason: view.status_reason,
-        returns: Vec::new(),
-        refunded_amount_minor: 0,
+        returns: view.returns.into_iter().map(order_return).collect(),
+        refunded_amount_minor,
         created_at: Some(timestamp(view.created_at)),
         updated_at: Some(timestamp(view.updated_at)),
     }
@@ -292,6 +397,41 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(fields(create_order(&no_items).unwrap_err()), vec!["items".to_owned()]);
+    }
+
+    #[test]
+    fn return_collects_every_violation_and_refuses_a_repeated_sku() {
+        let item = |sku: &str, quantity| pb::ReturnItemInput {
+            sku: sku.into(),
+            quantity,
+            do_not_restock: false,
+        };
+        let req = pb::ReturnOrderRequest {
+            order_id: "nope".into(),
+            items: vec![item("A", 1), item("", 0), item("A", 2)],
+            reason: " ".into(),
+            idempotency_key: String::new(),
+        };
+        let got = fields(return_order(&req).unwrap_err());
+        for field in [
+            "order_id",
+            "items[1].sku",
+            "items[1].quantity",
+            "items[2].sku",
+            "reason",
+            "idempotency_key",
+        ] {
+            assert!(got.iter().any(|f| f == field), "{got:?} lacks {field}");
+        }
+        let ok = pb::ReturnOrderRequest {
+            order_id: Uuid::now_v7().to_string(),
+            items: vec![],
+            reason: " broken ".into(),
+            idempotency_key: "k".into(),
+        };
+        let cmd = return_order(&ok).unwrap();
+        assert!(cmd.lines.is_empty());
+        assert_eq!(cmd.reason, "broken");
     }
 
     #[test]

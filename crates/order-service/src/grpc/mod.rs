@@ -126,8 +126,10 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ReturnOrderRequest>,
     ) -> Result<Response<pb::OrderReturn>, Status> {
-        self.callers.caller(&request)?;
-        Err(Status::unimplemented("ReturnOrder is being built (issue 15)"))
+        let caller = self.callers.caller(&request)?;
+        let cmd = convert::return_order(request.get_ref())?;
+        self.visible(&caller, cmd.order_id).await?;
+        Ok(Response::new(convert::order_return(self.orders.return_order(cmd).await?)))
     }
 
     async fn list_parked_orders(

@@ -3,8 +3,9 @@
 use uuid::Uuid;
 
 use super::{Orders, Reached};
+use crate::domain::cancellation::USE_RETURN;
 use crate::domain::commands::CancelOrder;
-use crate::error::OrderError;
+use crate::error::{ORDER_CONFIRMED_USE_RETURN, OrderError};
 use crate::saga::Prior;
 use crate::store::{CancelOutcome, OrderView};
 
@@ -26,6 +27,11 @@ impl Orders {
             }
             CancelOutcome::AlreadyCancelled => self.get(cmd.order_id).await,
             CancelOutcome::Refused(reason) => Err(OrderError::FailedPrecondition(reason)),
+            CancelOutcome::UseReturn => Err(OrderError::Refused {
+                reason: ORDER_CONFIRMED_USE_RETURN,
+                field: None,
+                message: USE_RETURN.to_owned(),
+            }),
         }
     }
 }

@@ -1,8 +1,9 @@
-//! The order use cases behind the RPCs: place, read, list and cancel. They hold no protobuf
+//! The order use cases behind the RPCs: place, read, list, cancel and return. They hold no protobuf
 //! and no SQL; they sequence the peers, the store and the saga engine.
 
 mod cancel;
 mod place;
+mod returns;
 
 use std::time::Duration;
 

@@ -250,5 +250,7 @@ fn written_view(
         fingerprint: order.fingerprint,
         created_at,
         updated_at,
+        // A return needs a confirmed order, and this request just placed it.
+        returns: Vec::new(),
     }
 }

@@ -232,7 +232,7 @@ pub(super) struct Inner {
     pub(super) store: Store,
     pub(super) peers: Peers,
     pub(super) config: EngineConfig,
-    stop: CancellationToken,
+    pub(super) stop: CancellationToken,
 }
 
 impl Engine {

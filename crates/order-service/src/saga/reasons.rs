@@ -52,6 +52,28 @@ pub fn payment_refused(code: Code) -> String {
     format!("payment refused by the payment service ({})", code_name(code))
 }
 
+/// The reason of a return whose restock the inventory refused for good.
+pub fn return_restock_refused(code: Code) -> String {
+    format!(
+        "the inventory refused to take the returned units back ({}); once the cause is fixed, \
+         the same ReturnOrder request retries it",
+        code_name(code)
+    )
+}
+
+/// The reason of a return whose refund the payment service refused for good.
+pub fn return_refund_refused(code: Code) -> String {
+    format!(
+        "the payment service refused the refund ({}); once the cause is fixed, the same \
+         ReturnOrder request retries it",
+        code_name(code)
+    )
+}
+
+/// The reason of a return whose order has no payment recorded to refund.
+pub const RETURN_NOTHING_TO_REFUND: &str =
+    "the order has no payment recorded to refund; an operator must look";
+
 /// The reason of an order whose items the inventory refused (unknown SKU, bad request).
 pub fn inventory_refused(code: Code) -> String {
     format!("inventory refused the items ({})", code_name(code))

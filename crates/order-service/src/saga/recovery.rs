@@ -1,4 +1,4 @@
-//! The recovery worker: resumes every order whose saga step is due and whose lease is free or
+//! The recovery worker: resumes every order (and every return) whose saga step is due and whose lease is free or
 //! lapsed (its driver crashed, a step is waiting for its retry, or a request ran out of
 //! budget). It runs at start, so a restart resumes everything, and on every replica: claims
 //! use `FOR UPDATE SKIP LOCKED`, and a claimed order is leased to one driver.
@@ -79,6 +79,7 @@ async fn scan(
     metrics::SAGA_BACKLOG.set(backlog.count);
     metrics::SAGA_OLDEST_PENDING.set(backlog.oldest_seconds);
     metrics::SAGA_PARKED.set(backlog.parked);
+    metrics::RETURNS_NEEDING_OPERATOR.set(store.returns_needing_operator().await?);
 
     let free = u32::try_from(permits.available_permits()).unwrap_or(u32::MAX);
     if free == 0 {
@@ -99,6 +100,40 @@ async fn scan(
                 Ok(drive) => tracing::debug!(order_id = %id, end = ?drive.end, "recovery drive ended"),
                 Err(err) => {
                     tracing::warn!(order_id = %id, error = %err, "recovery drive failed; the order stays due")
+                }
+            }
+        });
+    }
+    resume_returns(engine, store, config, owner, permits, tasks).await
+}
+
+/// Claims due returns (their lease free or lapsed, none needing an operator) with the permits
+/// the orders left, and drives each: a return's steps are idempotent on the peers, so a
+/// lapsed driver's work is simply repeated.
+async fn resume_returns(
+    engine: &Engine,
+    store: &Store,
+    config: &RecoveryConfig,
+    owner: Uuid,
+    permits: &Arc<Semaphore>,
+    tasks: &TaskTracker,
+) -> Result<(), OrderError> {
+    let free = u32::try_from(permits.available_permits()).unwrap_or(u32::MAX);
+    if free == 0 {
+        return Ok(());
+    }
+    // Measured before the claim takes the leases, so each surely holds until then + lease.
+    let leased_at = tokio::time::Instant::now();
+    for id in store.claim_due_returns(owner, config.lease, free).await? {
+        // A claim the permits cannot cover lapses and is claimed again: nothing is lost.
+        let Ok(permit) = Arc::clone(permits).try_acquire_owned() else { continue };
+        let engine = engine.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            match engine.drive_return(id, owner, leased_at).await {
+                Ok(end) => tracing::debug!(return_id = %id, ?end, "recovery drive of a return ended"),
+                Err(err) => {
+                    tracing::warn!(return_id = %id, error = %err, "recovery drive of a return failed; it stays due")
                 }
             }
         });

@@ -34,7 +34,7 @@ impl Engine {
             NextAction::Reserve => self.reserve(state, demand, charge_unrecorded).await,
             NextAction::Pay => self.pay(state).await,
             NextAction::Commit => self.commit(state).await,
-            NextAction::ReleaseHold => self.release_hold(state, demand).await,
+            NextAction::ReleaseHold => self.release_hold(state).await,
             NextAction::Refund => self.refund(state).await,
         }
     }
@@ -180,62 +180,60 @@ impl Engine {
     }
 
     /// Releases the order's hold. Without a recorded hold id (a crash or timeout between the
-    /// reserve call and recording its answer, or a cancel that came first) it asks the
-    /// inventory for the order's hold by reference, and releases whatever that returns.
-    async fn release_hold(&self, state: &SagaState, demand: &[SkuDemand]) -> Step {
+    /// reserve call and recording its answer, or a cancel that came first) it cancels by the
+    /// order's reference `(ORDER, order id)`, which takes nothing to find the hold.
+    async fn release_hold(&self, state: &SagaState) -> Step {
         let me = &self.inner;
         let mut to = Transition::from_state(state);
         to.next_action =
             (state.payment_status == PaymentStatus::Succeeded).then_some(NextAction::Refund);
-        let reservation = match state.reservation_id {
-            Some(reservation) => reservation,
-            None => {
-                match me.peers.inventory.reserve(state.id, demand, me.config.hold_minutes).await {
-                    Ok(ReserveReply::Held(reservation)) => reservation,
-                    Ok(ReserveReply::Short { .. }) => {
-                        return Step::Advance(
-                            to,
-                            record(
-                                NextAction::ReleaseHold,
-                                "nothing_held",
-                                "no hold for the order".to_owned(),
-                            ),
-                        );
-                    }
-                    Err(err) => match classify_reserve_failure(&err.status) {
-                        ReserveFailure::ItemsRefused => {
-                            return Step::Advance(
-                                to,
-                                record(NextAction::ReleaseHold, "nothing_held", err.to_string()),
-                            );
-                        }
-                        // Whatever the other caller holds under the order's reference is not
-                        // the saga's to release; the order still ends (and refunds if paid).
-                        ReserveFailure::ReferenceTaken => {
-                            tracing::error!(error = %err, "another caller holds the order's inventory reference; nothing to release");
-                            to.status_reason =
-                                reasons::reference_taken_at_release(&state.status_reason);
-                            return Step::Advance(
-                                to,
-                                record(NextAction::ReleaseHold, REFERENCE_TAKEN, err.to_string()),
-                            );
-                        }
-                        ReserveFailure::Retry => return Step::Retry(err.to_string()),
-                    },
-                }
+        let (reply, by_reference) = match state.reservation_id {
+            Some(reservation) => {
+                tracing::Span::current().record("reservation_id", display(reservation));
+                (me.peers.inventory.cancel(reservation).await, false)
             }
+            None => (me.peers.inventory.cancel_by_reference(state.id).await, true),
         };
-        tracing::Span::current().record("reservation_id", display(reservation));
-        to.reservation_id = Some(reservation);
-        match me.peers.inventory.cancel(reservation).await {
-            Ok(reply) if reply.success => {
-                Step::Advance(to, record(NextAction::ReleaseHold, "ok", reply.message))
+        let reply = match reply {
+            Ok(reply) => reply,
+            // The reference never held anything (or the hold id is unknown): nothing to release.
+            Err(err) if err.peer_code() == Code::NotFound => {
+                return Step::Advance(
+                    to,
+                    record(NextAction::ReleaseHold, "nothing_held", err.to_string()),
+                );
             }
+            // Whatever another identity holds under the order's reference is not the saga's
+            // to release; the order still ends (and refunds if paid).
+            Err(err)
+                if by_reference
+                    && classify_reserve_failure(&err.status) == ReserveFailure::ReferenceTaken =>
+            {
+                tracing::error!(error = %err, "another caller holds the order's inventory reference; nothing to release");
+                to.status_reason = reasons::reference_taken_at_release(&state.status_reason);
+                return Step::Advance(
+                    to,
+                    record(NextAction::ReleaseHold, REFERENCE_TAKEN, err.to_string()),
+                );
+            }
+            Err(err) => return Step::Retry(err.to_string()),
+        };
+        if let Some(reservation) = reply.reservation_id.filter(|_| by_reference) {
+            tracing::Span::current().record("reservation_id", display(reservation));
+            to.reservation_id = Some(reservation);
+        }
+        let hold = to
+            .reservation_id
+            .map_or_else(|| "the order's hold".to_owned(), |r| format!("hold {r}"));
+        if reply.success {
+            return Step::Advance(to, record(NextAction::ReleaseHold, "ok", reply.message));
+        }
+        match reply.hold_status() {
             // Only a committed hold refuses a cancel, and the saga never releases a hold it
             // committed (it commits paid orders only, and never releases a paid order's hold):
             // another caller committed it, and its stock left without a sale. The order keeps
             // its end, says so, and is counted and alerted on; a refund still follows.
-            Ok(reply) if reply.hold_status() == HoldStatus::Committed => {
+            HoldStatus::Committed => {
                 tracing::error!(message = %reply.message, "the order's hold was committed by another caller; its stock left without a sale");
                 to.status_reason = reasons::hold_committed_elsewhere(&state.status_reason);
                 Step::Advance(
@@ -243,20 +241,16 @@ impl Engine {
                     record(
                         NextAction::ReleaseHold,
                         COMMITTED_ELSEWHERE,
-                        format!("hold {reservation}: {}", reply.message),
+                        format!("{hold}: {}", reply.message),
                     ),
                 )
             }
             // A refusal this engine does not know: a person has to look, so the order waits
             // for one (parked) instead of ending as if its hold were released.
-            Ok(reply) => Step::Stuck(format!(
-                "hold {reservation} could not be released ({}): {}",
+            _ => Step::Stuck(format!(
+                "{hold} could not be released ({}): {}",
                 reply.status, reply.message
             )),
-            Err(err) if err.peer_code() == Code::NotFound => {
-                Step::Advance(to, record(NextAction::ReleaseHold, "nothing_held", err.to_string()))
-            }
-            Err(err) => Step::Retry(err.to_string()),
         }
     }
 
@@ -283,7 +277,7 @@ impl Engine {
 
 /// Codes with which a peer refuses a settling call (commit, refund) for good: retrying the
 /// same call cannot change the answer, a person must.
-fn cannot_heal(code: Code) -> bool {
+pub(super) fn cannot_heal(code: Code) -> bool {
     matches!(
         code,
         Code::InvalidArgument

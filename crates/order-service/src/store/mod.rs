@@ -6,6 +6,7 @@ mod operator;
 mod orders;
 mod reconcile;
 mod retention;
+mod returns;
 mod saga;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use operator::ParkedView;
 pub use orders::CancelOutcome;
 pub use reconcile::{ConfirmedOrder, QueuedCommits};
 pub use retention::Retained;
+pub use returns::{NewReturn, ReturnSave, ReturnState, ReturnView, ReturnWrite};
 pub use saga::{Claimed, LastError, LeaseAfter, Park, Save, Saved};
 
 /// Handle on the `orders` schema.
@@ -59,6 +61,19 @@ pub struct OrderView {
     pub fingerprint: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its returns, oldest first.
+    pub returns: Vec<ReturnView>,
+}
+
+impl OrderView {
+    /// The refunds of its completed returns, in minor units (saturating: a sum past 64 bits
+    /// cannot come from refunds of one order's own prices).
+    pub fn refunded_amount_minor(&self) -> i64 {
+        self.returns
+            .iter()
+            .filter(|r| r.status == crate::domain::returns::ReturnStatus::Completed)
+            .fold(0i64, |sum, r| sum.saturating_add(r.refund_amount_minor))
+    }
 }
 
 /// One line of an order, with the SKU and unit price it was priced at.

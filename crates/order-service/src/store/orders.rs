@@ -55,6 +55,8 @@ pub enum CancelOutcome {
     AlreadyCancelled,
     /// Its state forbids a cancel, for this reason.
     Refused(String),
+    /// It is confirmed: undoing it is a return.
+    UseReturn,
 }
 
 impl Store {
@@ -219,6 +221,7 @@ impl Store {
         match decide(status, next, attempts, driven) {
             CancelDecision::AlreadyCancelled => return Ok(CancelOutcome::AlreadyCancelled),
             CancelDecision::Refuse(reason) => return Ok(CancelOutcome::Refused(reason)),
+            CancelDecision::UseReturn => return Ok(CancelOutcome::UseReturn),
             CancelDecision::Cancel => {}
         }
         sqlx::query(
@@ -249,7 +252,7 @@ impl Store {
         Ok(CancelOutcome::Cancelled)
     }
 
-    /// Attaches their lines to `rows` (one query for all of them).
+    /// Attaches their lines and their returns to `rows` (one query each for all of them).
     async fn with_items(&self, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, OrderError> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -262,6 +265,7 @@ impl Store {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
+        let mut returns = self.returns_of(&ids).await?;
         let mut by_order: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
         for item in items {
             by_order.entry(item.order_id).or_default().push(OrderItemView {
@@ -277,6 +281,7 @@ impl Store {
                 Ok(OrderView {
                     id: OrderId::from(r.id),
                     items: by_order.remove(&r.id).unwrap_or_default(),
+                    returns: returns.remove(&r.id).unwrap_or_default(),
                     user_id: r.user_id,
                     status: parse_status(&r.status)?,
                     status_reason: r.status_reason,

@@ -107,7 +107,7 @@ struct SagaRow {
 /// Longest `last_error` / audit detail kept: peers' messages are not ours to store unbounded.
 const MAX_DETAIL: usize = 500;
 
-fn clip(text: &str) -> String {
+pub(super) fn clip(text: &str) -> String {
     match text.char_indices().nth(MAX_DETAIL) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
