@@ -21,6 +21,7 @@ mod database;
 pub mod invariants;
 mod inventory;
 mod order;
+mod returns;
 pub mod tls;
 
 pub use database::TestDb;
@@ -29,6 +30,7 @@ pub use order::{
     OrderClient, PlantedOrder, SETTLE_TIMEOUT, SagaRow, SystemOptions, TestOrderServer, TestSystem,
     migrate_orders, order_request, order_settings, test_catalog, wait_parked,
 };
+pub use returns::{ReturnLine, return_request};
 
 /// A connected channel to a loopback server.
 pub async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<tonic::transport::Channel> {

@@ -145,6 +145,8 @@ pub fn test_catalog() -> anyhow::Result<Catalog> {
         product("p-gadget", "GADGET", 1999, "EUR"),
         shirt,
         product("p-hot", "HOT", 100, "EUR"),
+        // An odd price, so that partial refunds must be exact.
+        product("p-odd", "ODD", 333, "EUR"),
         product("p-fan", "FAN", 500, "JPY"),
         // Three of these overflow a 64-bit total.
         product("p-big", "BIG", 4_000_000_000_000_000_000, "EUR"),

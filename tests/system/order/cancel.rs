@@ -1,5 +1,6 @@
 use system_tests::{PlantedOrder, TestSystem, order_request};
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 /// An hour: planted orders wait for their cancel, not for the recovery worker.
 const NOT_DUE_MS: i64 = 3_600_000;
@@ -86,7 +87,12 @@ async fn confirmed_rejected_and_failed_orders_cannot_be_cancelled() -> anyhow::R
     assert_eq!(confirmed.status, "CONFIRMED");
     let status = sys.cancel(&confirmed.id, "").await?.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("use a return"), "{}", status.message());
+    assert!(status.message().contains("use ReturnOrder"), "{}", status.message());
+    let info = status.get_details_error_info().ok_or_else(|| anyhow::anyhow!("no ErrorInfo"))?;
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("ORDER_CONFIRMED_USE_RETURN", "order.v1")
+    );
     assert_eq!(sys.get(&confirmed.id).await?.status, "CONFIRMED");
     assert_eq!(sys.item("WIDGET").await?.on_hand, 0, "stock stays sold");
 
@@ -106,5 +112,30 @@ async fn confirmed_rejected_and_failed_orders_cannot_be_cancelled() -> anyhow::R
     let status = sys.cancel(&id, "").await?.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("REJECTED"), "{}", status.message());
+    Ok(())
+}
+
+#[tokio::test]
+async fn releasing_an_order_without_a_recorded_hold_takes_no_hold() -> anyhow::Result<()> {
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 10).await?;
+    // PENDING, its reserve attempted once but nothing recorded, and (unlike a reserve that
+    // landed) nothing held at the inventory: the release must find that out without
+    // reserving under the order's reference first.
+    let mut planted = PlantedOrder::pending(&[("p-widget", "WIDGET", 4, 250)]);
+    planted.attempts = 1;
+    planted.due_in_ms = NOT_DUE_MS;
+    let id = sys.plant(&planted).await?;
+
+    let order = sys.cancel(&id, "changed my mind").await??;
+
+    assert_eq!(order.status, "CANCELLED", "{order:?}");
+    assert_eq!(order.inventory_reservation_id, "", "{order:?}");
+    assert!(sys.holds_for(&id).await?.is_empty(), "no reservation under the order's reference");
+    assert_eq!(sys.movements("WIDGET", "RESERVE").await?.0, 0, "no RESERVE movement");
+    let item = sys.item("WIDGET").await?;
+    assert_eq!((item.on_hand, item.reserved), (10, 0));
+    let steps = sys.saga_steps(&id).await?;
+    assert!(steps.contains(&("release_hold".into(), "nothing_held".into())), "{steps:?}");
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use proto::order::v1::{GetOrderRequest, order_service_client::OrderServiceClient};
 use system_tests::chaos::procs::target_binary;
-use system_tests::{SystemOptions, TestSystem, order_request};
+use system_tests::{SystemOptions, TestSystem, order_request, return_request};
 use test_support::binary::free_port;
 
 /// A server process killed when dropped, so a test that fails early leaves none behind.
@@ -111,6 +111,50 @@ async fn sigkill_during_payment_then_restart_confirms_once() -> anyhow::Result<(
     assert_eq!(sys.reservation(&order.inventory_reservation_id).await?.status, "COMMITTED");
     let item = sys.item("WIDGET").await?;
     assert_eq!((item.on_hand, item.reserved), (3, 0), "stock matches the one confirmed order");
+    assert!(sys.inventory()?.ledger_violations().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_refund_of_a_return_then_restart_refunds_once() -> anyhow::Result<()> {
+    let sys =
+        TestSystem::start_with(SystemOptions { order_servers: 0, ..Default::default() }).await?;
+    sys.stock("WIDGET", 5).await?;
+    let port = free_port()?;
+    let mut first = spawn_order_server(&sys, port)?;
+    wait_serving(port).await?;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect_lazy();
+    let mut client = OrderServiceClient::new(channel);
+    let order = client.create_order(order_request("lu", &[("p-widget", 3)])).await?.into_inner();
+    assert_eq!(order.status, "CONFIRMED", "{order:?}");
+    let charges = sys.payment_faults.calls();
+
+    // Slow enough that the kill lands while the refund call is in flight.
+    sys.payment_faults.set_latency_ms(3_000);
+    let in_flight = tokio::spawn(async move {
+        client.return_order(return_request(&order.id, "kill-return", &[("WIDGET", 2, false)])).await
+    });
+    sys.wait_payment_calls(charges + 1).await?;
+    first.kill()?; // SIGKILL: no shutdown hooks, no lease given back
+    let _ = first.wait();
+    assert!(in_flight.await?.is_err(), "the caller saw its server die");
+    let id: uuid::Uuid =
+        sqlx::query_scalar("select id from orders.order_returns").fetch_one(&sys.db.pool).await?;
+    let id = id.to_string();
+
+    sys.payment_faults.set_latency_ms(0);
+    let mut second = spawn_order_server(&sys, free_port()?)?;
+    let completed = sys.wait_return_status(&id, "COMPLETED").await;
+    let _ = second.kill();
+    let _ = second.wait();
+    completed?;
+
+    let refunds = sys.refunds_of_return(&id);
+    assert_eq!(refunds.len(), 1, "refunded exactly once: {refunds:?}");
+    assert_eq!(refunds[0].1, 500);
+    let item = sys.item("WIDGET").await?;
+    assert_eq!((item.on_hand, item.reserved), (4, 0), "5 - 3 sold + 2 back, once");
     assert!(sys.inventory()?.ledger_violations().await?.is_empty());
     Ok(())
 }

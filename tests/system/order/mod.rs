@@ -14,4 +14,5 @@ mod reconcile;
 mod recovery;
 mod refusals;
 mod retention;
+mod returns;
 mod validation;

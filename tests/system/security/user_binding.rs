@@ -63,7 +63,7 @@ impl Bound {
     }
 }
 
-/// One client and the user it states (if any), with the four RPCs.
+/// One client and the user it states (if any), with the five user-facing RPCs.
 struct Caller {
     client: OrderClient,
     user: Option<String>,
@@ -100,14 +100,26 @@ impl Caller {
         Ok(self.client.clone().cancel_order(req).await.map(|r| r.into_inner()))
     }
 
-    /// The code of each of the four RPCs (create and list for `user`, get and cancel `id`).
-    async fn codes(&self, user: &str, id: &str) -> anyhow::Result<[Code; 4]> {
+    async fn return_all(&self, id: &str) -> anyhow::Result<Result<pb::OrderReturn, Status>> {
+        let req = self.request(pb::ReturnOrderRequest {
+            order_id: id.to_owned(),
+            items: Vec::new(),
+            reason: "changed my mind".into(),
+            idempotency_key: "return-all".into(),
+        })?;
+        Ok(self.client.clone().return_order(req).await.map(|r| r.into_inner()))
+    }
+
+    /// The code of each of the five RPCs (create and list for `user`, get, cancel and return
+    /// `id`).
+    async fn codes(&self, user: &str, id: &str) -> anyhow::Result<[Code; 5]> {
         let code = |r: Result<(), Status>| r.err().map_or(Code::Ok, |s| s.code());
         Ok([
             code(self.create(user).await?.map(drop)),
             code(self.get(id).await?.map(drop)),
             code(self.list(user).await?.map(drop)),
             code(self.cancel(id).await?.map(drop)),
+            code(self.return_all(id).await?.map(drop)),
         ])
     }
 }
@@ -152,6 +164,18 @@ async fn an_edge_acts_for_the_user_it_names_and_sees_no_other_user_s_orders() ->
         absent.message().replace(&absent_id, "ID")
     );
 
+    // Nor may she return it: the same NOT_FOUND, and no return is written.
+    let returned = alice.return_all(&bobs.id).await?.unwrap_err();
+    assert_eq!(returned.code(), Code::NotFound, "{returned:?}");
+    assert_eq!(
+        returned.message().replace(&bobs.id, "ID"),
+        absent.message().replace(&absent_id, "ID")
+    );
+    assert_eq!(bound.sys.return_count(&bobs.id).await?, 0);
+    // Her own confirmed order she may return.
+    assert_eq!(alice.return_all(&mine.id).await??.order_id, mine.id);
+    assert_eq!(bound.sys.return_count(&mine.id).await?, 1);
+
     // Naming another user herself is refused outright, and writes nothing.
     let orders_before = bound.sys.order_count().await?;
     assert_eq!(code(alice.list("bob").await?), Code::PermissionDenied);
@@ -177,8 +201,10 @@ async fn an_operator_reads_lists_and_cancels_any_user_s_orders() -> anyhow::Resu
     assert_eq!(support.get(&bobs.id).await??.user_id, "bob");
     assert_eq!(support.list("bob").await??.len(), 2);
     assert_eq!(support.cancel(&his_pending).await??.status, "CANCELLED");
-    // Operators pass through to the business rules: a confirmed order is not cancellable.
+    // Operators pass through to the business rules: a confirmed order is not cancellable,
+    // but returnable.
     assert_eq!(code(support.cancel(&bobs.id).await?), Code::FailedPrecondition);
+    assert_eq!(support.return_all(&bobs.id).await??.order_id, bobs.id);
     // An x-user-id from an operator changes nothing.
     let support_as_alice = Caller { client: bound.client(OPERATOR)?, user: Some("alice".into()) };
     assert_eq!(support_as_alice.get(&bobs.id).await??.id, bobs.id);
@@ -192,20 +218,21 @@ async fn callers_that_are_not_identified_or_not_allowed_are_refused() -> anyhow:
 
     // An edge that does not name its user has not said for whom it calls.
     let nameless = bound.anonymous(EDGE)?;
-    assert_eq!(nameless.codes("bob", &bobs.id).await?, [Code::Unauthenticated; 4]);
+    assert_eq!(nameless.codes("bob", &bobs.id).await?, [Code::Unauthenticated; 5]);
     let empty = Caller { client: bound.client(EDGE)?, user: Some(String::new()) };
-    assert_eq!(empty.codes("bob", &bobs.id).await?, [Code::Unauthenticated; 4]);
+    assert_eq!(empty.codes("bob", &bobs.id).await?, [Code::Unauthenticated; 5]);
 
     // A certificate of the right CA, but on neither list.
     let intruder = bound.anonymous("intruder")?;
-    assert_eq!(intruder.codes("bob", &bobs.id).await?, [Code::PermissionDenied; 4]);
+    assert_eq!(intruder.codes("bob", &bobs.id).await?, [Code::PermissionDenied; 5]);
     let refused = intruder.get(&bobs.id).await?.unwrap_err();
     assert!(refused.message().contains("intruder"), "{refused:?}");
     let with_user = Caller { client: bound.client("intruder")?, user: Some("bob".into()) };
-    assert_eq!(with_user.codes("bob", &bobs.id).await?, [Code::PermissionDenied; 4]);
+    assert_eq!(with_user.codes("bob", &bobs.id).await?, [Code::PermissionDenied; 5]);
 
-    // Only the order the edge placed for Bob exists.
+    // Only the order the edge placed for Bob exists, and nobody returned it.
     assert_eq!(bound.sys.order_count().await?, 1);
+    assert_eq!(bound.sys.return_count(&bobs.id).await?, 0);
     Ok(())
 }
 
