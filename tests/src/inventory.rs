@@ -221,7 +221,17 @@ impl TestInventory {
               where sl.on_hand <> coalesce(m.oh, 0) or sl.reserved <> coalesce(m.rs, 0)
              union all
              select 'impossible level: ' || id, 1 from inventory.stock_levels
-              where reserved < 0 or reserved > on_hand"
+              where reserved < 0 or reserved > on_hand
+             union all
+             select 'returned more than committed: hold ' || r.id || ' level ' || ret.stock_level_id, 1
+               from (select sr.reservation_id, l.stock_level_id, sum(l.quantity) q
+                       from inventory.stock_returns sr
+                       join inventory.stock_return_lines l on l.return_id = sr.id
+                      group by 1, 2) ret
+               join inventory.reservations r on r.id = ret.reservation_id
+               left join inventory.reservation_items ri
+                      on ri.reservation_id = r.id and ri.stock_level_id = ret.stock_level_id
+              where r.status <> 'COMMITTED' or ret.q > coalesce(ri.quantity, 0)"
         ))
         .fetch_all(&self.db.pool)
         .await?;

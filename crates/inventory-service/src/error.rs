@@ -12,6 +12,8 @@ pub const ERROR_DOMAIN: &str = "inventory.v1";
 pub const REFERENCE_IN_USE: &str = "RESERVATION_REFERENCE_IN_USE";
 /// ErrorInfo reason: the hold (or the reference's hold) was taken by another client identity.
 pub const HOLD_OF_ANOTHER_CALLER: &str = "HOLD_OWNED_BY_ANOTHER_CALLER";
+/// ErrorInfo reason: the return's idempotency key was used by a different request.
+pub const RETURN_KEY_IN_USE: &str = "RETURN_KEY_IN_USE";
 /// ErrorInfo reason: the caller policy does not allow this RPC or reference type.
 pub const CALLER_NOT_ALLOWED: &str = "CALLER_NOT_ALLOWED";
 
@@ -37,6 +39,12 @@ pub enum InventoryError {
         .0.id, .0.kind
     )]
     ReferenceInUse(Reference),
+    /// The return's idempotency key was used by a different request; nothing was written.
+    #[error(
+        "idempotency_key {0:?} was used by a different return (another hold or other lines); \
+         repeat the first request exactly, or use a new key"
+    )]
+    ReturnKeyInUse(String),
     /// The caller is identified but not allowed this; `reason` is the ErrorInfo reason.
     #[error("{message}")]
     PermissionDenied { reason: &'static str, message: String },
@@ -76,7 +84,7 @@ impl CallError for InventoryError {
             Self::InvalidArgument(_) => Code::InvalidArgument,
             Self::NotFound { .. } => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::ReferenceInUse(_) => Code::AlreadyExists,
+            Self::ReferenceInUse(_) | Self::ReturnKeyInUse(_) => Code::AlreadyExists,
             Self::PermissionDenied { .. } => Code::PermissionDenied,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::Database(db) => db.code(),
@@ -102,6 +110,11 @@ impl CallError for InventoryError {
                     ("reference_type", reference.kind.as_str()),
                     ("reference_id", reference.id.as_str()),
                 ],
+            ),
+            Self::ReturnKeyInUse(key) => Details::reason(
+                RETURN_KEY_IN_USE,
+                ERROR_DOMAIN,
+                [("idempotency_key", key.as_str())],
             ),
             Self::PermissionDenied { reason, .. } => Details::reason(reason, ERROR_DOMAIN, []),
             _ => Details::default(),

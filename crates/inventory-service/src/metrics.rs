@@ -52,6 +52,25 @@ pub static CANCELLATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// ReturnStock requests by outcome: returned, replayed, refused, conflict, denied, not_found,
+/// invalid, error.
+pub static RETURNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "inventory_returns_total",
+        "ReturnStock requests by outcome.",
+        &["outcome"],
+    )
+});
+
+/// Units taken back by returns: restocked (on hand again) or not (damaged goods).
+pub static RETURNED_UNITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_counter_vec(
+        "inventory_returned_units_total",
+        "Units taken back by ReturnStock, by whether they were put back on hand.",
+        &["restocked"],
+    )
+});
+
 /// Holds released by the expiry sweeper.
 pub static EXPIRED_HOLDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_counter_vec(
@@ -180,6 +199,14 @@ pub fn init() {
     for outcome in ["already_done", "refused", "denied", "not_found", "invalid", "error"] {
         COMMITS.with_label_values(&[outcome]);
         CANCELLATIONS.with_label_values(&[outcome]);
+    }
+    for outcome in
+        ["returned", "replayed", "refused", "conflict", "denied", "not_found", "invalid", "error"]
+    {
+        RETURNS.with_label_values(&[outcome]);
+    }
+    for restocked in ["true", "false"] {
+        RETURNED_UNITS.with_label_values(&[restocked]);
     }
     COMMITS.with_label_values(&["committed"]);
     CANCELLATIONS.with_label_values(&["cancelled"]);

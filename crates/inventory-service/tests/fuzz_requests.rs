@@ -31,6 +31,16 @@ test_support::fuzz_requests! {
         seed: pb::CommitReservationRequest { reservation_id: RESERVATION.into() };
     CancelReservationRequest => |r| convert::cancel_hold(r).map(drop),
         seed: pb::CancelReservationRequest::by_id(RESERVATION);
+    ReturnStockRequest => |r| convert::return_hold(r).and_then(|_| convert::return_lines(r)).map(drop),
+        seed: pb::ReturnStockRequest {
+            lines: vec![
+                pb::ReturnLine { sku: "SKU-1".into(), warehouse_id: String::new(), quantity: 2, do_not_restock: false },
+                pb::ReturnLine { sku: "SKU-2".into(), warehouse_id: "east".into(), quantity: 1, do_not_restock: true },
+            ],
+            idempotency_key: "return-1".into(),
+            reason: "customer return".into(),
+            ..pb::ReturnStockRequest::by_id(RESERVATION)
+        };
     UpsertInventoryItemRequest => |r| convert::upsert(r).map(drop),
         seed: pb::UpsertInventoryItemRequest {
             sku: "SKU-1".into(),

@@ -10,5 +10,6 @@ mod history;
 mod operations;
 mod reconcile;
 mod reserve;
+mod returns;
 mod settle;
 mod validation;

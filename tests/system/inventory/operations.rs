@@ -113,6 +113,7 @@ async fn reflection_serves_every_rpc_by_symbol() -> anyhow::Result<()> {
             "GetReservation",
             "ListInventoryItems",
             "ReserveInventory",
+            "ReturnStock",
             "UpsertInventoryItem",
             "VerifyLedger",
         ]

@@ -11,11 +11,11 @@ use tonic_types::StatusExt;
 const POLICY: &str = r#"{ "callers": [
     { "identity": "order-service",
       "rpcs": ["CheckInventoryAvailability", "ReserveInventory", "CommitReservation",
-               "CancelReservation", "GetReservation"],
+               "CancelReservation", "GetReservation", "ReturnStock"],
       "reference_types": ["ORDER"] },
     { "identity": "storefront",
       "rpcs": ["ReserveInventory", "CommitReservation", "CancelReservation", "GetReservation",
-               "GetInventoryItem"],
+               "ReturnStock", "GetInventoryItem"],
       "reference_types": ["ORDER", "CART"] },
     { "identity": "ops-console", "rpcs": ["*"], "reference_types": ["*"],
       "settle_any_hold": true },
@@ -238,6 +238,27 @@ async fn a_hold_is_settled_only_by_its_taker_or_an_operator() -> anyhow::Result<
     assert_eq!(committed.status, "COMMITTED");
     let widget = secured.inventory.item("WIDGET").await?;
     assert_eq!((widget.on_hand, widget.reserved), (7, 0));
+
+    // Its stock goes back only for its taker, whether named by id or by reference.
+    let give_back = |hold: pb::ReturnStockRequest| pb::ReturnStockRequest {
+        lines: vec![pb::ReturnLine { sku: "WIDGET".into(), quantity: 1, ..Default::default() }],
+        idempotency_key: "return-1".into(),
+        ..hold
+    };
+    for named in [
+        pb::ReturnStockRequest::by_id(committed.reservation_id.clone()),
+        pb::ReturnStockRequest::by_reference("ORDER", "o-2"),
+    ] {
+        let refused = storefront.return_stock(give_back(named)).await.expect_err("not its hold");
+        assert_eq!(
+            (refused.code(), reason(&refused).as_str()),
+            (Code::PermissionDenied, "HOLD_OWNED_BY_ANOTHER_CALLER")
+        );
+    }
+    assert_eq!(secured.inventory.item("WIDGET").await?.on_hand, 7);
+    let by_id = pb::ReturnStockRequest::by_id(committed.reservation_id.clone());
+    order.return_stock(give_back(by_id)).await?;
+    assert_eq!(secured.inventory.item("WIDGET").await?.on_hand, 8);
     assert!(secured.inventory.ledger_violations().await?.is_empty());
     secured.inventory.stop().await
 }

@@ -378,7 +378,7 @@ mod tests {
             assert_eq!(labels(path), pair(UNKNOWN_LABEL, UNKNOWN_LABEL), "{path}");
         }
         // Every RPC of the contract resolves (the descriptors are the source of truth).
-        assert_eq!(layer.known.len(), 10 + 2 + 1, "{:?}", layer.known.keys());
+        assert_eq!(layer.known.len(), 11 + 2 + 1, "{:?}", layer.known.keys());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::allocation::Line;
 use super::{
-    AdjustmentKey, HoldCaller, PageSize, Quantity, Reason, Reference, ReservationId,
+    HoldCaller, IdempotencyKey, PageSize, Quantity, Reason, Reference, ReservationId,
     ReservationStatus, Sku, WarehouseId,
 };
 
@@ -38,20 +38,36 @@ impl Reserve {
             })
             .collect();
         lines.sort_unstable();
-        let mut hash = Sha256::new();
-        // Length-prefixed, so that no two different line lists encode the same bytes (an
-        // empty warehouse, "any", is no valid warehouse id).
-        let mut field = |value: &[u8]| {
-            hash.update((value.len() as u64).to_be_bytes());
-            hash.update(value);
-        };
-        field(b"reserve-v1");
+        let mut hash = Fingerprint::new(b"reserve-v1");
         for (item, warehouse, quantity) in lines {
-            field(item.as_bytes());
-            field(warehouse.as_bytes());
-            field(&quantity.to_be_bytes());
+            hash.field(item.as_bytes()).field(warehouse.as_bytes()).field(&quantity.to_be_bytes());
         }
-        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hash.finish()
+    }
+}
+
+/// A SHA-256 over length-prefixed fields, so that no two different field lists encode the
+/// same bytes (an empty warehouse, "any", is no valid warehouse id). Hex.
+pub(crate) struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    /// A fingerprint of the kind `tag` (a request type and its version).
+    pub(crate) fn new(tag: &[u8]) -> Self {
+        let mut hash = Self(Sha256::new());
+        hash.field(tag);
+        hash
+    }
+
+    /// Adds one field.
+    pub(crate) fn field(&mut self, value: &[u8]) -> &mut Self {
+        self.0.update((value.len() as u64).to_be_bytes());
+        self.0.update(value);
+        self
+    }
+
+    /// The hex digest.
+    pub(crate) fn finish(self) -> String {
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -72,7 +88,7 @@ pub struct Adjust {
     pub warehouse: WarehouseId,
     pub delta: i32,
     pub reason: Reason,
-    pub key: Option<AdjustmentKey>,
+    pub key: Option<IdempotencyKey>,
 }
 
 /// One page of items ordered by SKU, starting after `after`.

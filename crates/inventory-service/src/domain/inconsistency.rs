@@ -15,16 +15,20 @@ pub enum InconsistencyKind {
     /// A stock row whose ledger checkpoint differs from the movements it sums (base plus the
     /// remaining movements below the horizon): measured by full verifications only.
     CheckpointMismatch,
+    /// Returned units a hold cannot account for: more than its committed line, or returned
+    /// from a hold that is not COMMITTED.
+    ReturnMismatch,
 }
 
 impl InconsistencyKind {
     /// Every kind, in report order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ReservedMismatch,
         Self::LedgerMismatch,
         Self::ImpossibleLevel,
         Self::LapsedPendingHold,
         Self::CheckpointMismatch,
+        Self::ReturnMismatch,
     ];
 
     /// The label value.
@@ -35,6 +39,7 @@ impl InconsistencyKind {
             Self::ImpossibleLevel => "impossible_level",
             Self::LapsedPendingHold => "lapsed_pending_hold",
             Self::CheckpointMismatch => "checkpoint_mismatch",
+            Self::ReturnMismatch => "return_mismatch",
         }
     }
 

@@ -5,6 +5,7 @@ mod caller;
 pub mod commands;
 mod inconsistency;
 mod outcomes;
+pub mod returns;
 mod values;
 
 pub use caller::HoldCaller;
@@ -12,7 +13,7 @@ pub use inconsistency::InconsistencyKind;
 pub use outcomes::{ReserveOutcome, SettleOutcome};
 
 pub use values::{
-    AdjustmentKey, FieldViolation, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,
+    FieldViolation, IdempotencyKey, ItemRef, PageSize, Quantity, Reason, Reference, ReservationId,
     ReservationStatus, Sku, WarehouseId,
 };
 

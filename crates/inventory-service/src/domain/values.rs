@@ -235,11 +235,17 @@ impl Reason {
     }
 }
 
-/// A client-chosen key that makes an adjustment apply once, however often it is sent.
+/// A client-chosen key that makes a change (an adjustment, a return) apply once, however
+/// often it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdjustmentKey(String);
+pub struct IdempotencyKey(String);
 
-impl AdjustmentKey {
+impl IdempotencyKey {
+    /// A key that must be given.
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldViolation> {
+        key(field, value, MAX_IDEMPOTENCY_KEY_LEN).map(Self)
+    }
+
     /// Empty means the adjustment is not deduplicated.
     pub fn parse_optional(field: &str, value: &str) -> Result<Option<Self>, FieldViolation> {
         if value.is_empty() {

@@ -5,13 +5,19 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use proto::inventory::v1 as pb;
 
 use crate::domain::{
-    AdjustmentKey, AvailabilityStatus, FieldViolation, HoldCaller, ItemRef, PageSize, Quantity,
+    AvailabilityStatus, FieldViolation, HoldCaller, IdempotencyKey, ItemRef, PageSize, Quantity,
     Reason, Reference, ReservationId, ReservationStatus, Sku, WarehouseId,
     allocation::{Line, Shortage},
     commands::{Adjust, CheckLine, ListPage, Reserve, Settle, Upsert},
+    returns::{ReturnLine, ReturnStock},
 };
 use crate::error::InventoryError;
-use crate::store::{ItemView, ReservationView, ReserveOutcome, SettleOutcome, SkuAvailability};
+use crate::store::{
+    ItemView, ReservationView, ReserveOutcome, ReturnView, SettleOutcome, SkuAvailability,
+};
+
+/// The most lines one return may carry: bounds one request's work and its transaction.
+pub const MAX_RETURN_LINES: usize = 500;
 
 /// Bounds on what one request may carry; set from the server's settings.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +182,84 @@ hold_of!(cancel_hold, CancelReservationRequest, cancel_reservation_request);
 hold_of!(get_hold, GetReservationRequest, get_reservation_request);
 hold_of!(return_hold, ReturnStockRequest, return_stock_request);
 
+/// A ReturnStock request's lines, key and reason, parsed; the hold is resolved apart (a
+/// reference needs the store).
+#[derive(Debug)]
+pub struct ParsedReturn {
+    lines: Vec<ReturnLine>,
+    key: IdempotencyKey,
+    reason: Option<Reason>,
+}
+
+impl ParsedReturn {
+    /// The command for the resolved hold, on behalf of `caller`.
+    pub fn into_command(self, reservation: ReservationId, caller: HoldCaller) -> ReturnStock {
+        ReturnStock { reservation, lines: self.lines, key: self.key, reason: self.reason, caller }
+    }
+}
+
+/// Parses a ReturnStock request's lines, key and reason, collecting every violation.
+pub fn return_lines(req: &pb::ReturnStockRequest) -> Result<ParsedReturn, InventoryError> {
+    let mut v = Violations::default();
+    if req.lines.is_empty() {
+        v.0.push(FieldViolation::new("lines", "must name at least one line"));
+    }
+    if req.lines.len() > MAX_RETURN_LINES {
+        v.0.push(FieldViolation::new("lines", format!("must be at most {MAX_RETURN_LINES}")));
+    }
+    let lines: Vec<Option<ReturnLine>> = req
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let sku = v.take(Sku::parse(&format!("lines[{i}].sku"), &line.sku));
+            let warehouse = v.take(WarehouseId::parse_optional(
+                &format!("lines[{i}].warehouse_id"),
+                &line.warehouse_id,
+            ));
+            let quantity = v.take(Quantity::parse(&format!("lines[{i}].quantity"), line.quantity));
+            Some(ReturnLine {
+                sku: sku?,
+                warehouse: warehouse?,
+                quantity: quantity?,
+                restock: !line.do_not_restock,
+            })
+        })
+        .collect();
+    let key = v.take(IdempotencyKey::parse("idempotency_key", &req.idempotency_key));
+    let reason = if req.reason.is_empty() {
+        Some(None)
+    } else {
+        v.take(Reason::parse("reason", &req.reason).map(Some))
+    };
+    v.finish(|| {
+        Some(ParsedReturn {
+            lines: lines.into_iter().collect::<Option<_>>()?,
+            key: key?,
+            reason: reason?,
+        })
+    })
+}
+
+/// The answer to a ReturnStock request.
+pub fn return_reply(view: ReturnView) -> pb::ReturnStockResponse {
+    pb::ReturnStockResponse {
+        return_id: view.id.to_string(),
+        reservation_id: view.reservation_id.to_string(),
+        lines: view
+            .lines
+            .into_iter()
+            .map(|l| pb::ReturnedLine {
+                sku: l.sku,
+                warehouse_id: l.warehouse_id,
+                quantity: l.quantity,
+                do_not_restock: !l.restock,
+            })
+            .collect(),
+        replayed: view.replayed,
+    }
+}
+
 /// Parses an upsert request.
 pub fn upsert(req: &pb::UpsertInventoryItemRequest) -> Result<Upsert, InventoryError> {
     let mut v = Violations::default();
@@ -210,7 +294,7 @@ pub fn adjust(req: &pb::AdjustStockRequest) -> Result<Adjust, InventoryError> {
         v.0.push(FieldViolation::new("delta", "must not be 0"));
     }
     let reason = v.take(Reason::parse("reason", &req.reason));
-    let key = v.take(AdjustmentKey::parse_optional("idempotency_key", &req.idempotency_key));
+    let key = v.take(IdempotencyKey::parse_optional("idempotency_key", &req.idempotency_key));
     v.finish(|| {
         Some(Adjust {
             sku: sku?,
@@ -410,8 +494,8 @@ pub fn reservation(view: ReservationView) -> pb::Reservation {
                 sku: l.sku,
                 warehouse_id: l.warehouse_id,
                 quantity: l.quantity,
-                returned_quantity: 0,
-                not_restocked_quantity: 0,
+                returned_quantity: l.returned,
+                not_restocked_quantity: l.not_restocked,
             })
             .collect(),
     }

@@ -184,8 +184,31 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::ReturnStockRequest>,
     ) -> Result<Response<pb::ReturnStockResponse>, Status> {
-        self.authorize(&request, "ReturnStock")?;
-        Err(Status::unimplemented("ReturnStock is being built (issue 15)"))
+        let result = async {
+            let caller = self.authorize(&request, "ReturnStock")?;
+            let req = request.get_ref();
+            let name = convert::return_hold(req);
+            let parsed = convert::return_lines(req);
+            let reservation = self.hold_id(name?, &caller).await?;
+            let cmd = parsed?.into_command(reservation, caller.hold);
+            self.store.return_stock(&cmd).await
+        }
+        .await;
+        let outcome = match &result {
+            Ok(view) if view.replayed => "replayed",
+            Ok(view) => {
+                for line in &view.lines {
+                    let restocked = if line.restock { "true" } else { "false" };
+                    metrics::RETURNED_UNITS
+                        .with_label_values(&[restocked])
+                        .inc_by(u64::try_from(line.quantity).unwrap_or(0));
+                }
+                "returned"
+            }
+            Err(e) => metrics::error_outcome(e),
+        };
+        metrics::RETURNS.with_label_values(&[outcome]).inc();
+        Ok(Response::new(convert::return_reply(result?)))
     }
 
     async fn upsert_inventory_item(

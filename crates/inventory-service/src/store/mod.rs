@@ -9,6 +9,7 @@ mod ledger;
 mod reconcile;
 mod reservations;
 mod retention;
+mod returns;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -98,10 +99,33 @@ pub struct ReservationView {
     pub items: Vec<ReservedLine>,
 }
 
-/// Units of one SKU held in one warehouse.
+/// Units of one SKU held in one warehouse, and what returns took back of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservedLine {
     pub sku: String,
     pub warehouse_id: String,
     pub quantity: i32,
+    /// Units returned (ReturnStock), restocked or not.
+    pub returned: i32,
+    /// Of `returned`, the units not put back on hand.
+    pub not_restocked: i32,
+}
+
+/// A return as applied (or found under its key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnView {
+    pub id: Uuid,
+    pub reservation_id: ReservationId,
+    pub lines: Vec<ReturnedLine>,
+    /// The key had been used by this same request before: nothing was applied now.
+    pub replayed: bool,
+}
+
+/// Units a return took back from one stock row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnedLine {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: i32,
+    pub restock: bool,
 }

@@ -260,6 +260,30 @@ const LAPSED_PENDING_HOLD: &str = "
      order by r.expires_at, r.id
      limit $1";
 
+/// Returned units a hold cannot account for: a stock row given back more than its committed
+/// line, or given back by a hold that is not COMMITTED (or has no line on that row).
+/// ReturnStock checks both under the hold's row lock; this sees a bypass or a bug.
+const RETURN_MISMATCH: &str = "
+    with returned as (
+        select sr.reservation_id, l.stock_level_id, sum(l.quantity) as returned
+          from inventory.stock_returns sr
+          join inventory.stock_return_lines l on l.return_id = sr.id
+         group by sr.reservation_id, l.stock_level_id),
+    bad as materialized (
+        select sl.item_id, sl.warehouse_id, r.reservation_id,
+               format('hold %s: %s units returned of %s committed',
+                      coalesce(h.status, 'missing'), r.returned, coalesce(ri.quantity, 0)) as detail
+          from returned r
+          join inventory.stock_levels sl on sl.id = r.stock_level_id
+          left join inventory.reservations h on h.id = r.reservation_id
+          left join inventory.reservation_items ri
+                 on ri.reservation_id = r.reservation_id and ri.stock_level_id = r.stock_level_id
+         where h.status is distinct from 'COMMITTED' or r.returned > coalesce(ri.quantity, 0))
+    select i.sku, b.warehouse_id, b.reservation_id, b.detail, count(*) over () as total
+      from bad b join inventory.items i on i.id = b.item_id
+     order by i.sku, b.warehouse_id, b.reservation_id
+     limit $1";
+
 impl Store {
     /// Measures every kind of inconsistency in one REPEATABLE READ snapshot, keeping at most
     /// `samples` examples of each, advances the ledger horizon and stores the counts for the
@@ -341,6 +365,7 @@ impl Store {
                 InconsistencyKind::ImpossibleLevel => IMPOSSIBLE_LEVEL,
                 InconsistencyKind::LapsedPendingHold => LAPSED_PENDING_HOLD,
                 InconsistencyKind::CheckpointMismatch => CHECKPOINT_MISMATCH,
+                InconsistencyKind::ReturnMismatch => RETURN_MISMATCH,
             };
             let second = match kind {
                 InconsistencyKind::LapsedPendingHold => Second::Millis(grace_ms),

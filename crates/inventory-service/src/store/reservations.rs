@@ -144,19 +144,31 @@ impl Store {
         if !caller.may_touch(row.try_get::<Option<String>, _>("owner")?.as_deref()) {
             return Err(not_theirs(id, "read"));
         }
-        let items = sqlx::query_as::<_, (String, String, i32)>(
-            "select i.sku, sl.warehouse_id, ri.quantity
+        let items = sqlx::query_as::<_, (String, String, i32, i64, i64)>(
+            "select i.sku, sl.warehouse_id, ri.quantity,
+                    coalesce(sum(l.quantity), 0),
+                    coalesce(sum(l.quantity) filter (where not l.restock), 0)
                from inventory.reservation_items ri
                join inventory.stock_levels sl on sl.id = ri.stock_level_id
                join inventory.items i on i.id = sl.item_id
+               left join inventory.stock_returns sr on sr.reservation_id = ri.reservation_id
+               left join inventory.stock_return_lines l
+                      on l.return_id = sr.id and l.stock_level_id = ri.stock_level_id
               where ri.reservation_id = $1
+              group by i.sku, sl.warehouse_id, ri.quantity
               order by i.sku, sl.warehouse_id",
         )
         .bind(id.uuid())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|(sku, warehouse_id, quantity)| ReservedLine { sku, warehouse_id, quantity })
+        .map(|(sku, warehouse_id, quantity, returned, not_restocked)| ReservedLine {
+            sku,
+            warehouse_id,
+            quantity,
+            returned: i32::try_from(returned).unwrap_or(i32::MAX),
+            not_restocked: i32::try_from(not_restocked).unwrap_or(i32::MAX),
+        })
         .collect();
         Ok(ReservationView {
             id,
@@ -215,7 +227,7 @@ pub(super) fn lock_timeout_for(
 }
 
 /// The answer to a caller touching a hold another client identity took.
-fn not_theirs(id: ReservationId, verb: &str) -> InventoryError {
+pub(super) fn not_theirs(id: ReservationId, verb: &str) -> InventoryError {
     InventoryError::PermissionDenied {
         reason: HOLD_OF_ANOTHER_CALLER,
         message: format!(
@@ -396,7 +408,7 @@ fn missing_answer() -> InventoryError {
     ))
 }
 
-fn parse_status(value: &str) -> Result<ReservationStatus, InventoryError> {
+pub(super) fn parse_status(value: &str) -> Result<ReservationStatus, InventoryError> {
     ReservationStatus::from_db(value).ok_or_else(|| {
         InventoryError::Internal(anyhow::anyhow!(
             "unknown reservation status {value:?} in the database"

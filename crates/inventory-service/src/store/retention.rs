@@ -30,8 +30,9 @@ const RETIRE_MOVEMENTS: &str = "
         returning 1)
     select (select count(*) from gone)::bigint, (select count(*) from based)::bigint";
 
-/// Settled holds (committed, cancelled, expired) last changed more than `$1` ms ago, with
-/// their lines; their references are free again afterwards.
+/// Settled holds (committed, cancelled, expired) last changed more than `$1` ms ago (a return
+/// changes its hold), with their lines and returns; their references are free again
+/// afterwards, and a return under one of their keys would be refused as unknown hold.
 const REMOVE_SETTLED_HOLDS: &str = "
     with doomed as (
         select id from inventory.reservations
@@ -40,6 +41,12 @@ const REMOVE_SETTLED_HOLDS: &str = "
            for update skip locked),
     lines as (
         delete from inventory.reservation_items ri using doomed where ri.reservation_id = doomed.id),
+    return_lines as (
+        delete from inventory.stock_return_lines l
+         using inventory.stock_returns sr, doomed
+         where l.return_id = sr.id and sr.reservation_id = doomed.id),
+    returns as (
+        delete from inventory.stock_returns sr using doomed where sr.reservation_id = doomed.id),
     gone as (
         delete from inventory.reservations r using doomed where r.id = doomed.id returning 1)
     select count(*)::bigint from gone";
