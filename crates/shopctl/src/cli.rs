@@ -170,7 +170,12 @@ pub enum OrderCommand {
     /// List a user's orders, newest first.
     List(OrderListArgs),
 
-    /// Cancel an order: releases the hold, or returns the stock and refunds.
+    /// Return units of a confirmed order (ReturnOrder): the stock goes back, the units'
+    /// price is refunded. No --item: everything not yet returned.
+    Return(ReturnArgs),
+
+    /// Cancel an order not yet confirmed: releases its hold (a confirmed order is returned
+    /// instead: `order return`).
     Cancel {
         /// The order's id.
         order_id: String,
@@ -243,6 +248,59 @@ pub struct PlaceArgs {
     /// Items to order.
     #[arg(required = true, value_name = "PRODUCT=QTY[:VARIANT]", value_parser = parse_order_item)]
     pub items: Vec<OrderItemSpec>,
+}
+
+/// Arguments of `order return`.
+#[derive(Debug, Args)]
+pub struct ReturnArgs {
+    /// The confirmed order's id.
+    pub order_id: String,
+
+    /// Why the units come back (kept with the return).
+    #[arg(long)]
+    pub reason: String,
+
+    /// Idempotency key: the same order, key and items make one return, however often
+    /// repeated (repeating it also retries a return that needed an operator).
+    #[arg(long = "key", value_name = "IDEMPOTENCY_KEY")]
+    pub key: String,
+
+    /// Units to return, one SKU per --item; `:no-restock` for damaged goods (refunded, not
+    /// put back on hand). None: everything not yet returned.
+    #[arg(long = "item", value_name = "SKU=QTY[:no-restock]", value_parser = parse_return_item)]
+    pub items: Vec<ReturnItemSpec>,
+}
+
+/// One `SKU=QTY[:no-restock]` argument of `order return`; the server judges the values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnItemSpec {
+    pub sku: String,
+    pub quantity: i32,
+    pub do_not_restock: bool,
+}
+
+/// Parses `SKU=QTY[:no-restock]`.
+pub fn parse_return_item(s: &str) -> Result<ReturnItemSpec, ItemSpecError> {
+    let Some((sku, rest)) = s.split_once('=') else {
+        return Err(ItemSpecError(format!("expected SKU=QTY[:no-restock], got '{s}'")));
+    };
+    if sku.is_empty() {
+        return Err(ItemSpecError(format!("missing SKU before '=' in '{s}'")));
+    }
+    let (qty, do_not_restock) = match rest.split_once(':') {
+        Some((qty, "no-restock")) => (qty, true),
+        Some((_, flag)) => {
+            return Err(ItemSpecError(format!(
+                "unknown flag '{flag}' in '{s}' (only ':no-restock')"
+            )));
+        }
+        None => (rest, false),
+    };
+    let quantity = qty
+        .trim()
+        .parse::<i32>()
+        .map_err(|_| ItemSpecError(format!("quantity '{qty}' in '{s}' is not a whole number")))?;
+    Ok(ReturnItemSpec { sku: sku.to_owned(), quantity, do_not_restock })
 }
 
 /// Arguments of `order list`.

@@ -14,10 +14,12 @@ pub mod error;
 pub mod inventory;
 /// Responses as JSON.
 pub mod json;
-/// Order commands: place, show, list, cancel.
+/// Order commands: place, show, list, cancel, return.
 pub mod order;
 /// Printing responses: JSON or tables.
 pub mod output;
+/// `order return`: the request and the return as a table or JSON.
+pub mod returns;
 /// A tiny plain-text table formatter.
 pub mod table;
 

@@ -70,6 +70,15 @@ impl Orders {
                 self.print_order(order)
             }
             OrderCommand::List(args) => self.list(args).await,
+            OrderCommand::Return(args) => {
+                let request = self.request(crate::returns::return_request(args));
+                let answer = self.client.return_order(request).await;
+                let ret = answer.map_err(|s| self.rpc_error(s))?.into_inner();
+                self.out.emit(
+                    || crate::returns::return_json(&ret),
+                    || crate::returns::return_text(&ret),
+                )
+            }
             OrderCommand::Cancel { order_id, reason } => {
                 let request = self.request(pb::CancelOrderRequest {
                     order_id,

@@ -256,3 +256,41 @@ async fn a_refund_refused_for_good_needs_an_operator_and_the_same_request_rearms
     assert_eq!(sys.item("WIDGET").await?.on_hand, 10, "restocked once");
     Ok(())
 }
+
+#[tokio::test]
+async fn shopctl_order_return_returns_the_items_it_names() -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 10).await?;
+    sys.stock("GADGET", 5).await?;
+    let order = confirmed(&sys, "jo", &[("p-widget", 2), ("p-gadget", 1)]).await?;
+    let url = format!("http://{}", sys.orders[0].addr);
+    let cli = shopctl::cli::Cli::try_parse_from([
+        "shopctl",
+        "--order-url",
+        url.as_str(),
+        "--json",
+        "order",
+        "return",
+        order.id.as_str(),
+        "--reason",
+        "wrong size",
+        "--key",
+        "cli-1",
+        "--item",
+        "WIDGET=1",
+        "--item",
+        "GADGET=1:no-restock",
+    ])?;
+    shopctl::run(cli).await.map_err(|e| anyhow::anyhow!(e.report()))?;
+
+    let after = sys.get(&order.id).await?;
+    assert_eq!(after.returns.len(), 1, "{after:?}");
+    let ret = &after.returns[0];
+    assert_eq!((ret.status.as_str(), ret.reason.as_str()), ("COMPLETED", "wrong size"));
+    assert_eq!(ret.refund_amount_minor, 250 + 1999);
+    assert!(ret.items.iter().any(|i| i.sku == "GADGET" && i.do_not_restock));
+    assert_eq!(sys.item("WIDGET").await?.on_hand, 9);
+    assert_eq!(sys.item("GADGET").await?.on_hand, 4);
+    Ok(())
+}
