@@ -159,12 +159,7 @@ impl Orders {
     }
 }
 
-/// An amount in minor units as `19.99 EUR` (two decimals).
-pub fn money(minor: i64, currency: &str) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    format!("{sign}{}.{:02} {currency}", abs / 100, abs % 100).trim_end().to_owned()
-}
+pub use crate::table::money;
 
 fn or_dash(s: &str) -> String {
     if s.is_empty() { "-".to_owned() } else { s.to_owned() }

@@ -5,8 +5,7 @@ use proto::order::v1 as pb;
 use serde_json::{Value, json};
 
 use crate::cli::ReturnArgs;
-use crate::order::money;
-use crate::table::{Align, Table, key_values};
+use crate::table::{Align, Table, key_values, money};
 
 /// The ReturnOrder request `args` describe.
 pub fn return_request(args: ReturnArgs) -> pb::ReturnOrderRequest {

@@ -126,6 +126,13 @@ fn clean(s: &str) -> String {
     }
 }
 
+/// An amount in minor units as `19.99 EUR` (two decimals), as the tables print money.
+pub fn money(minor: i64, currency: &str) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", abs / 100, abs % 100).trim_end().to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
