@@ -1,6 +1,7 @@
 //! The workload: concurrent clients placing orders over a few hot and many cold products,
 //! each with its own idempotency key, retried with the same key on UNAVAILABLE / DEADLINE,
-//! some cancelled, some sent twice on purpose.
+//! some cancelled, some sent twice on purpose, some confirmed ones returned (whole or in
+//! part, some returns sent twice at once).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,10 @@ const CANCEL_PERCENT: u64 = 15;
 const RACE_CANCEL_PERCENT: u64 = 10;
 /// Percent of placed orders sent a second time with the same key (must be the same order).
 const DUPLICATE_PERCENT: u64 = 10;
+/// Percent of orders answered CONFIRMED (and not cancelled) the client then returns.
+const RETURN_PERCENT: u64 = 20;
+/// Percent of returns that are whole (the others return part of one line).
+const WHOLE_RETURN_PERCENT: u64 = 50;
 
 /// The products clients order.
 #[derive(Debug, Clone)]
@@ -60,6 +65,8 @@ pub struct ClientStats {
     pub transient: BTreeMap<String, u64>,
     /// CancelOrder outcomes.
     pub cancels: BTreeMap<String, u64>,
+    /// ReturnOrder outcomes.
+    pub returns: BTreeMap<String, u64>,
     /// Same-key duplicates sent after an answer.
     pub duplicates: u64,
     /// Things that should not happen (a different order for one key, INTERNAL, ...), counted.
@@ -79,6 +86,7 @@ impl ClientStats {
             (&mut self.outcomes, other.outcomes),
             (&mut self.transient, other.transient),
             (&mut self.cancels, other.cancels),
+            (&mut self.returns, other.returns),
             (&mut self.anomalies, other.anomalies),
         ] {
             for (k, v) in from {
@@ -175,6 +183,8 @@ pub async fn run_client(
                 let pause = Duration::from_millis(rng.range(0, 300));
                 tokio::time::sleep(pause).await;
                 cancel(&mut client, &order.id, "after answer", &mut rng, &mut stats).await;
+            } else if order.status == "CONFIRMED" && rng.chance(RETURN_PERCENT) {
+                give_back(&mut client, &order, &mut rng, &mut stats).await;
             }
         }
         let think = Duration::from_millis(rng.range(0, 100));
@@ -352,4 +362,104 @@ async fn cancel(
         }
     }
     ClientStats::bump(&mut stats.cancels, format!("{label}: gave up after retries"));
+}
+
+/// ReturnOrder of a confirmed order, whole or one line in part, retried with the same key on
+/// transient errors and while the order's commit is still under way; sometimes sent twice
+/// at once (both must get the same return).
+async fn give_back(
+    client: &mut pb::order_service_client::OrderServiceClient<Channel>,
+    order: &pb::Order,
+    rng: &mut Rng,
+    stats: &mut ClientStats,
+) {
+    let items = if rng.chance(WHOLE_RETURN_PERCENT) || order.items.is_empty() {
+        Vec::new()
+    } else {
+        let line = &order.items[rng.index(order.items.len())];
+        let most = u64::try_from(line.quantity.max(1)).unwrap_or(1);
+        vec![pb::ReturnItemInput {
+            sku: line.sku.clone(),
+            quantity: i32::try_from(rng.range(1, most)).unwrap_or(1),
+            do_not_restock: rng.chance(20),
+        }]
+    };
+    let req = pb::ReturnOrderRequest {
+        order_id: order.id.clone(),
+        items,
+        reason: "chaos client sends it back".to_owned(),
+        idempotency_key: format!("return-{}", order.id),
+    };
+    let twice = rng.chance(DUPLICATE_PERCENT);
+    let (first, second) = if twice {
+        let (mut a, mut b) = (client.clone(), client.clone());
+        let (mut ra, mut rb) = (Rng::new(rng.next_u64()), Rng::new(rng.next_u64()));
+        let (mut sa, mut sb) = (ClientStats::default(), ClientStats::default());
+        let (x, y) = tokio::join!(
+            return_once(&mut a, &req, &mut ra, &mut sa),
+            return_once(&mut b, &req, &mut rb, &mut sb)
+        );
+        stats.merge(sa);
+        stats.merge(sb);
+        (x, y)
+    } else {
+        (return_once(client, &req, rng, stats).await, None)
+    };
+    if let (Some(a), Some(b)) = (&first, &second)
+        && a != b
+    {
+        ClientStats::bump(&mut stats.anomalies, "one return key answered two different returns");
+    }
+}
+
+/// One ReturnOrder request until it is answered, refused or given up; the return's id.
+async fn return_once(
+    client: &mut pb::order_service_client::OrderServiceClient<Channel>,
+    req: &pb::ReturnOrderRequest,
+    rng: &mut Rng,
+    stats: &mut ClientStats,
+) -> Option<String> {
+    let give_up = Instant::now() + KEY_BUDGET;
+    let mut attempt = 0u32;
+    loop {
+        let mut call = tonic::Request::new(req.clone());
+        call.set_timeout(CALL_TIMEOUT);
+        let result =
+            tokio::time::timeout(CALL_TIMEOUT + Duration::from_secs(2), client.return_order(call))
+                .await
+                .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("client-side timeout")));
+        let again = match result {
+            Ok(reply) => {
+                let answer = reply.into_inner();
+                ClientStats::bump(&mut stats.returns, format!("answered {}", answer.status));
+                return Some(answer.id);
+            }
+            Err(status) if transient(status.code()) => {
+                ClientStats::bump(&mut stats.transient, format!("{:?}", status.code()));
+                true
+            }
+            // The order's commit is still under way (its saga has a step left): later.
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                ClientStats::bump(&mut stats.returns, "refused FAILED_PRECONDITION (retried)");
+                true
+            }
+            Err(status) => {
+                ClientStats::bump(&mut stats.returns, format!("refused {:?}", status.code()));
+                ClientStats::bump(
+                    &mut stats.anomalies,
+                    format!("ReturnOrder {:?}: {}", status.code(), status.message()),
+                );
+                false
+            }
+        };
+        if !again {
+            return None;
+        }
+        if Instant::now() >= give_up {
+            ClientStats::bump(&mut stats.returns, "gave up after retries");
+            return None;
+        }
+        tokio::time::sleep(backoff(rng, attempt)).await;
+        attempt += 1;
+    }
 }

@@ -97,6 +97,7 @@ impl fmt::Display for ChaosReport {
         }
         writeln!(f, "transient errors seen by clients: {:?}", c.transient)?;
         writeln!(f, "cancels: {:?}", c.cancels)?;
+        writeln!(f, "returns: {:?}", c.returns)?;
         let total: u64 = self.orders_by_status.values().sum();
         writeln!(
             f,

@@ -21,13 +21,20 @@ pub(super) fn orders_are_terminal(db: &Snapshot) -> Vec<Violation> {
         .collect()
 }
 
-/// Stock adds up, per SKU: initial - confirmed + admin changes = final on_hand.
+/// Stock adds up, per SKU: initial - confirmed + restocked units of completed returns +
+/// admin changes = final on_hand.
 pub(super) fn stock_adds_up(baseline: &Baseline, db: &Snapshot) -> Vec<Violation> {
     let empty = Lines::new();
     let mut confirmed_by_sku: BTreeMap<String, i64> = BTreeMap::new();
     for o in db.orders.iter().filter(|o| o.status == "CONFIRMED") {
         for (sku, quantity) in db.items_of.get(&o.id).unwrap_or(&empty) {
             *confirmed_by_sku.entry(sku.clone()).or_default() += quantity;
+        }
+    }
+    let mut returned_by_sku: BTreeMap<String, i64> = BTreeMap::new();
+    for r in db.returns.iter().filter(|r| r.status == "COMPLETED") {
+        for item in db.return_items.get(&r.id).into_iter().flatten().filter(|i| i.restock) {
+            *returned_by_sku.entry(item.sku.clone()).or_default() += item.quantity;
         }
     }
     let mut final_by_sku: BTreeMap<String, i64> = BTreeMap::new();
@@ -38,6 +45,7 @@ pub(super) fn stock_adds_up(baseline: &Baseline, db: &Snapshot) -> Vec<Violation
         .on_hand
         .keys()
         .chain(confirmed_by_sku.keys())
+        .chain(returned_by_sku.keys())
         .chain(db.adjusted.keys())
         .chain(final_by_sku.keys())
         .collect();
@@ -45,13 +53,15 @@ pub(super) fn stock_adds_up(baseline: &Baseline, db: &Snapshot) -> Vec<Violation
     for sku in skus {
         let initial = baseline.on_hand.get(sku).copied().unwrap_or(0);
         let confirmed = confirmed_by_sku.get(sku).copied().unwrap_or(0);
+        let returned = returned_by_sku.get(sku).copied().unwrap_or(0);
         let adjusted = db.adjusted.get(sku).copied().unwrap_or(0);
         let on_hand = final_by_sku.get(sku).copied().unwrap_or(0);
-        if initial - confirmed + adjusted != on_hand {
+        if initial - confirmed + returned + adjusted != on_hand {
             violations.push(Violation::StockDrift {
                 sku: sku.clone(),
                 initial,
                 confirmed,
+                returned,
                 adjusted,
                 on_hand,
             });
@@ -111,22 +121,32 @@ pub(super) fn no_hold_outlives_its_expiry(db: &Snapshot) -> Vec<Violation> {
         .collect()
 }
 
-/// A CONFIRMED order has exactly one successful, unrefunded charge of its total, and a
-/// COMMITTED hold of its own holding exactly its lines.
+/// A CONFIRMED order has exactly one successful charge of its total, refunded by exactly the
+/// value of its completed returns, and a COMMITTED hold of its own holding exactly its lines.
 pub(super) fn confirmed_orders_are_paid_and_held(
     db: &Snapshot,
     index: &Index<'_>,
 ) -> Vec<Violation> {
     let mut violations = Vec::new();
     for o in db.orders.iter().filter(|o| o.status == "CONFIRMED") {
-        violations.extend(payment_problem(o, index));
+        violations.extend(payment_problem(o, returned_value(db, o.id), index));
         violations.extend(hold_problem(o, db, index));
     }
     violations
 }
 
-/// What is wrong with a CONFIRMED order's payment, if anything.
-fn payment_problem(o: &OrderRow, index: &Index<'_>) -> Option<Violation> {
+/// The refunds an order's completed returns owe.
+fn returned_value(db: &Snapshot, order_id: uuid::Uuid) -> i64 {
+    db.returns
+        .iter()
+        .filter(|r| r.order_id == order_id && r.status == "COMPLETED")
+        .map(|r| r.refund_amount_minor)
+        .sum()
+}
+
+/// What is wrong with a CONFIRMED order's payment, if anything; `returned` is what its
+/// completed returns refunded.
+fn payment_problem(o: &OrderRow, returned: i64, index: &Index<'_>) -> Option<Violation> {
     let id = o.id.to_string();
     let succeeded: Vec<&&Charge> = index
         .charges_of
@@ -143,8 +163,11 @@ fn payment_problem(o: &OrderRow, index: &Index<'_>) -> Option<Violation> {
                     charge.amount_minor, o.total_amount_minor
                 ));
             }
-            if charge.refunded_minor != 0 {
-                problems.push(format!("{} of its charge was refunded", charge.refunded_minor));
+            if charge.refunded_minor != returned {
+                problems.push(format!(
+                    "{} of its charge was refunded, but its completed returns come to {returned}",
+                    charge.refunded_minor
+                ));
             }
             if o.payment_id.as_deref() != Some(charge.payment_id.as_str()) {
                 problems.push(format!(
@@ -260,4 +283,110 @@ pub(super) fn nothing_for_missing_orders(db: &Snapshot, index: &Index<'_>) -> Ve
         }
     }
     violations
+}
+
+/// Every return reached COMPLETED (stock back and refunded): the faults of a run are all
+/// transient, so a return resting anywhere else was dropped.
+pub(super) fn returns_are_finished(db: &Snapshot) -> Vec<Violation> {
+    db.returns
+        .iter()
+        .filter(|r| r.status != "COMPLETED")
+        .map(|r| Violation::ReturnNotFinished {
+            return_id: r.id,
+            order_id: r.order_id,
+            status: r.status.clone(),
+        })
+        .collect()
+}
+
+/// An order's returns agree with the order and with the inventory: only CONFIRMED orders
+/// return, never more units of a SKU than bought, each at the order's unit price, each refund
+/// the exact sum of its items, and the inventory took back exactly the units (restocked or
+/// not) of the completed returns from the order's hold.
+pub(super) fn returns_agree(db: &Snapshot) -> Vec<Violation> {
+    let mut of_order: BTreeMap<uuid::Uuid, Vec<&super::snapshot::ReturnRow>> = BTreeMap::new();
+    for r in &db.returns {
+        of_order.entry(r.order_id).or_default().push(r);
+    }
+    let empty = Lines::new();
+    let mut violations = Vec::new();
+    for (order_id, returns) in of_order {
+        let mut problems = Vec::new();
+        let Some(order) = db.orders.iter().find(|o| o.id == order_id) else {
+            violations.push(Violation::ReturnMismatch {
+                order_id,
+                problem: "returns of an order that does not exist".to_owned(),
+            });
+            continue;
+        };
+        if order.status != "CONFIRMED" {
+            problems.push(format!("returns of a {} order", order.status));
+        }
+        let bought = db.items_of.get(&order_id).unwrap_or(&empty);
+        let prices = db.prices_of.get(&order_id);
+        let mut asked: Lines = Lines::new();
+        let mut completed = super::snapshot::Returned::new();
+        for r in &returns {
+            let items = db.return_items.get(&r.id).map(Vec::as_slice).unwrap_or_default();
+            let mut value = 0i64;
+            for item in items {
+                *asked.entry(item.sku.clone()).or_default() += item.quantity;
+                value += item.quantity * item.unit_price_minor;
+                let price = prices.and_then(|p| p.get(&item.sku));
+                if price != Some(&item.unit_price_minor) {
+                    problems.push(format!(
+                        "return {} prices {} at {} but the order at {price:?}",
+                        r.id, item.sku, item.unit_price_minor
+                    ));
+                }
+                if r.status == "COMPLETED" {
+                    *completed.entry((item.sku.clone(), item.restock)).or_default() +=
+                        item.quantity;
+                }
+            }
+            if value != r.refund_amount_minor {
+                problems.push(format!(
+                    "return {} refunds {} but its items come to {value}",
+                    r.id, r.refund_amount_minor
+                ));
+            }
+        }
+        for (sku, quantity) in &asked {
+            let had = bought.get(sku).copied().unwrap_or(0);
+            if *quantity > had {
+                problems.push(format!("{quantity} units of {sku} returned, {had} bought"));
+            }
+        }
+        let taken_back = order
+            .reservation_id
+            .and_then(|hold| db.stock_returned.get(&hold))
+            .cloned()
+            .unwrap_or_default();
+        if taken_back != completed {
+            problems.push(format!(
+                "the inventory took back {taken_back:?} but the completed returns are {completed:?}"
+            ));
+        }
+        violations.extend(
+            problems.into_iter().map(|problem| Violation::ReturnMismatch { order_id, problem }),
+        );
+    }
+    violations
+}
+
+/// Money adds up over the whole run: what the payment kept (successful charges minus their
+/// refunds) = the CONFIRMED orders' totals minus their completed returns' refunds.
+pub(super) fn money_adds_up(db: &Snapshot, index: &Index<'_>) -> Vec<Violation> {
+    let kept: i64 = index
+        .charges
+        .iter()
+        .filter(|c| c.succeeded())
+        .map(|c| c.amount_minor - c.refunded_minor)
+        .sum();
+    let confirmed: i64 =
+        db.orders.iter().filter(|o| o.status == "CONFIRMED").map(|o| o.total_amount_minor).sum();
+    let returned: i64 =
+        db.returns.iter().filter(|r| r.status == "COMPLETED").map(|r| r.refund_amount_minor).sum();
+    let expected = confirmed - returned;
+    if kept == expected { Vec::new() } else { vec![Violation::MoneyDrift { kept, expected }] }
 }

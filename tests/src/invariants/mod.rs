@@ -77,6 +77,9 @@ pub async fn check(
         checks::settled_orders_keep_nothing(&db, &index),
         checks::no_hold_after_its_order_settled(&db),
         checks::nothing_for_missing_orders(&db, &index),
+        checks::returns_are_finished(&db),
+        checks::returns_agree(&db),
+        checks::money_adds_up(&db, &index),
     ];
     Ok(families.into_iter().flatten().collect())
 }

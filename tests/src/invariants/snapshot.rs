@@ -41,6 +41,28 @@ pub(super) struct LevelRow {
     pub(super) pending: i64,
 }
 
+/// A return of an order, as the order side records it.
+#[derive(sqlx::FromRow)]
+pub(super) struct ReturnRow {
+    pub(super) id: Uuid,
+    pub(super) order_id: Uuid,
+    pub(super) status: String,
+    pub(super) refund_amount_minor: i64,
+}
+
+/// One item of a return: units of a SKU, whether they go back on hand, at what unit price.
+#[derive(sqlx::FromRow)]
+pub(super) struct ReturnItem {
+    pub(super) return_id: Uuid,
+    pub(super) sku: String,
+    pub(super) quantity: i64,
+    pub(super) restock: bool,
+    pub(super) unit_price_minor: i64,
+}
+
+/// Returned units per (SKU, restocked).
+pub(super) type Returned = BTreeMap<(String, bool), i64>;
+
 /// A hold taken after its order settled, never cancelled: (hold, order, order status, hold
 /// status, ms between the order's settling and the hold).
 pub(super) type LateHold = (Uuid, Uuid, String, String, i64);
@@ -54,6 +76,8 @@ pub(super) struct Snapshot {
     pub(super) orders: Vec<OrderRow>,
     /// Each order's lines by SKU.
     pub(super) items_of: HashMap<Uuid, Lines>,
+    /// Each order's unit price by SKU.
+    pub(super) prices_of: HashMap<Uuid, Lines>,
     /// Every hold, oldest first.
     pub(super) holds: Vec<HoldRow>,
     /// Each hold's lines by SKU.
@@ -64,6 +88,12 @@ pub(super) struct Snapshot {
     pub(super) adjusted: BTreeMap<String, i64>,
     /// Holds taken after their order settled and not cancelled since.
     pub(super) late_holds: Vec<LateHold>,
+    /// Every return of an order, oldest first.
+    pub(super) returns: Vec<ReturnRow>,
+    /// Each return's items.
+    pub(super) return_items: HashMap<Uuid, Vec<ReturnItem>>,
+    /// What the inventory took back per hold (ReturnStock), by (SKU, restocked).
+    pub(super) stock_returned: HashMap<Uuid, Returned>,
 }
 
 impl Snapshot {
@@ -77,11 +107,15 @@ impl Snapshot {
         Ok(Self {
             orders: orders(pool).await?,
             items_of: by_sku(order_lines(pool).await?),
+            prices_of: order_prices(pool).await?,
             holds: holds(pool, sweep).await?,
             lines_of_hold: by_sku(hold_lines(pool).await?),
             levels: levels(pool).await?,
             adjusted: adjusted_since(pool, last_movement_id).await?,
             late_holds: late_holds(pool).await?,
+            returns: returns(pool).await?,
+            return_items: return_items(pool).await?,
+            stock_returned: stock_returned(pool).await?,
         })
     }
 }
@@ -140,6 +174,18 @@ async fn order_lines(pool: &PgPool) -> sqlx::Result<Vec<(Uuid, String, i64)>> {
     )
     .fetch_all(pool)
     .await
+}
+
+async fn order_prices(pool: &PgPool) -> sqlx::Result<HashMap<Uuid, Lines>> {
+    let rows: Vec<(Uuid, String, i64)> =
+        sqlx::query_as("select order_id, sku, unit_price_minor from orders.order_items")
+            .fetch_all(pool)
+            .await?;
+    let mut prices: HashMap<Uuid, Lines> = HashMap::new();
+    for (order, sku, price) in rows {
+        prices.entry(order).or_default().insert(sku, price);
+    }
+    Ok(prices)
 }
 
 async fn holds(pool: &PgPool, sweep: Duration) -> sqlx::Result<Vec<HoldRow>> {
@@ -218,4 +264,45 @@ async fn late_holds(pool: &PgPool) -> sqlx::Result<Vec<LateHold>> {
     )
     .fetch_all(pool)
     .await
+}
+
+async fn returns(pool: &PgPool) -> sqlx::Result<Vec<ReturnRow>> {
+    sqlx::query_as(
+        "select id, order_id, status, refund_amount_minor
+           from orders.order_returns order by created_at, id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+async fn return_items(pool: &PgPool) -> sqlx::Result<HashMap<Uuid, Vec<ReturnItem>>> {
+    let rows: Vec<ReturnItem> = sqlx::query_as(
+        "select return_id, sku, quantity::bigint, not do_not_restock as restock, unit_price_minor
+           from orders.order_return_items",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut items: HashMap<Uuid, Vec<ReturnItem>> = HashMap::new();
+    for row in rows {
+        items.entry(row.return_id).or_default().push(row);
+    }
+    Ok(items)
+}
+
+async fn stock_returned(pool: &PgPool) -> sqlx::Result<HashMap<Uuid, Returned>> {
+    let rows: Vec<(Uuid, String, bool, i64)> = sqlx::query_as(
+        "select sr.reservation_id, i.sku, l.restock, sum(l.quantity)::bigint
+           from inventory.stock_returns sr
+           join inventory.stock_return_lines l on l.return_id = sr.id
+           join inventory.stock_levels sl on sl.id = l.stock_level_id
+           join inventory.items i on i.id = sl.item_id
+          group by 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut returned: HashMap<Uuid, Returned> = HashMap::new();
+    for (hold, sku, restock, quantity) in rows {
+        returned.entry(hold).or_default().insert((sku, restock), quantity);
+    }
+    Ok(returned)
 }

@@ -48,9 +48,13 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
     let mut declined_req = order_request("cy", &[("p-gadget", 1)]);
     declined_req.payment_method = "card_decline".into();
     let declined = sys.create(declined_req).await?.expect("order placed");
-    for o in [&confirmed, &hot, &declined] {
+    let returned = sys.order("dee", &[("p-widget", 3)]).await?.expect("order placed");
+    for o in [&confirmed, &hot, &declined, &returned] {
         sys.wait_settled(&o.id).await?;
     }
+    // A partial return, completed: stock and money follow it.
+    let give_back = sys.return_order(&returned.id, "ret-1", &[("WIDGET", 1, false)]).await??;
+    sys.wait_return_status(&give_back.id, "COMPLETED").await?;
     // An admin change during the run is part of the expected stock, not a drift.
     let adjust = inv::AdjustStockRequest {
         sku: "WIDGET".into(),
@@ -63,6 +67,7 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
 
     let clean = check(&sys.db.pool, &baseline, &sys.ledger, SWEEP).await?;
     assert!(clean.is_empty(), "a quiet system is clean:\n{}", report(&clean));
+    assert_eq!(sys.inventory()?.item("WIDGET").await?.on_hand, 10 - 2 - 3 + 1 + 3);
     assert_eq!(sys.get(&declined.id).await?.status, "PAYMENT_FAILED");
 
     // Quiet for good: no sweeper or recovery worker may repair the corruption below.
@@ -137,12 +142,23 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
     .execute(pool)
     .await?;
 
+    // i. a completed return's refund raised by hand; j. the inventory's record of it lost.
+    let returned_id = Uuid::parse_str(&returned.id)?;
+    sqlx::query(
+        "update orders.order_returns set refund_amount_minor = refund_amount_minor + 1
+          where order_id = $1",
+    )
+    .bind(returned_id)
+    .execute(pool)
+    .await?;
+    exec("delete from inventory.stock_return_lines").execute(pool).await?;
+
     let found = check(pool, &baseline, &sys.ledger, SWEEP).await?;
     println!("{}", report(&found));
     has(
         &found,
         "WIDGET drift",
-        |v| matches!(v, Violation::StockDrift { sku, on_hand: 12, .. } if sku == "WIDGET"),
+        |v| matches!(v, Violation::StockDrift { sku, on_hand: 10, .. } if sku == "WIDGET"),
     );
     has(
         &found,
@@ -190,6 +206,19 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
         matches!(v, Violation::UnrefundedCharge { order_id, amount_minor: 1999, .. }
             if *order_id == declined.id)
     });
+    has(&found, "return refund off its items", |v| {
+        matches!(v, Violation::ReturnMismatch { order_id, problem }
+            if *order_id == returned_id && problem.contains("its items come to"))
+    });
+    has(&found, "inventory lost the return", |v| {
+        matches!(v, Violation::ReturnMismatch { order_id, problem }
+            if *order_id == returned_id && problem.contains("the inventory took back {}"))
+    });
+    has(&found, "refund differs from the returns", |v| {
+        matches!(v, Violation::ConfirmedPayment { order_id, problem }
+            if *order_id == returned_id && problem.contains("completed returns come to"))
+    });
+    has(&found, "money drift", |v| matches!(v, Violation::MoneyDrift { .. }));
     has(
         &found,
         "impossible level",

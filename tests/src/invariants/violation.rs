@@ -10,8 +10,15 @@ use uuid::Uuid;
 pub enum Violation {
     /// An order still has a saga step to do, or rests in a non-terminal status.
     NotTerminal { order_id: Uuid, status: String, next_action: Option<String> },
-    /// initial − confirmed + admin changes ≠ final on_hand for a SKU.
-    StockDrift { sku: String, initial: i64, confirmed: i64, adjusted: i64, on_hand: i64 },
+    /// initial − confirmed + restocked returns + admin changes ≠ final on_hand for a SKU.
+    StockDrift {
+        sku: String,
+        initial: i64,
+        confirmed: i64,
+        returned: i64,
+        adjusted: i64,
+        on_hand: i64,
+    },
     /// A stock row's `reserved` differs from the sum of its PENDING hold lines.
     ReservedDrift { level: i64, sku: String, warehouse: String, reserved: i64, pending: i64 },
     /// A stock row differs from the sums of its movement ledger.
@@ -54,6 +61,13 @@ pub enum Violation {
         hold: String,
         after_settle_ms: i64,
     },
+    /// A return that did not reach COMPLETED once the system was quiet.
+    ReturnNotFinished { return_id: Uuid, order_id: Uuid, status: String },
+    /// An order's returns disagree with its lines, its prices or the inventory's returns.
+    ReturnMismatch { order_id: Uuid, problem: String },
+    /// What the payment kept (charges minus refunds) ≠ confirmed orders' value minus the
+    /// value of their completed returns.
+    MoneyDrift { kept: i64, expected: i64 },
 }
 
 impl Violation {
@@ -72,6 +86,9 @@ impl Violation {
             Self::UnrefundedCharge { .. } => "unrefunded_charge",
             Self::OrphanHold { .. } => "orphan_hold",
             Self::LateHold { .. } => "late_hold",
+            Self::ReturnNotFinished { .. } => "return_not_finished",
+            Self::ReturnMismatch { .. } => "return_mismatch",
+            Self::MoneyDrift { .. } => "money_drift",
         }
     }
 }
@@ -84,11 +101,11 @@ impl fmt::Display for Violation {
                 "order {order_id} is not terminal: status {status}, next action {}",
                 next_action.as_deref().unwrap_or("none")
             ),
-            Self::StockDrift { sku, initial, confirmed, adjusted, on_hand } => write!(
+            Self::StockDrift { sku, initial, confirmed, returned, adjusted, on_hand } => write!(
                 f,
-                "SKU {sku}: initial {initial} - confirmed {confirmed} + adjustments {adjusted} = {} \
-                 but on_hand is {on_hand}",
-                initial - confirmed + adjusted
+                "SKU {sku}: initial {initial} - confirmed {confirmed} + restocked returns \
+                 {returned} + adjustments {adjusted} = {} but on_hand is {on_hand}",
+                initial - confirmed + returned + adjusted
             ),
             Self::ReservedDrift { level, sku, warehouse, reserved, pending } => write!(
                 f,
@@ -150,6 +167,17 @@ impl fmt::Display for Violation {
                 f,
                 "hold {reservation_id} (now {hold}) was taken {after_settle_ms} ms after order \
                  {order_id} settled as {status}: leaked until its expiry"
+            ),
+            Self::ReturnNotFinished { return_id, order_id, status } => {
+                write!(f, "return {return_id} of order {order_id} rests {status}, not COMPLETED")
+            }
+            Self::ReturnMismatch { order_id, problem } => {
+                write!(f, "returns of order {order_id}: {problem}")
+            }
+            Self::MoneyDrift { kept, expected } => write!(
+                f,
+                "the payment kept {kept} (charges minus refunds) but confirmed orders minus \
+                 completed returns come to {expected}"
             ),
         }
     }
