@@ -44,7 +44,13 @@ impl TestDb {
                  a private PostgreSQL and sets it"
             )
         })?;
-        let admin = PgConnectOptions::from_str(&admin_url)?;
+        Self::create_in(&admin_url).await
+    }
+
+    /// Creates an empty database in the cluster `admin_url` connects to (its database is
+    /// only used to create the new one).
+    pub async fn create_in(admin_url: &str) -> anyhow::Result<Self> {
+        let admin = PgConnectOptions::from_str(admin_url)?;
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = PgConnection::connect_with(&admin).await?;
         // The name is ours (a UUID), never input, so formatting it into DDL is safe.

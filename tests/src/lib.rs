@@ -18,6 +18,7 @@ pub(crate) use ledger_sums_sql;
 pub mod chaos;
 pub mod cluster;
 mod database;
+pub mod ha;
 pub mod invariants;
 mod inventory;
 mod order;

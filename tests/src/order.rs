@@ -111,17 +111,19 @@ impl TestOrderServer {
 }
 
 /// What a [`TestSystem`] starts with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SystemOptions {
     /// Start the user stand-in and have the order server check users.
     pub users: bool,
     /// How many order servers to start on the shared database (0: start them later).
     pub order_servers: usize,
+    /// The cluster to create the system's database in (None: `TEST_DATABASE_URL`'s).
+    pub cluster_url: Option<String>,
 }
 
 impl Default for SystemOptions {
     fn default() -> Self {
-        Self { users: false, order_servers: 1 }
+        Self { users: false, order_servers: 1, cluster_url: None }
     }
 }
 
@@ -238,7 +240,10 @@ impl TestSystem {
     /// The system as `options` say.
     pub async fn start_with(options: SystemOptions) -> anyhow::Result<Self> {
         common::telemetry::init_for_tests();
-        let db = TestDb::create().await?;
+        let db = match &options.cluster_url {
+            Some(url) => TestDb::create_in(url).await?,
+            None => TestDb::create().await?,
+        };
         let mut inventory_settings = crate::test_settings(&db.url);
         inventory_settings.database.db_max_connections = 10;
         let inventory = TestInventory::start_with(db.clone(), inventory_settings).await?;

@@ -1,6 +1,7 @@
 //! End-to-end tests: real PostgreSQL (one database per test), real servers on loopback.
 
 mod failover;
+mod ha;
 mod inventory;
 mod order;
 mod outage;

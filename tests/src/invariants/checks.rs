@@ -21,13 +21,19 @@ pub(super) fn orders_are_terminal(db: &Snapshot) -> Vec<Violation> {
         .collect()
 }
 
-/// Stock adds up, per SKU: initial - confirmed + restocked units of completed returns +
-/// admin changes = final on_hand.
+/// Stock adds up, per SKU: initial - sold (confirmed orders, and committed holds of other
+/// references: a till selling directly) + restocked units of completed returns + admin
+/// changes = final on_hand.
 pub(super) fn stock_adds_up(baseline: &Baseline, db: &Snapshot) -> Vec<Violation> {
     let empty = Lines::new();
     let mut confirmed_by_sku: BTreeMap<String, i64> = BTreeMap::new();
     for o in db.orders.iter().filter(|o| o.status == "CONFIRMED") {
         for (sku, quantity) in db.items_of.get(&o.id).unwrap_or(&empty) {
+            *confirmed_by_sku.entry(sku.clone()).or_default() += quantity;
+        }
+    }
+    for h in db.holds.iter().filter(|h| h.reference_type != "ORDER" && h.status == "COMMITTED") {
+        for (sku, quantity) in db.lines_of_hold.get(&h.id).unwrap_or(&empty) {
             *confirmed_by_sku.entry(sku.clone()).or_default() += quantity;
         }
     }

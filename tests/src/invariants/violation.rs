@@ -10,7 +10,8 @@ use uuid::Uuid;
 pub enum Violation {
     /// An order still has a saga step to do, or rests in a non-terminal status.
     NotTerminal { order_id: Uuid, status: String, next_action: Option<String> },
-    /// initial − confirmed + restocked returns + admin changes ≠ final on_hand for a SKU.
+    /// initial − sold (confirmed orders, committed holds of other references) + restocked
+    /// returns + admin changes ≠ final on_hand for a SKU.
     StockDrift {
         sku: String,
         initial: i64,
@@ -103,7 +104,7 @@ impl fmt::Display for Violation {
             ),
             Self::StockDrift { sku, initial, confirmed, returned, adjusted, on_hand } => write!(
                 f,
-                "SKU {sku}: initial {initial} - confirmed {confirmed} + restocked returns \
+                "SKU {sku}: initial {initial} - sold {confirmed} + restocked returns \
                  {returned} + adjustments {adjusted} = {} but on_hand is {on_hand}",
                 initial - confirmed + returned + adjusted
             ),
