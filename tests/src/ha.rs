@@ -37,6 +37,17 @@ impl HaStack {
         &self.url
     }
 
+    /// The standbys' URL (HAProxy's replica port), database `postgres`.
+    pub fn replica_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port + 3)
+    }
+
+    /// Turns Patroni's maintenance mode on or off: while on, Patroni leaves the nodes alone
+    /// (it would otherwise resume a standby's paused replay at once).
+    pub async fn maintenance(&self, on: bool) -> anyhow::Result<()> {
+        self.run(&["maintenance", if on { "on" } else { "off" }]).await.map(drop)
+    }
+
     /// SIGKILLs the primary node (Patroni and its postmaster); returns its name.
     pub async fn kill_primary(&self) -> anyhow::Result<String> {
         Ok(self.run(&["kill-primary"]).await?.trim().to_owned())

@@ -14,7 +14,9 @@ use proto::inventory::v1 as inv;
 use proto::order::v1 as pb;
 use system_tests::ha::HaStack;
 use system_tests::invariants::{self, Baseline};
-use system_tests::{SystemOptions, TestSystem, order_request, reserve_request};
+use system_tests::{
+    SystemOptions, TestDb, TestInventory, TestSystem, order_request, reserve_request, test_settings,
+};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::Code;
@@ -168,7 +170,7 @@ async fn a_killed_primary_loses_no_acknowledged_write() -> anyhow::Result<()> {
 async fn an_asynchronous_standby_may_lose_acknowledged_writes() -> anyhow::Result<()> {
     // Patroni's default (1 MB) keeps a standby this far behind from being promoted under this
     // load: no primary until the old one is back. Allowed to, it shows what is lost.
-    let stack = HaStack::start_with_max_lag(HA_PORT + 30, false, Some(1 << 30)).await?;
+    let stack = HaStack::start_with_max_lag(HA_PORT + 90, false, Some(1 << 30)).await?;
     let outcome = failover_run(stack).await?;
     println!(
         "asynchronous standby: {} acknowledged holds lost, {} orders lost, {} violations\n{}",
@@ -275,4 +277,87 @@ async fn failover_run(stack: HaStack) -> anyhow::Result<Outcome> {
         acked.after_failover
     );
     Ok(Outcome { lost_holds, lost_orders, violations })
+}
+
+/// `db_reads_total{pool}` of a server's `/metrics` page.
+fn reads(metrics: &str, pool: &str) -> u64 {
+    let series = format!("db_reads_total{{pool=\"{pool}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn available(inv: &TestInventory, sku: &str) -> anyhow::Result<i32> {
+    let req = inv::CheckInventoryAvailabilityRequest {
+        items: vec![inv::AvailabilityCheckItem {
+            product_id: format!("prod-{sku}"),
+            variant_id: None,
+            sku: sku.into(),
+            quantity: 1,
+        }],
+    };
+    let reply = inv.new_client()?.check_inventory_availability(req).await?.into_inner();
+    Ok(reply.items.first().map_or(-1, |i| i.available_quantity))
+}
+
+/// Checks until one answers `want` from `pool`; the replica catches up by itself.
+async fn wait_answer(inv: &TestInventory, want: i32, pool: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = reads(&inv.metrics_text().await?, pool);
+        let got = available(inv, "A").await?;
+        let metrics = inv.metrics_text().await?;
+        if got == want && reads(&metrics, pool) > before {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no answer {want} from the {pool} in 30 s: the last was {got}; reads by pool: \
+             replica {}, primary {}",
+            reads(&metrics, "replica"),
+            reads(&metrics, "primary")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With READ_DATABASE_URL on the stack's standby, checks read the replica while it is within
+/// READ_MAX_STALENESS_MS, and the primary (never a stale answer) once it falls behind.
+#[tokio::test]
+async fn checks_read_a_fresh_replica_and_the_primary_when_it_lags() -> anyhow::Result<()> {
+    use sqlx::ConnectOptions as _;
+    let stack = HaStack::start(HA_PORT + 60, true).await?;
+    let db = TestDb::create_in(stack.url()).await?;
+    let replica: sqlx::postgres::PgConnectOptions = stack.replica_url().parse()?;
+    let mut settings = test_settings(&db.url);
+    settings.database.read_database_url =
+        Some(replica.clone().database(&db.name).to_url_lossy().to_string());
+    settings.database.read_max_staleness_ms = 1_000;
+    let inv = TestInventory::start_with(db, settings).await?;
+
+    inv.stock("A", 5).await?;
+    wait_answer(&inv, 5, "replica").await?;
+
+    // The standby stops replaying (Patroni told to leave it so): the primary's next write is
+    // not on it.
+    stack.maintenance(true).await?;
+    let standby = sqlx::PgPool::connect_with(replica).await?;
+    sqlx::query("select pg_wal_replay_pause()").execute(&standby).await?;
+    inv.stock("A", 9).await?;
+    // Past the bound the replica is not used: the answer is the primary's, never its 5.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    wait_answer(&inv, 9, "primary").await?;
+    let metrics = inv.metrics_text().await?;
+    let staleness = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("db_read_replica_staleness_milliseconds "))
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    assert!(staleness.is_some_and(|ms| ms > 1_000), "staleness gauge: {staleness:?}");
+
+    sqlx::query("select pg_wal_replay_resume()").execute(&standby).await?;
+    stack.maintenance(false).await?;
+    wait_answer(&inv, 9, "replica").await?;
+    Ok(())
 }

@@ -23,7 +23,15 @@ pub type MigrateFn =
 ///
 /// Call it inside a Tokio runtime: the pool spawns its maintenance task right away.
 pub fn connect_lazy(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let mut options = PgConnectOptions::from_str(&settings.database_url)?;
+    connect_lazy_to(settings, &settings.database_url)
+}
+
+/// [`connect_lazy`] to `url` with the pool settings of `settings`.
+pub(crate) fn connect_lazy_to(
+    settings: &DatabaseSettings,
+    url: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let mut options = PgConnectOptions::from_str(url)?;
     // Session defaults of every pooled connection: a statement, or a caller stuck inside a
     // transaction, cannot hold a connection and its row locks without bound.
     let timeouts = [

@@ -14,6 +14,8 @@ pub mod host;
 pub mod metrics;
 /// Overload protection: concurrency limit, call deadlines, HTTP/2 and message-size limits.
 pub mod overload;
+/// Reads from a replica within a staleness bound (`READ_DATABASE_URL`).
+pub mod replica;
 /// Retention rounds: batches of old history removed every interval, by any replica.
 pub mod retention;
 /// gRPC server bootstrap: reflection, health and database-driven readiness.

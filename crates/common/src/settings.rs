@@ -45,6 +45,17 @@ pub struct DatabaseSettings {
     /// 0: no limit.
     #[arg(long, env = "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 15_000)]
     pub db_idle_in_transaction_timeout_ms: u64,
+
+    /// A PostgreSQL standby for reads that tolerate a bounded staleness (availability checks,
+    /// item and order reads); unset: every read on DATABASE_URL.
+    #[arg(long, env = "READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
+    /// The most the replica of READ_DATABASE_URL may be behind the primary (measured by WAL
+    /// position every 200 ms) for reads to use it, in milliseconds; past it reads go to the
+    /// primary.
+    #[arg(long, env = "READ_MAX_STALENESS_MS", default_value_t = 1000)]
+    pub read_max_staleness_ms: u64,
 }
 
 impl DatabaseSettings {
@@ -57,6 +68,8 @@ impl DatabaseSettings {
             db_acquire_timeout_ms: 2000,
             db_statement_timeout_ms: 10_000,
             db_idle_in_transaction_timeout_ms: 15_000,
+            read_database_url: None,
+            read_max_staleness_ms: 1000,
         }
     }
 }
@@ -71,6 +84,8 @@ impl fmt::Debug for DatabaseSettings {
             .field("db_acquire_timeout_ms", &self.db_acquire_timeout_ms)
             .field("db_statement_timeout_ms", &self.db_statement_timeout_ms)
             .field("db_idle_in_transaction_timeout_ms", &self.db_idle_in_transaction_timeout_ms)
+            .field("read_database_url", &self.read_database_url.as_deref().map(redacted_url))
+            .field("read_max_staleness_ms", &self.read_max_staleness_ms)
             .finish()
     }
 }

@@ -77,7 +77,10 @@ impl App {
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
-        let mut store = Store::new(pool.clone());
+        let reads = common::replica::ReadPools::from_settings(&settings.database, pool.clone())
+            .context("configuring the read replica pool")?;
+        host.spawn(reads.clone().watch(host.stop_token()));
+        let mut store = Store::new(pool.clone()).with_read_pools(reads);
         if settings.reserve_batching {
             store = store.with_reserve_batching(ReserveBatching {
                 workers: settings.reserve_batch_workers.max(1),

@@ -48,7 +48,7 @@ impl Store {
               group by i.id",
         )
         .bind(skus)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -162,13 +162,15 @@ impl Store {
 
     /// One item by SKU with its levels.
     pub async fn item(&self, sku: &Sku) -> Result<ItemView, InventoryError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.pool().acquire().await?;
         load_item(&mut conn, sku).await
     }
 
     /// A page of items ordered by SKU, and whether more follow.
     pub async fn list(&self, page: &ListPage) -> Result<(Vec<ItemView>, bool), InventoryError> {
         let limit = i64::from(page.size.get());
+        // One pool for both statements of the page.
+        let pool = self.reads.pool();
         let mut rows = sqlx::query_as::<_, (Uuid, String, String, Option<String>)>(
             "select id, sku, product_id, variant_id from inventory.items
               where $1::text is null or sku > $1
@@ -177,13 +179,13 @@ impl Store {
         )
         .bind(page.after.as_deref())
         .bind(limit + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(page.size.get() as usize);
 
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-        let mut levels = levels_of(&self.pool, &ids).await?;
+        let mut levels = levels_of(pool, &ids).await?;
         let items = rows
             .into_iter()
             .map(|(id, sku, product_id, variant_id)| ItemView {

@@ -12,6 +12,7 @@ mod retention;
 mod returns;
 
 use chrono::{DateTime, Utc};
+use common::replica::ReadPools;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -29,6 +30,9 @@ pub use retention::Retained;
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Where reads that tolerate a bounded staleness go (availability, items): the primary,
+    /// or a replica while it is fresh enough.
+    reads: ReadPools,
     /// Set by [`Store::with_reserve_batching`]: reserve calls go through its queue.
     batcher: Option<std::sync::Arc<batcher::Batcher>>,
     /// Set by [`Store::with_check_batching`]: availability checks go through its queue.
@@ -38,7 +42,14 @@ pub struct Store {
 impl Store {
     /// Wraps a pool whose database has the inventory migrations applied.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, batcher: None, check_batcher: None }
+        let reads = ReadPools::primary_only(pool.clone());
+        Self { pool, reads, batcher: None, check_batcher: None }
+    }
+
+    /// The same store reading availability and items through `reads`; call it before
+    /// [`Store::with_check_batching`], whose batches read through the store's reads.
+    pub fn with_read_pools(self, reads: ReadPools) -> Self {
+        Self { reads, ..self }
     }
 
     /// Coalesces concurrent [`Store::reserve`] calls into shared transactions (see
@@ -51,7 +62,8 @@ impl Store {
     /// Coalesces concurrent [`Store::availability`] calls into shared queries (see
     /// `check_batcher.rs`); spawns its dispatcher, so call it inside a Tokio runtime.
     pub fn with_check_batching(self, config: CheckBatching) -> Self {
-        let batcher = check_batcher::CheckBatcher::start(Self::new(self.pool.clone()), config);
+        let reads = Self::new(self.pool.clone()).with_read_pools(self.reads.clone());
+        let batcher = check_batcher::CheckBatcher::start(reads, config);
         Self { check_batcher: Some(std::sync::Arc::new(batcher)), ..self }
     }
 
