@@ -361,3 +361,107 @@ async fn checks_read_a_fresh_replica_and_the_primary_when_it_lags() -> anyhow::R
     wait_answer(&inv, 9, "replica").await?;
     Ok(())
 }
+
+/// Replica and primary reads so far: `db_reads_total{pool}` of the shared metrics registry.
+async fn read_counts(sys: &TestSystem) -> anyhow::Result<(u64, u64)> {
+    let metrics = sys.order_metrics().await?;
+    Ok((reads(&metrics, "replica"), reads(&metrics, "primary")))
+}
+
+/// Gets order `id` until the replica alone answers it (replica read, no primary read).
+async fn wait_get_from_replica(sys: &TestSystem, id: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (replica, primary) = read_counts(sys).await?;
+        anyhow::ensure!(sys.get(id).await?.id == id, "GetOrder {id} answered another order");
+        let now = read_counts(sys).await?;
+        if now.0 > replica && now.1 == primary {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "GetOrder {id} not answered by the replica alone in 30 s: reads (replica, primary) \
+             {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of `user`'s first page of orders.
+async fn listed(sys: &TestSystem, user: &str) -> anyhow::Result<Vec<String>> {
+    let req = pb::ListOrdersRequest { user_id: user.into(), ..Default::default() };
+    let page = sys.client()?.list_orders(req).await?.into_inner();
+    Ok(page.orders.into_iter().map(|o| o.id).collect())
+}
+
+/// With READ_DATABASE_URL on the stack's standby, GetOrder and ListOrders read the replica
+/// while it is within READ_MAX_STALENESS_MS. With its replay paused, an order created now is
+/// still found by GetOrder (the replica's miss asks the primary: a client reads its own
+/// create), and ListOrders goes to the primary once the replica is past the bound.
+#[tokio::test]
+async fn order_reads_use_the_replica_and_never_miss_an_order_just_created() -> anyhow::Result<()> {
+    use sqlx::ConnectOptions as _;
+    const BOUND_MS: u64 = 3_000;
+    let stack = HaStack::start(HA_PORT + 120, true).await?;
+    let options = SystemOptions {
+        cluster_url: Some(stack.url().to_owned()),
+        order_servers: 0,
+        ..Default::default()
+    };
+    let mut sys = TestSystem::start_with(options).await?;
+    let replica: sqlx::postgres::PgConnectOptions = stack.replica_url().parse()?;
+    let replica_db = replica.clone().database(&sys.db.name);
+    sys.order_settings.database.read_database_url = Some(replica_db.to_url_lossy().to_string());
+    sys.order_settings.database.read_max_staleness_ms = BOUND_MS;
+    sys.start_order_server().await?;
+    sys.stock("GADGET", 100).await?;
+
+    let user = "replica-reader";
+    let first = sys.order(user, &[("p-gadget", 1)]).await??;
+    wait_get_from_replica(&sys, &first.id).await?;
+
+    // The standby stops replaying (Patroni told to leave it so): the next order is on the
+    // primary only, while the replica still counts as within the bound for a while.
+    stack.maintenance(true).await?;
+    let standby = sqlx::PgPool::connect_with(replica).await?;
+    sqlx::query("select pg_wal_replay_pause()").execute(&standby).await?;
+    let before = read_counts(&sys).await?;
+    let fresh = sys.order(user, &[("p-gadget", 1)]).await??;
+    let got = sys.get(&fresh.id).await?;
+    let after = read_counts(&sys).await?;
+    assert_eq!(got.id, fresh.id, "GetOrder of the order just created");
+    let standby_db = sqlx::PgPool::connect_with(replica_db).await?;
+    let on_standby: i64 = sqlx::query_scalar("select count(*) from orders.orders where id = $1")
+        .bind(uuid::Uuid::parse_str(&fresh.id)?)
+        .fetch_one(&standby_db)
+        .await?;
+    assert_eq!(on_standby, 0, "the paused standby must not have the new order");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "GetOrder must have asked the replica, missed, then the primary: reads (replica, \
+         primary) {before:?} -> {after:?}"
+    );
+
+    // Past the bound, ListOrders is the primary's (with the new order), not the replica's.
+    tokio::time::sleep(Duration::from_millis(BOUND_MS + 500)).await;
+    let before = read_counts(&sys).await?;
+    let ids = listed(&sys, user).await?;
+    let after = read_counts(&sys).await?;
+    assert!(ids.contains(&fresh.id), "ListOrders past the bound: {ids:?}");
+    assert!(
+        after.0 == before.0 && after.1 > before.1,
+        "ListOrders past the bound must read the primary: reads (replica, primary) \
+         {before:?} -> {after:?}"
+    );
+
+    sqlx::query("select pg_wal_replay_resume()").execute(&standby).await?;
+    stack.maintenance(false).await?;
+    // Caught up, the replica answers again, and has the order.
+    wait_get_from_replica(&sys, &fresh.id).await?;
+    let before = read_counts(&sys).await?;
+    let ids = listed(&sys, user).await?;
+    let after = read_counts(&sys).await?;
+    assert!(ids.contains(&fresh.id) && ids.contains(&first.id), "ListOrders: {ids:?}");
+    assert!(after.0 > before.0, "ListOrders after the resume: {before:?} -> {after:?}");
+    Ok(())
+}

@@ -42,6 +42,15 @@ pub static STALENESS_MS: LazyLock<IntGauge> = LazyLock::new(|| {
 /// How often the replica's position is compared with the primary's.
 const TICK: Duration = Duration::from_millis(200);
 
+/// The pool picked for one read.
+#[derive(Debug, Clone, Copy)]
+pub struct Picked<'a> {
+    /// Where every statement of the read goes.
+    pub pool: &'a PgPool,
+    /// It is the replica (which may lag up to the bound), not the primary.
+    pub replica: bool,
+}
+
 /// Picks the pool of each read.
 #[derive(Debug, Clone)]
 pub struct ReadPools {
@@ -104,16 +113,25 @@ impl ReadPools {
 
     /// The pool one read should use now (the same for every statement of that read).
     pub fn pool(&self) -> &PgPool {
+        self.pick().pool
+    }
+
+    /// The pool one read should use now, and whether it is the replica (a read that must
+    /// not miss a row just written asks [`ReadPools::primary`] when the replica lacks it).
+    pub fn pick(&self) -> Picked<'_> {
         match &self.replica {
             Some(r) if r.fresh.load(Ordering::Acquire) => {
                 READS.with_label_values(&["replica"]).inc();
-                &r.pool
+                Picked { pool: &r.pool, replica: true }
             }
-            _ => {
-                READS.with_label_values(&["primary"]).inc();
-                &self.primary
-            }
+            _ => self.primary(),
         }
+    }
+
+    /// The primary, for a read that must see the latest commit (counted as a primary read).
+    pub fn primary(&self) -> Picked<'_> {
+        READS.with_label_values(&["primary"]).inc();
+        Picked { pool: &self.primary, replica: false }
     }
 
     /// The last measured staleness of the replica (None: none configured or not measured).

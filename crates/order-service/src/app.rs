@@ -95,7 +95,10 @@ impl App {
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
-        let store = Store::new(pool.clone());
+        let reads = common::replica::ReadPools::from_settings(&settings.database, pool.clone())
+            .context("configuring the read replica pool")?;
+        host.spawn(reads.clone().watch(host.stop_token()));
+        let store = Store::new(pool.clone()).with_read_pools(reads);
         let peers = Peers::connect_lazy(&settings).context("configuring the peer clients")?;
 
         let migrate = settings

@@ -89,7 +89,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::Order>, Status> {
         let caller = self.callers.caller(&request)?;
         let id = convert::order_id(&request.get_ref().order_id)?;
-        let order = self.orders.get(id).await?;
+        let order = self.orders.read(id).await?;
         caller.may_see(id, &order.user_id)?;
         Ok(Response::new(convert::order(order)))
     }

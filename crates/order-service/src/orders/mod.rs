@@ -68,9 +68,15 @@ impl Orders {
         Self { store, peers, engine, tasks, config }
     }
 
-    /// The order `id`.
+    /// The order `id` as the primary has it (what every workflow answers with).
     pub async fn get(&self, id: OrderId) -> Result<OrderView, OrderError> {
         self.store.order(id).await?.ok_or_else(|| OrderError::order_not_found(id))
+    }
+
+    /// The order `id` for GetOrder: possibly from the read replica (within its staleness
+    /// bound), but never NOT_FOUND for an order the primary has (see `Store::read_order`).
+    pub async fn read(&self, id: OrderId) -> Result<OrderView, OrderError> {
+        self.store.read_order(id).await?.ok_or_else(|| OrderError::order_not_found(id))
     }
 
     /// Up to `limit` parked orders, longest parked first, each with its saga facts.
@@ -99,7 +105,8 @@ impl Orders {
         self.get(id).await
     }
 
-    /// One page of a user's orders, newest first, and whether more follow.
+    /// One page of a user's orders, newest first, and whether more follow; for ListOrders,
+    /// possibly from the read replica, so up to its staleness bound old.
     pub async fn list(&self, page: &ListPage) -> Result<(Vec<OrderView>, bool), OrderError> {
         self.store.list_orders(page).await
     }

@@ -12,6 +12,7 @@ mod saga;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::replica::ReadPools;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -30,12 +31,22 @@ pub use saga::{Claimed, LastError, LeaseAfter, Park, Save, Saved};
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Where the two client reads that tolerate a bounded staleness go (GetOrder,
+    /// ListOrders): the primary, or a replica within `READ_MAX_STALENESS_MS`. Every read
+    /// of a workflow uses `pool`.
+    reads: ReadPools,
 }
 
 impl Store {
-    /// Wraps a pool whose database has the order migrations applied.
+    /// Wraps a pool whose database has the order migrations applied; every read on it.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let reads = ReadPools::primary_only(pool.clone());
+        Self { pool, reads }
+    }
+
+    /// The same store answering GetOrder and ListOrders through `reads`.
+    pub fn with_read_pools(self, reads: ReadPools) -> Self {
+        Self { reads, ..self }
     }
 
     /// The underlying pool.

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
@@ -135,15 +136,24 @@ impl Store {
         Ok(gone > 0)
     }
 
-    /// The order `id`, if it exists.
+    /// The order `id`, if it exists, as the primary has it (what workflows read).
     pub async fn order(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
-        let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "select {ORDER_COLUMNS} from orders.orders where id = $1"
-        )))
-        .bind(id.uuid())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(self.with_items(row.into_iter().collect()).await?.pop())
+        order_on(&self.pool, id).await
+    }
+
+    /// The order `id` for a client (GetOrder): read on the replica while it is within
+    /// `READ_MAX_STALENESS_MS`, so it may be that much older than the primary's. Read your
+    /// own writes: when the replica has no such order (it may not have replayed a create the
+    /// client was just answered), the primary is asked before answering that there is none.
+    /// Each read uses one pool for the order, its lines and its returns, so they agree.
+    pub async fn read_order(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
+        let first = self.reads.pick();
+        found_or_primary(
+            (first.pool, first.replica),
+            || self.reads.primary().pool,
+            |pool| order_on(pool, id),
+        )
+        .await
     }
 
     /// The user's order created with `key`, if any.
@@ -159,11 +169,15 @@ impl Store {
         .bind(key)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(self.with_items(row.into_iter().collect()).await?.pop())
+        Ok(with_items(&self.pool, row.into_iter().collect()).await?.pop())
     }
 
-    /// One page of the user's orders, newest first; the flag says whether more follow.
+    /// One page of the user's orders, newest first; the flag says whether more follow. For
+    /// clients (ListOrders) only: read on the replica while it is within
+    /// `READ_MAX_STALENESS_MS`, so the page may miss what was written that recently (no
+    /// fallback: an empty page is a valid answer). One pool answers the whole page.
     pub async fn list_orders(&self, page: &ListPage) -> Result<(Vec<OrderView>, bool), OrderError> {
+        let pool = self.reads.pool();
         let size = i64::from(page.size.get());
         let (after_at, after_id) = match page.after {
             Some(c) => (Some(c.created_at), Some(c.id)),
@@ -179,11 +193,11 @@ impl Store {
         .bind(after_at)
         .bind(after_id)
         .bind(size + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let more = rows.len() as i64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-        Ok((self.with_items(rows).await?, more))
+        Ok((with_items(pool, rows).await?, more))
     }
 
     /// Cancels the order if its state allows, under its row lock, taking the saga's lease.
@@ -251,51 +265,128 @@ impl Store {
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }
+}
 
-    /// Attaches their lines and their returns to `rows` (one query each for all of them).
-    async fn with_items(&self, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, OrderError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let items: Vec<ItemRow> = sqlx::query_as(
-            "select order_id, product_id, variant_id, sku, quantity, unit_price_minor
-               from orders.order_items where order_id = any($1) order by order_id, line",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut returns = self.returns_of(&ids).await?;
-        let mut by_order: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
-        for item in items {
-            by_order.entry(item.order_id).or_default().push(OrderItemView {
-                product_id: item.product_id,
-                variant_id: item.variant_id,
-                sku: item.sku,
-                quantity: item.quantity,
-                unit_price_minor: item.unit_price_minor,
-            });
-        }
-        rows.into_iter()
-            .map(|r| {
-                Ok(OrderView {
-                    id: OrderId::from(r.id),
-                    items: by_order.remove(&r.id).unwrap_or_default(),
-                    returns: returns.remove(&r.id).unwrap_or_default(),
-                    user_id: r.user_id,
-                    status: parse_status(&r.status)?,
-                    status_reason: r.status_reason,
-                    total_amount_minor: r.total_amount_minor,
-                    currency: r.currency,
-                    payment_method: r.payment_method,
-                    payment_status: parse_payment_status(&r.payment_status)?,
-                    reservation_id: r.reservation_id,
-                    next_action: parse_next_action(r.next_action.as_deref())?,
-                    fingerprint: r.request_fingerprint,
-                    created_at: r.created_at,
-                    updated_at: r.updated_at,
-                })
+/// The order `id` as `pool` has it.
+async fn order_on(pool: &PgPool, id: OrderId) -> Result<Option<OrderView>, OrderError> {
+    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {ORDER_COLUMNS} from orders.orders where id = $1"
+    )))
+    .bind(id.uuid())
+    .fetch_optional(pool)
+    .await?;
+    Ok(with_items(pool, row.into_iter().collect()).await?.pop())
+}
+
+/// Reads with `read` on `first` (a pool, and whether it is the replica); when the replica
+/// found nothing, reads again on `primary`: a row just written there may not have been
+/// replayed yet, and "none" must not be answered for it.
+async fn found_or_primary<P, T, Fut>(
+    first: (P, bool),
+    primary: impl FnOnce() -> P,
+    read: impl Fn(P) -> Fut,
+) -> Result<Option<T>, OrderError>
+where
+    Fut: Future<Output = Result<Option<T>, OrderError>>,
+{
+    let (pool, replica) = first;
+    match read(pool).await? {
+        None if replica => read(primary()).await,
+        found => Ok(found),
+    }
+}
+
+/// Attaches their lines and their returns to `rows` (one query each for all of them), all
+/// read on `pool`, the pool the rows came from.
+async fn with_items(pool: &PgPool, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, OrderError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let items: Vec<ItemRow> = sqlx::query_as(
+        "select order_id, product_id, variant_id, sku, quantity, unit_price_minor
+           from orders.order_items where order_id = any($1) order by order_id, line",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut returns = Store::returns_of(pool, &ids).await?;
+    let mut by_order: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
+    for item in items {
+        by_order.entry(item.order_id).or_default().push(OrderItemView {
+            product_id: item.product_id,
+            variant_id: item.variant_id,
+            sku: item.sku,
+            quantity: item.quantity,
+            unit_price_minor: item.unit_price_minor,
+        });
+    }
+    rows.into_iter()
+        .map(|r| {
+            Ok(OrderView {
+                id: OrderId::from(r.id),
+                items: by_order.remove(&r.id).unwrap_or_default(),
+                returns: returns.remove(&r.id).unwrap_or_default(),
+                user_id: r.user_id,
+                status: parse_status(&r.status)?,
+                status_reason: r.status_reason,
+                total_amount_minor: r.total_amount_minor,
+                currency: r.currency,
+                payment_method: r.payment_method,
+                payment_status: parse_payment_status(&r.payment_status)?,
+                reservation_id: r.reservation_id,
+                next_action: parse_next_action(r.next_action.as_deref())?,
+                fingerprint: r.request_fingerprint,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
             })
-            .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Runs `found_or_primary` over named "pools" holding `rows`; the answer and the pools
+    /// asked, in order.
+    async fn read_from(
+        first: &'static str,
+        replica: bool,
+        rows: &[(&'static str, u32)],
+    ) -> (Option<u32>, Vec<&'static str>) {
+        let asked = RefCell::new(Vec::new());
+        let found = found_or_primary(
+            (first, replica),
+            || "primary",
+            |pool| {
+                asked.borrow_mut().push(pool);
+                let row = rows.iter().find(|(p, _)| *p == pool).map(|(_, v)| *v);
+                async move { Ok(row) }
+            },
+        )
+        .await;
+        (found.ok().flatten(), asked.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_replica_miss_asks_the_primary() {
+        let got = read_from("replica", true, &[("primary", 7)]).await;
+        assert_eq!(got, (Some(7), vec!["replica", "primary"]));
+    }
+
+    #[tokio::test]
+    async fn a_replica_hit_answers_alone() {
+        let got = read_from("replica", true, &[("replica", 6), ("primary", 7)]).await;
+        assert_eq!(got, (Some(6), vec!["replica"]));
+    }
+
+    #[tokio::test]
+    async fn a_primary_miss_is_final() {
+        assert_eq!(read_from("primary", false, &[]).await, (None, vec!["primary"]));
+        // Neither has it: asked both, then none.
+        assert_eq!(read_from("replica", true, &[]).await, (None, vec!["replica", "primary"]));
     }
 }

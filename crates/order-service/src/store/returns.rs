@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Store, lease_ms, parse_next_action, parse_payment_status, parse_status};
@@ -429,9 +429,10 @@ impl Store {
         Ok(assemble(rows, items)?.pop())
     }
 
-    /// The returns of `orders`, oldest first per order, in one query.
-    pub async fn returns_of(
-        &self,
+    /// The returns of `orders` as `pool` has them (the pool their orders were read on),
+    /// oldest first per order, in one query.
+    pub(super) async fn returns_of(
+        pool: &PgPool,
         orders: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<ReturnView>>, OrderError> {
         #[derive(sqlx::FromRow)]
@@ -453,7 +454,7 @@ impl Store {
               order by r.order_id, r.created_at, r.id, i.order_line"
         )))
         .bind(orders)
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
         let mut rows = Vec::new();
         let mut items = Vec::new();
