@@ -315,23 +315,25 @@ impl InventoryPeer {
 
     /// Cancels the hold (repeating a cancel, or cancelling an expired hold, is success).
     pub async fn cancel(&self, reservation: Uuid) -> Result<SettleReply, PeerError> {
-        let msg = pb::CancelReservationRequest::by_id(reservation.to_string());
-        let reply = retrying(self.policy, PEER, "cancel", || {
-            let mut client = self.client.clone();
-            let req = request(self.policy, msg.clone());
-            self.attempt("cancel", async move { client.cancel_reservation(req).await }, |r| {
-                !r.success
-            })
-        })
-        .await?;
-        Ok(SettleReply::from(reply))
+        self.cancel_hold(pb::CancelReservationRequest::by_id(reservation.to_string())).await
     }
 
     /// Cancels the hold the order's reference `(ORDER, order id)` names, taking nothing to
     /// find it: its live hold, else its latest settled one (so a repeat answers like a cancel
     /// by id). NOT_FOUND when the reference never held anything.
     pub async fn cancel_by_reference(&self, order: OrderId) -> Result<SettleReply, PeerError> {
-        let msg = pb::CancelReservationRequest::by_reference(REFERENCE_TYPE, order.to_string());
+        self.cancel_hold(pb::CancelReservationRequest::by_reference(
+            REFERENCE_TYPE,
+            order.to_string(),
+        ))
+        .await
+    }
+
+    /// One CancelReservation, however it names the hold, with the client's retries.
+    async fn cancel_hold(
+        &self,
+        msg: pb::CancelReservationRequest,
+    ) -> Result<SettleReply, PeerError> {
         let reply = retrying(self.policy, PEER, "cancel", || {
             let mut client = self.client.clone();
             let req = request(self.policy, msg.clone());
