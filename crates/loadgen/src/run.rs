@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut ctx = Context { args, anchors, pool, probe, rss_per_phase: false, violations: 0, seed };
     let run_id = format!(
         "{}-{}",
-        ctx.args.label().replace('/', "-"),
+        id_safe(&ctx.args.label()),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let references = Arc::new(References::new(&run_id));
@@ -88,6 +88,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pool.close().await;
     }
     Ok(if ctx.violations == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VIOLATIONS) })
+}
+
+/// A label as the stem of references and keys: labels name configurations freely
+/// (`check/inventory x2`), references take letters, digits, `-` and `_`.
+fn id_safe(label: &str) -> String {
+    label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect()
 }
 
 async fn inventory(ctx: &Context) -> anyhow::Result<Channels> {
@@ -223,6 +229,9 @@ async fn sell_out(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
 async fn h2load_check(ctx: &mut Context, run_id: &str) -> anyhow::Result<()> {
     if !h2load::available() {
         anyhow::bail!("h2load not found on PATH (Debian: apt-get install nghttp2-client)");
+    }
+    if crate::conn::replicas(&ctx.args.inventory_url)?.len() > 1 {
+        anyhow::bail!("check-h2load replays to one server: give --inventory-url one address");
     }
     let mut rng = fastrand::Rng::with_seed(ctx.seed);
     let req = crate::scenarios::check::request(&mut rng, ctx.args.skus);
@@ -473,4 +482,15 @@ async fn finish_phase(ctx: &mut Context, mut row: ResultRow) -> anyhow::Result<(
         report::append_rows(path, std::slice::from_ref(&row))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_safe;
+
+    #[test]
+    fn a_label_becomes_a_valid_reference_stem() {
+        assert_eq!(id_safe("reserve-uniform/inventory x2"), "reserve-uniform-inventory-x2");
+        assert_eq!(id_safe("create-order/pay0ms"), "create-order-pay0ms");
+    }
 }

@@ -17,14 +17,16 @@ pub struct RunArgs {
     /// Name in the results (default: the scenario's), e.g. `create-order/pay20ms`.
     #[arg(long)]
     pub label: Option<String>,
+    /// The inventory server, or its replicas as a comma-separated list (workers alternate).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub inventory_url: String,
+    /// The order server, or its replicas as a comma-separated list (workers alternate).
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     pub order_url: String,
     /// Concurrent closed-loop workers (the anchors' pgbench clients).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
-    /// HTTP/2 connections per server.
+    /// HTTP/2 connections per server (per replica of a list).
     #[arg(long, default_value_t = 4)]
     pub channels: usize,
     /// The client stack: hyper's HTTP/2 sender directly (h2), or tonic's buffered channel.
