@@ -30,7 +30,7 @@ async fn v1alpha_reflection_lists_and_describes_every_server_s_services() -> any
         (system.orders[0].addr, "order.v1.OrderService", "CreateOrder"),
         (system.payment_addr, "payment.v1.PaymentService", "ProcessPayment"),
     ];
-    for (addr, service, method) in servers {
+    for &(addr, service, method) in &servers {
         let MessageResponse::ListServicesResponse(list) =
             ask(addr, MessageRequest::ListServices(String::new())).await?
         else {
@@ -39,6 +39,11 @@ async fn v1alpha_reflection_lists_and_describes_every_server_s_services() -> any
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         for wanted in [service, "grpc.health.v1.Health"] {
             assert!(names.iter().any(|n| n == wanted), "{service}: {wanted} missing in {names:?}");
+        }
+        // Only what this server answers: the other services of the pair are not listed.
+        let foreign = servers.iter().map(|s| s.1).filter(|s| *s != service);
+        for other in foreign {
+            assert!(!names.iter().any(|n| n == other), "{service} lists {other}: {names:?}");
         }
         // What grpcurl does next: the file declaring the service, by symbol.
         let MessageResponse::FileDescriptorResponse(files) =

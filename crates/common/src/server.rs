@@ -32,14 +32,23 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// gRPC reflection over every proto of the pair plus `grpc.health.v1`, for grpcurl: `routes`
-/// with both versions of the reflection service, v1 and v1alpha (grpcurl before 1.8.8,
-/// Postman, BloomRPC, Kreya and some evans builds speak only v1alpha; grpc-go serves both).
-pub fn with_reflection(routes: Routes) -> Result<Routes, tonic_reflection::server::Error> {
+/// gRPC reflection for grpcurl: `routes` with both versions of the reflection service, v1 and
+/// v1alpha (grpcurl before 1.8.8, Postman, BloomRPC, Kreya and some evans builds speak only
+/// v1alpha; grpc-go serves both). They describe every proto of the pair plus
+/// `grpc.health.v1`, and list only `services` and health: what this server answers.
+pub fn with_reflection(
+    routes: Routes,
+    services: &[&str],
+) -> Result<Routes, tonic_reflection::server::Error> {
     let builder = || {
-        tonic_reflection::server::Builder::configure()
+        let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for service in services {
+            builder = builder.with_service_name(*service);
+        }
+        builder
     };
     Ok(routes.add_service(builder().build_v1()?).add_service(builder().build_v1alpha()?))
 }
@@ -248,7 +257,7 @@ mod tests {
 
     #[test]
     fn reflection_builds() {
-        assert!(with_reflection(Routes::default()).is_ok());
+        assert!(with_reflection(Routes::default(), &["inventory.v1.InventoryService"]).is_ok());
     }
 
     #[tokio::test]

@@ -404,7 +404,7 @@ mod tests {
         let server = tokio::spawn(
             Server::builder()
                 .layer(GrpcMetricsLayer::new(&[]))
-                .add_routes(crate::server::with_reflection(Routes::new(health)).unwrap())
+                .add_routes(crate::server::with_reflection(Routes::new(health), &[]).unwrap())
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
                 }),
