@@ -11,18 +11,20 @@
 #      fail), and the Prometheus Operator's PodMonitor and PrometheusRule against the models
 #      PyPI's cloudcoil-models-prometheus-operator generates from the operator's CRDs
 #      (v0.80.1: types, enums, patterns; unknown fields fail too); a kind neither knows fails;
-#   4. cross-checks the schemas cannot make: every environment variable is a setting of the
-#      servers, RUN_MIGRATIONS=false with an init container `app migrate` on the same
-#      DATABASE_URL, gRPC probes on the gRPC port (liveness: service `liveness`, readiness:
-#      ""), the security context of every container, the network policies (only the order
-#      service's pods reach the inventory's gRPC port, only the monitoring namespace the
-#      metrics ports), the PodMonitor's job names are the alerts', the example overlay's
-#      Secrets and ConfigMaps are all there, every checkov skip gives a reason;
-#   5. checkov (PyPI, pinned): the kubernetes checks over every rendered overlay, the
-#      dockerfile checks over Dockerfile, the secrets scan over docker-compose.yml and
-#      deploy/kubernetes (checkov has no compose checks). Skips are inline with their reason:
-#      `checkov.io/skipN: CKV_ID=reason` annotations, `# checkov:skip=CKV_ID: reason`
-#      comments in the Dockerfile.
+#   4. cross-checks the schemas cannot make: every environment variable (env, and the keys of
+#      ConfigMaps given as envFrom) is a setting of the servers, RUN_MIGRATIONS=false with an
+#      init container `app migrate` on the same DATABASE_URL and image, gRPC probes on the gRPC
+#      port (liveness and startup: service `liveness`, readiness: ""), the security context
+#      of every container, the network policies (only the order service's pods reach the
+#      inventory's gRPC port, only the monitoring namespace the metrics ports), the
+#      PodMonitor's job names are the alerts', the example overlay's Secrets and ConfigMaps
+#      are all there, every checkov skip gives a reason;
+#   5. checkov (PyPI, pinned): its kubernetes checks over every rendered overlay, its
+#      dockerfile checks over Dockerfile, this project's compose policies
+#      (deploy/checkov/compose_checks.py: checkov ships none for compose files) over
+#      docker-compose.yml, and its secrets scan over docker-compose.yml and deploy/kubernetes.
+#      Skips are inline with their reason: `checkov.io/skipN: CKV_ID=reason` annotations,
+#      `# checkov:skip=CKV_ID: reason` comments.
 # The tools go into two virtualenvs under .dev/venv/ (created once, reused: the first run
 # installs for a minute or two; then about 25 s, most of it checkov).
 #
@@ -248,6 +250,14 @@ for target, docs in targets.items():
             for env in c.get("env") or []:
                 if env["name"] not in KNOWN_ENV:
                     errors.append(f"{cw}: env {env['name']} is not a setting of the servers")
+            for source in c.get("envFrom") or []:
+                ref = (source.get("configMapRef") or {}).get("name")
+                config_map = by_kind.get("ConfigMap", {}).get(ref)
+                if ref is None or config_map is None:
+                    errors.append(f"{cw}: envFrom must name a ConfigMap of the overlay, got {source}")
+                    continue
+                for key in sorted(set(config_map.get("data") or {}) - KNOWN_ENV):
+                    errors.append(f"{cw}: ConfigMap {ref} sets {key}, not a setting of the servers")
         if len(containers) != 1:
             errors.append(f"{w}: want one container, got {len(containers)}")
             continue
