@@ -6,5 +6,6 @@ mod inventory;
 mod order;
 mod outage;
 mod overload;
+mod reflection;
 mod security;
 mod shutdown;

@@ -2,6 +2,7 @@
 //! both services ask whether a failure is worth a retry, and which connections to replace
 //! after a failover.
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr as _;
@@ -125,6 +126,33 @@ pub async fn migrate(
     // Closing ends the session and with it any advisory lock a failed run left behind.
     let _ = conn.close().await;
     result
+}
+
+/// The first argument that applies the migrations and exits instead of serving.
+pub const MIGRATE_SUBCOMMAND: &str = "migrate";
+
+/// Whether `args` (the program name first) ask for `<binary> migrate`, and the arguments
+/// without that word, for the settings parser.
+pub fn migrate_requested(args: impl IntoIterator<Item = OsString>) -> (bool, Vec<OsString>) {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let requested = args.get(1).is_some_and(|a| a == MIGRATE_SUBCOMMAND);
+    if requested {
+        args.remove(1);
+    }
+    (requested, args)
+}
+
+/// `<binary> migrate`: applies `migrator` to the database of `settings` once, with the same
+/// advisory lock as at start, so several replicas or a rerun do no harm.
+pub async fn migrate_once(
+    settings: &DatabaseSettings,
+    migrator: Migrator,
+    schema: &'static str,
+) -> Result<(), MigrateError> {
+    let pool = connect_lazy(settings).map_err(MigrateError::Execute)?;
+    let applied = migrate(&pool, migrator, schema).await;
+    pool.close().await;
+    applied
 }
 
 /// Packages [`migrate`] as a [`MigrateFn`] that can be retried until the database is up.

@@ -40,6 +40,19 @@ use security::tls::{SelfCheckTls, ServerTlsSettings, TlsError};
 /// The first argument that selects the health check instead of the server.
 pub const SUBCOMMAND: &str = "healthcheck";
 
+/// `--help`'s list of the first-argument subcommands of a server without a database (the
+/// stand-ins).
+pub const HELP: &str = "Subcommands (as the first argument):\n  \
+    healthcheck [--ready] [ADDR]  ask this server's grpc.health.v1 for liveness (--ready: \
+    readiness) and exit 0 when SERVING, 1 otherwise; no other setting needed";
+
+/// [`HELP`] for a server with a database: also `migrate`.
+pub const HELP_WITH_MIGRATE: &str = "Subcommands (as the first argument):\n  \
+    healthcheck [--ready] [ADDR]  ask this server's grpc.health.v1 for liveness (--ready: \
+    readiness) and exit 0 when SERVING, 1 otherwise; no other setting needed\n  \
+    migrate [FLAGS]               apply this service's migrations to DATABASE_URL and exit \
+    (a deploy step or init container; serve with RUN_MIGRATIONS=false then)";
+
 /// How long the whole check (connect and call) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 

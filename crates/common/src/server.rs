@@ -11,10 +11,10 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio::time::MissedTickBehavior;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
-use tonic_reflection::server::v1::{ServerReflection, ServerReflectionServer};
 
 use crate::db::MigrateFn;
 
@@ -32,13 +32,16 @@ pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// gRPC reflection (v1) over every proto of the pair plus `grpc.health.v1`, for grpcurl.
-pub fn reflection()
--> Result<ServerReflectionServer<impl ServerReflection>, tonic_reflection::server::Error> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
+/// gRPC reflection over every proto of the pair plus `grpc.health.v1`, for grpcurl: `routes`
+/// with both versions of the reflection service, v1 and v1alpha (grpcurl before 1.8.8,
+/// Postman, BloomRPC, Kreya and some evans builds speak only v1alpha; grpc-go serves both).
+pub fn with_reflection(routes: Routes) -> Result<Routes, tonic_reflection::server::Error> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(routes.add_service(builder().build_v1()?).add_service(builder().build_v1alpha()?))
 }
 
 /// The health service name of liveness: SERVING while the process serves at all, whatever
@@ -245,7 +248,7 @@ mod tests {
 
     #[test]
     fn reflection_builds() {
-        assert!(reflection().is_ok());
+        assert!(with_reflection(Routes::default()).is_ok());
     }
 
     #[tokio::test]

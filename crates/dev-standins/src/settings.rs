@@ -30,7 +30,8 @@ fn default_logs() -> LogSettings {
     name = "product-standin",
     version,
     about = "DEVELOPMENT STAND-IN for the Product service (product.v1.ProductService): \
-             serves a catalog from a JSON file. Not for production."
+             serves a catalog from a JSON file. Not for production.",
+    after_help = common::healthcheck::HELP
 )]
 pub struct ProductSettings {
     /// Log filter and format.
@@ -81,7 +82,8 @@ impl ProductSettings {
     about = "DEVELOPMENT STAND-IN for the Payment service (payment.v1.PaymentService): an \
              in-memory payment simulator with idempotency keys and deterministic declines \
              (methods `card_decline` or `decline*`). Not for production: it moves no money \
-             and forgets everything on exit."
+             and forgets everything on exit.",
+    after_help = common::healthcheck::HELP
 )]
 pub struct PaymentSettings {
     /// Log filter and format.
@@ -133,7 +135,8 @@ impl PaymentSettings {
     name = "user-standin",
     version,
     about = "DEVELOPMENT STAND-IN for the User service (user.v1.UserService): serves user \
-             statuses from a JSON file. Not for production."
+             statuses from a JSON file. Not for production.",
+    after_help = common::healthcheck::HELP
 )]
 pub struct UserSettings {
     /// Log filter and format.

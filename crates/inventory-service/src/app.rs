@@ -22,6 +22,19 @@ use crate::sweeper;
 /// The gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "inventory.v1.InventoryService";
 
+/// The schema this server owns (and keeps its migration history in).
+pub const SCHEMA: &str = "inventory";
+
+/// The migrations of schema `inventory`.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("../../migrations/inventory")
+}
+
+/// `inventory-service migrate`: applies the migrations once and returns.
+pub async fn migrate(settings: &Settings) -> Result<(), sqlx::migrate::MigrateError> {
+    common::db::migrate_once(&settings.database, migrator(), SCHEMA).await
+}
+
 /// A bound, not yet running inventory server. Binding in `build` lets tests ask for port 0
 /// and read the real ports before running.
 pub struct App {
@@ -94,13 +107,10 @@ impl App {
             });
         }
 
-        let migrate = settings.database.run_migrations.then(|| {
-            common::db::migrate_fn(
-                pool.clone(),
-                || sqlx::migrate!("../../migrations/inventory"),
-                "inventory",
-            )
-        });
+        let migrate = settings
+            .database
+            .run_migrations
+            .then(|| common::db::migrate_fn(pool.clone(), migrator, SCHEMA));
         host.watch_database(pool.clone(), migrate);
         host.spawn(sweeper::run(
             store.clone(),

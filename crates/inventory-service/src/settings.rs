@@ -18,6 +18,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
     name = "inventory-service",
     version,
     about = "Inventory gRPC server: stock, holds, commits."
+,
+    after_help = common::healthcheck::HELP_WITH_MIGRATE
 )]
 pub struct Settings {
     #[command(flatten)]

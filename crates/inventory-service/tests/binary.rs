@@ -39,6 +39,16 @@ fn help_lists_every_setting_and_no_secret() {
 }
 
 #[test]
+fn help_lists_the_subcommands() {
+    binary::help_lists_the_subcommands(BIN);
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    binary::migrate_subcommand_migrates(BIN, "inventory");
+}
+
+#[test]
 fn debug_of_the_settings_shows_no_secret() {
     use clap::Parser;
     let settings = inventory_service::Settings::try_parse_from([

@@ -34,6 +34,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("../../migrations/order")
 }
 
+/// `order-service migrate`: applies the migrations once and returns.
+pub async fn migrate(settings: &Settings) -> Result<(), sqlx::migrate::MigrateError> {
+    common::db::migrate_once(&settings.database, migrator(), SCHEMA).await
+}
+
 /// A bound, not yet running order server. Binding in `build` lets tests ask for port 0 and
 /// read the real ports before running.
 pub struct App {

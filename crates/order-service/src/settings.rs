@@ -45,6 +45,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50052";
     name = "order-service",
     version,
     about = "Order gRPC server: places orders through a persisted saga over inventory, product and payment."
+,
+    after_help = common::healthcheck::HELP_WITH_MIGRATE
 )]
 pub struct Settings {
     #[command(flatten)]

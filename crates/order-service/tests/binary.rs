@@ -52,6 +52,16 @@ fn help_lists_every_setting_and_no_secret() {
 }
 
 #[test]
+fn help_lists_the_subcommands() {
+    binary::help_lists_the_subcommands(BIN);
+}
+
+#[test]
+fn migrate_applies_the_migrations_and_exits() {
+    binary::migrate_subcommand_migrates(BIN, "orders");
+}
+
+#[test]
 fn missing_database_url_is_a_clear_error() {
     let stderr = binary::refused(Command::new(BIN).env_remove("DATABASE_URL"));
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");

@@ -385,11 +385,11 @@ pub struct SetArgs {
     #[arg(value_parser = clap::value_parser!(i32).range(0..))]
     pub on_hand: i32,
 
-    /// Product id of the item [default: the SKU].
+    /// Product id of the item [default: the item's, else the SKU].
     #[arg(long = "product", value_name = "ID")]
     pub product_id: Option<String>,
 
-    /// Variant id of the item.
+    /// Variant id of the item [default: the item's, else none].
     #[arg(long = "variant", value_name = "ID")]
     pub variant_id: Option<String>,
 

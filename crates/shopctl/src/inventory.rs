@@ -81,10 +81,27 @@ impl Inventory {
     }
 
     async fn set(&mut self, args: SetArgs) -> Result<(), CliError> {
+        // The upsert replaces the item's product and variant: an operator who only sets a
+        // count keeps what the item already has (a new item's product defaults to its SKU).
+        let (mut product_id, mut variant_id) = (args.product_id, args.variant_id);
+        if product_id.is_none() || variant_id.is_none() {
+            let request = self.request(pb::GetInventoryItemRequest { sku: args.sku.clone() });
+            match self.client.get_inventory_item(request).await {
+                Ok(known) => {
+                    let known = known.into_inner();
+                    product_id.get_or_insert(known.product_id);
+                    if variant_id.is_none() {
+                        variant_id = known.variant_id;
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                Err(status) => return Err(self.rpc_error(status)),
+            }
+        }
         let request = self.request(pb::UpsertInventoryItemRequest {
-            product_id: args.product_id.unwrap_or_else(|| args.sku.clone()),
+            product_id: product_id.unwrap_or_else(|| args.sku.clone()),
             sku: args.sku,
-            variant_id: args.variant_id,
+            variant_id,
             warehouse_id: args.warehouse.unwrap_or_default(),
             on_hand: args.on_hand,
         });

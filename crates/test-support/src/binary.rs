@@ -24,6 +24,55 @@ pub fn test_database_url() -> String {
     url
 }
 
+/// `bin migrate` against a fresh database of the test cluster: exits 0 having applied
+/// `schema`'s migrations, and a second run finds nothing to do and exits 0 again; against a
+/// database nobody listens on it exits non-zero.
+pub fn migrate_subcommand_migrates(bin: &str, schema: &str) {
+    use sqlx::Connection as _;
+    let admin = test_database_url();
+    let Some((base, _)) = admin.rsplit_once('/') else { panic!("no database in {admin}") };
+    let name = format!("migrate_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{base}/{name}");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let admin_sql = |sql: String| {
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+            // Names made here from a UUID: nothing a caller supplies.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("admin statement");
+        });
+    };
+    admin_sql(format!("create database {name}"));
+    let migrate = || {
+        let out = Command::new(bin).arg("migrate").env("DATABASE_URL", &url).output();
+        out.expect("run migrate")
+    };
+    let first = migrate();
+    assert!(first.status.success(), "{bin} migrate: {first:?}");
+    let applied: i64 = runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let sql = format!("select count(*) from {schema}._sqlx_migrations where success");
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        query.fetch_one(&mut conn).await.expect("migration history")
+    });
+    assert!(applied > 0, "no migration recorded in {schema}._sqlx_migrations");
+    let again = migrate();
+    assert!(again.status.success(), "{bin} migrate, second run: {again:?}");
+    admin_sql(format!("drop database {name} with (force)"));
+    let down = offline(bin).arg("migrate").output().expect("run");
+    assert!(!down.status.success(), "migrate against no database succeeded: {down:?}");
+}
+
+/// `bin --help` names the first-argument subcommands, `healthcheck` and `migrate`.
+pub fn help_lists_the_subcommands(bin: &str) {
+    let help = help(bin, [("DATABASE_URL", "postgres://app@db/shop")]);
+    for word in ["healthcheck [--ready] [ADDR]", "migrate", "RUN_MIGRATIONS=false"] {
+        assert!(help.contains(word), "{bin} --help does not mention {word}:\n{help}");
+    }
+}
+
 /// What `bin --help` prints, with `env` set (it must succeed).
 pub fn help(
     bin: &str,

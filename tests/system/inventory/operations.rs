@@ -181,3 +181,46 @@ async fn shutdown_finishes_calls_in_flight() -> anyhow::Result<()> {
     assert_eq!(reserved, 2);
     Ok(())
 }
+
+/// `shopctl stock set SKU N` changes the count only: the item's product and variant stay (the
+/// upsert would replace them), and a new item's product is its SKU.
+#[tokio::test]
+async fn shopctl_stock_set_keeps_the_item_s_product_and_variant() -> anyhow::Result<()> {
+    use clap::Parser;
+    let inv = TestInventory::start().await?;
+    let mut client = inv.new_client()?;
+    client
+        .upsert_inventory_item(proto::inventory::v1::UpsertInventoryItemRequest {
+            sku: "MUG-BLUE".into(),
+            product_id: "prod-mug".into(),
+            variant_id: Some("blue".into()),
+            warehouse_id: String::new(),
+            on_hand: 3,
+        })
+        .await?;
+    let url = format!("http://{}", inv.addr);
+    let set = |sku: &str, count: &str| {
+        shopctl::cli::Cli::try_parse_from([
+            "shopctl",
+            "--inventory-url",
+            &url,
+            "stock",
+            "set",
+            sku,
+            count,
+        ])
+    };
+    shopctl::run(set("MUG-BLUE", "7")?).await.map_err(|e| anyhow::anyhow!(e.report()))?;
+    let mug = inv.item("MUG-BLUE").await?;
+    assert_eq!(
+        (mug.product_id.as_str(), mug.variant_id.as_deref(), mug.on_hand),
+        ("prod-mug", Some("blue"), 7)
+    );
+    shopctl::run(set("NEW-SKU", "2")?).await.map_err(|e| anyhow::anyhow!(e.report()))?;
+    let new = inv.item("NEW-SKU").await?;
+    assert_eq!(
+        (new.product_id.as_str(), new.variant_id.as_deref(), new.on_hand),
+        ("NEW-SKU", None, 2)
+    );
+    Ok(())
+}

@@ -235,7 +235,7 @@ impl Host {
             .layer(EndingLayer::new(ending.clone()))
             // Inside both: refused and timed-out calls are counted, and ended at shutdown.
             .layer(overload.layer())
-            .add_routes(routes.add_service(health).add_service(crate::server::reflection()?))
+            .add_routes(crate::server::with_reflection(routes.add_service(health))?)
             .serve_with_incoming_shutdown(crate::server::incoming(grpc), signal);
         tokio::pin!(server);
 

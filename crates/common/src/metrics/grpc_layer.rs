@@ -82,8 +82,11 @@ pub fn grpc_code_name(code: Code) -> &'static str {
 pub const UNKNOWN_LABEL: &str = "unknown";
 
 /// Services every server of the pair answers besides its own (health and reflection).
-pub const STANDARD_SERVICES: [&str; 2] =
-    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"];
+pub const STANDARD_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// The label pair of one served method, shared by every call of it.
 #[derive(Clone, Debug)]
@@ -112,6 +115,7 @@ impl GrpcMetricsLayer {
             proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ] {
             // Compiled into the binary by build scripts: a set that does not decode is a
             // build defect, and costs the labels of its services only.
@@ -316,6 +320,7 @@ mod tests {
     use tokio::sync::oneshot;
     use tokio_stream::StreamExt as _;
     use tokio_stream::wrappers::TcpListenerStream;
+    use tonic::service::Routes;
     use tonic::transport::{Channel, Server};
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
@@ -378,7 +383,7 @@ mod tests {
             assert_eq!(labels(path), pair(UNKNOWN_LABEL, UNKNOWN_LABEL), "{path}");
         }
         // Every RPC of the contract resolves (the descriptors are the source of truth).
-        assert_eq!(layer.known.len(), 11 + 2 + 1, "{:?}", layer.known.keys());
+        assert_eq!(layer.known.len(), 11 + 2 + 1 + 1, "{:?}", layer.known.keys());
     }
 
     #[test]
@@ -399,8 +404,7 @@ mod tests {
         let server = tokio::spawn(
             Server::builder()
                 .layer(GrpcMetricsLayer::new(&[]))
-                .add_service(health)
-                .add_service(crate::server::reflection().unwrap())
+                .add_routes(crate::server::with_reflection(Routes::new(health)).unwrap())
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
                 }),
