@@ -34,6 +34,8 @@
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
+# checkov (scripts/test.d/40-kubernetes.sh) reads `FROM ${RUST_IMAGE}` as an untagged image, so:
+# checkov:skip=CKV_DOCKER_7: the FROM images are the build arguments above, whose defaults are tagged (rust:1-bookworm, debian:bookworm-slim); they stay whole-image arguments because 50-container-smoke.sh builds on a local BASE_IMAGE (localhost/debian:<codename>)
 
 # ---- build: compile BIN with the workspace's locked dependencies ---------------------------
 FROM ${RUST_IMAGE} AS build

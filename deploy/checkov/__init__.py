@@ -1,0 +1,1 @@
+# checkov loads the checks of a directory only when it is a package.
