@@ -74,11 +74,6 @@ impl App {
         self.host.metrics_addr()?.context("no metrics endpoint")
     }
 
-    /// Runs until SIGTERM or Ctrl-C.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(common::shutdown::signal()).await
-    }
-
     /// Runs until `shutdown` resolves, then shuts down as `common::host` says: NOT_SERVING,
     /// drain delay, streams ended, calls in flight finished within the grace, sweeper and
     /// reconciler stopped.

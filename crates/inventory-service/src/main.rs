@@ -7,6 +7,8 @@ use inventory_service::{App, Settings};
 async fn main() -> anyhow::Result<()> {
     // `<binary> healthcheck`: container probe of the own grpc.health.v1, before any settings.
     common::healthcheck::exit_if_requested(inventory_service::settings::DEFAULT_GRPC_ADDR).await;
+    // Before the listeners bind: a SIGTERM from then on is a clean stop.
+    let stop = common::shutdown::signal();
     // `<binary> migrate`: the migrations once, then exit (a deploy step or init container).
     let (migrate_only, args) = common::db::migrate_requested(std::env::args_os());
     let settings = Settings::parse_from(args);
@@ -16,5 +18,5 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("migrations applied");
         return Ok(());
     }
-    App::build(settings).await?.run_until_stopped().await
+    App::build(settings).await?.run_until(stop).await
 }

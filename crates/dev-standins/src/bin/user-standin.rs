@@ -7,7 +7,9 @@ use dev_standins::{UserApp, UserSettings};
 async fn main() -> anyhow::Result<()> {
     // `<binary> healthcheck`: container probe of the own grpc.health.v1, before any settings.
     common::healthcheck::exit_if_requested(dev_standins::settings::USER_GRPC_ADDR).await;
+    // Before the listeners bind: a SIGTERM from then on is a clean stop.
+    let stop = common::shutdown::signal();
     let settings = UserSettings::parse();
     common::telemetry::init(&settings.log.rust_log, settings.log.log_format);
-    UserApp::build(settings).await?.run_until_stopped().await
+    UserApp::build(settings).await?.run_until(stop).await
 }

@@ -66,11 +66,6 @@ impl PaymentApp {
         self.ledger.clone()
     }
 
-    /// Runs until SIGTERM or Ctrl-C.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(common::shutdown::signal()).await
-    }
-
     /// Runs until `shutdown` resolves, then finishes the calls in flight and returns.
     pub async fn run_until(
         self,

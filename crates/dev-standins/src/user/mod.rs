@@ -65,11 +65,6 @@ impl UserApp {
         self.faults.clone()
     }
 
-    /// Runs until SIGTERM or Ctrl-C.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(common::shutdown::signal()).await
-    }
-
     /// Runs until `shutdown` resolves, then finishes the calls in flight and returns.
     pub async fn run_until(
         self,
