@@ -70,8 +70,8 @@ python="$REPO_ROOT/.dev/venv/check-jsonschema/bin/python"
 if [[ ! -x "$python" ]]; then
   bash scripts/test.d/20-compose.sh >/dev/null # creates the virtualenv (ruamel.yaml)
 fi
-# The same packages as 50-container-smoke.sh builds, so nothing is compiled again.
-cargo build --locked --quiet -p inventory-service -p order-service -p dev-standins -p shopctl --bins
+# What 50-container-smoke.sh builds, so nothing is compiled again.
+cargo build --locked --quiet --bins
 shopctl_bin="$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/shopctl"
 
