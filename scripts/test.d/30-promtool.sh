@@ -9,6 +9,9 @@
 #   5. every metric named by the alert rules and the dashboards is one the servers register
 #      (a string literal in crates/*/src), every alert has unit tests and a runbook section
 #      (docs/runbook.md, at the anchor of its runbook_url)
+#   6. the dashboard and the alerts in step: every alert has a panel titled "<alert>: ..." that
+#      queries every metric of the alert's expression and draws each of its non-zero thresholds
+#      (Grafana threshold steps), and every metric the servers register is on some panel
 # promtool comes from the Debian package `prometheus`, installed with apt when missing
 # (as root). PROMTOOL=/path/to/promtool uses another binary.
 set -euo pipefail
@@ -75,6 +78,7 @@ def panels(items):
 
 
 exprs = []  # (where, expr)
+panel_info = []  # (title, [expr...], {threshold values})
 dashboards = sorted(glob.glob("deploy/grafana/dashboards/*.json"))
 if not dashboards:
     errors.append("no dashboard under deploy/grafana/dashboards/")
@@ -106,6 +110,9 @@ for path in dashboards:
                 errors.append(f"{where}: datasource must be {{type: prometheus, uid: {ds_uid}}}, got {ds!r}")
         if not p.get("targets"):
             errors.append(f"{where}: no query")
+        steps = ((p.get("fieldConfig") or {}).get("defaults") or {}).get("thresholds", {}).get("steps", [])
+        panel_info.append((p.get("title") or "", [t.get("expr") or "" for t in p.get("targets", [])],
+                           {float(s["value"]) for s in steps if s.get("value") is not None}))
         for t in p.get("targets", []):
             if not t.get("expr"):
                 errors.append(f"{where}: target {t.get('refId')} has no expr")
@@ -159,6 +166,81 @@ for alert in alerts:
     if len(tested) < 2:
         errors.append(f"alerts_test.yml: {alert} needs firing and not-firing tests ({len(tested)} found)")
 print(f"{len(alerts)} alerts, each with tests and a runbook section", file=sys.stderr)
+
+# Dashboard and alerts in step: every alert has a panel titled "<alert>: ..." that queries every
+# metric of the alert's expression and draws each of its non-zero thresholds (the numbers after
+# >, <, >=, <=); and every metric the servers register (outside their tests) is on a panel.
+def alert_exprs(text):
+    """(alert, expr) of a rule file, from its `- alert:` and `expr:` lines (plain or block)."""
+    out, lines, name, i = [], text.splitlines(), None, 0
+    while i < len(lines):
+        m = re.match(r"^\s*- alert:\s*(\S+)", lines[i])
+        if m:
+            name = m.group(1)
+        m = re.match(r"^(\s*)expr:\s*(.*)$", lines[i])
+        if m and name:
+            indent, value = len(m.group(1)), m.group(2).strip()
+            if value in ("|", "|-", ">", ">-"):
+                block = []
+                while i + 1 < len(lines) and (not lines[i + 1].strip() or
+                                              len(lines[i + 1]) - len(lines[i + 1].lstrip()) > indent):
+                    i += 1
+                    block.append(lines[i].strip())
+                value = "\n".join(block)
+            out.append((name, value.strip("'\"")))
+            name = None
+        i += 1
+    return out
+
+
+def code_only(rust):
+    """Rust source without its test module (test metrics are registered there)."""
+    return rust.split("#[cfg(test)]", 1)[0]
+
+
+registered = set()
+for f in glob.glob("crates/*/src/**/*.rs", recursive=True):
+    registered |= set(re.findall(r'register_\w+\(\s*"([a-z_][a-z0-9_]*)"', code_only(open(f).read())))
+
+
+def metrics_of(expr):
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    names = {re.sub(r"_(bucket|count|sum)$", "", n) for n in re.findall(r"\b[a-z_][a-z0-9_]*\b", bare)}
+    return {n for n in names if n in registered or n == "up"}
+
+
+def thresholds_of(expr):
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    return {float(v) for v in re.findall(r"(?<![=!<>])(?:>=|<=|>|<)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)\b", bare)
+            if float(v) != 0}
+
+
+rules = alert_exprs(rules_text)
+if len(rules) != len(alerts):
+    errors.append(f"alerts.yml: read the expression of {len(rules)} of {len(alerts)} alerts")
+dashboard_metrics = set()
+for _title, panel_exprs, _steps in panel_info:
+    for e in panel_exprs:
+        dashboard_metrics |= metrics_of(e)
+for alert, expr in rules:
+    panels_of = [(t, e, st) for t, e, st in panel_info if re.match(rf"{re.escape(alert)}\b", t)]
+    if not panels_of:
+        errors.append(f"dashboard: no panel for alert {alert} (title it '{alert}: ...', query its "
+                      f"metrics {sorted(metrics_of(expr))})")
+        continue
+    title, panel_exprs, steps = panels_of[0]
+    shown = set().union(*(metrics_of(e) for e in panel_exprs))
+    missing = metrics_of(expr) - shown
+    if missing:
+        errors.append(f"dashboard: panel {title!r} does not query {sorted(missing)} of alert {alert}")
+    for value in sorted(thresholds_of(expr) - steps):
+        errors.append(f"dashboard: panel {title!r} draws no threshold at {value:g} (alert {alert}); "
+                      f"its thresholds: {sorted(steps)}")
+for name in sorted(registered - dashboard_metrics):
+    errors.append(f"dashboard: metric {name} (registered in crates/*/src) is on no panel")
+if not errors:
+    print(f"{len(rules)} alerts, each with a dashboard panel of its metrics and thresholds; "
+          f"{len(registered)} registered metrics, all on the dashboard", file=sys.stderr)
 
 if errors:
     sys.exit("\n".join(errors))

@@ -8,7 +8,7 @@
 #      (about a minute, once: kept while the image exists);
 #   4. builds the Dockerfile's `runtime-prebuilt` target (`podman build --pull=never
 #      --format docker`) for inventory-service, order-service, product-standin and
-#      payment-standin from binaries compiled on the host (`cargo build`, debug by default);
+#      payment-standin from binaries compiled on the host (`cargo build --bins`, debug by default);
 #   5. creates the database `smoke` in TEST_DATABASE_URL's cluster with
 #      deploy/postgres/roles-and-schemas.psql (the compose init script: one role per schema),
 #      runs the four containers with --network host on free ports, waits for each image's
@@ -157,8 +157,10 @@ fi
 step "podman runs containers"
 
 # --- 4. Images from host-built binaries -----------------------------------------------------------
-cargo build --locked --quiet "${cargo_profile[@]}" \
-  -p inventory-service -p order-service -p dev-standins -p shopctl --bins
+# Every binary of the workspace, as scripts/up and the docs build them (`cargo build --bins`):
+# one set of compiled dependencies for this test, 55-compose-tls.sh and 60-doc-commands.sh (a
+# build of some packages only would compile shared crates again with other features).
+cargo build --locked --quiet "${cargo_profile[@]}" --bins
 target_dir="$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 bin_dir="$target_dir/$profile"
