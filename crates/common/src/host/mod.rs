@@ -1,7 +1,7 @@
 //! One server host for every binary of the pair (both servers and the stand-ins): the
 //! listeners, health (readiness and liveness), the readiness watcher, reflection, the metrics
-//! endpoint, the layers (metrics, shutdown, overload), the one stop signal of background work,
-//! and a shutdown that is bounded whatever clients hold open.
+//! endpoint, the layers (tracing, metrics, shutdown, overload), the one stop signal of background
+//! work, and a shutdown that is bounded whatever clients hold open.
 //!
 //! A binary binds a [`Host`], starts its background work with [`Host::stop_token`] and
 //! [`Host::spawn`], then hands its routes to [`Host::serve`]:
@@ -228,9 +228,12 @@ impl Host {
                 draining.cancel();
             }
         };
+        let metrics_layer = crate::metrics::GrpcMetricsLayer::new(&services);
         let server = timing
             .configure(overload.configure(security::tls::server_builder(tls)?))
-            .layer(crate::metrics::GrpcMetricsLayer::new(&services))
+            // Outermost: a span for every call, refused ones too, named as metrics label it.
+            .layer(crate::telemetry::ServerTraceLayer::new(metrics_layer.clone()))
+            .layer(metrics_layer)
             // Inside the metrics layer, so calls ended at shutdown are counted by code.
             .layer(EndingLayer::new(ending.clone()))
             // Inside both: refused and timed-out calls are counted, and ended at shutdown.
@@ -270,6 +273,8 @@ impl Host {
         if let Some(task) = metrics_task {
             let _ = task.await;
         }
+        // The spans of the last calls and of background work, before the process ends.
+        crate::telemetry::flush().await;
         served.with_context(|| format!("serving {name} gRPC"))?;
         tracing::info!("{name} server stopped");
         Ok(())

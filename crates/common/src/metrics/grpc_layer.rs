@@ -149,6 +149,13 @@ impl GrpcMetricsLayer {
     fn labels(&self, path: &str) -> Labels {
         self.known.get(path).unwrap_or(&self.unknown).clone()
     }
+
+    /// The `(service, method)` names of a call to `path`, as its labels: a served method's,
+    /// else `unknown` twice. The trace layer names its spans by them, bounded alike.
+    pub fn method_names(&self, path: &str) -> (&str, &str) {
+        let labels = self.known.get(path).unwrap_or(&self.unknown);
+        (&labels.service, &labels.method)
+    }
 }
 
 impl<S> Layer<S> for GrpcMetricsLayer {
