@@ -5,12 +5,11 @@ use std::future::Future;
 use std::time::Instant;
 
 use proto::inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient};
-use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use super::{PeerError, request, retrying, with_deadline};
+use super::{PeerChannel, PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
 use crate::domain::pricing::SkuDemand;
 use crate::domain::returns::RestockLine;
@@ -203,13 +202,13 @@ pub struct HoldView {
 /// Client of `inventory.v1.InventoryService`.
 #[derive(Debug, Clone)]
 pub struct InventoryPeer {
-    client: InventoryServiceClient<Channel>,
+    client: InventoryServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
 impl InventoryPeer {
     /// A client over `channel`.
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         Self { client: InventoryServiceClient::new(channel), policy }
     }
 

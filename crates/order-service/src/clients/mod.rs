@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::telemetry::ClientTrace;
 use proto::status::{CallError, code_name};
 use security::tls::ClientTls;
 use tonic::transport::Channel;
@@ -23,6 +24,10 @@ pub use inventory::InventoryPeer;
 pub use payment::PaymentPeer;
 pub use product::ProductPeer;
 pub use user::UserPeer;
+
+/// The channel of every peer client: each call gets a client span and carries its W3C trace
+/// context, so the peer's spans join the order's trace (recovery runs included).
+pub type PeerChannel = ClientTrace<Channel>;
 
 /// Every peer the order server talks to, over channels built once and shared.
 #[derive(Debug, Clone)]
@@ -58,12 +63,18 @@ impl Peers {
     }
 }
 
-fn channel(peer: &str, url: &str, tls: &ClientTls, policy: CallPolicy) -> anyhow::Result<Channel> {
-    Ok(tls
-        .endpoint(url)
-        .with_context(|| format!("{peer} service URL {url:?}"))?
-        .connect_timeout(policy.timeout)
-        .connect_lazy())
+fn channel(
+    peer: &str,
+    url: &str,
+    tls: &ClientTls,
+    policy: CallPolicy,
+) -> anyhow::Result<PeerChannel> {
+    Ok(ClientTrace::new(
+        tls.endpoint(url)
+            .with_context(|| format!("{peer} service URL {url:?}"))?
+            .connect_timeout(policy.timeout)
+            .connect_lazy(),
+    ))
 }
 
 /// A failed call to a peer, after any inline retries.

@@ -3,10 +3,9 @@
 
 use proto::payment::v1::{self as pb, payment_service_client::PaymentServiceClient};
 use tonic::Code;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
-use super::{PeerError, request, retrying, with_deadline};
+use super::{PeerChannel, PeerError, request, retrying, with_deadline};
 use crate::domain::OrderId;
 use crate::settings::CallPolicy;
 
@@ -67,13 +66,13 @@ pub fn classify_charge_failure(code: Code) -> ChargeFailure {
 /// Client of `payment.v1.PaymentService`.
 #[derive(Debug, Clone)]
 pub struct PaymentPeer {
-    client: PaymentServiceClient<Channel>,
+    client: PaymentServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
 impl PaymentPeer {
     /// A client over `channel`.
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         Self { client: PaymentServiceClient::new(channel), policy }
     }
 

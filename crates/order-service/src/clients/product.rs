@@ -3,10 +3,9 @@
 use proto::product::v1::{
     self as pb, get_product_request::Identifier, product_service_client::ProductServiceClient,
 };
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use super::{PeerError, request, retrying, with_deadline};
+use super::{PeerChannel, PeerError, request, retrying, with_deadline};
 use crate::domain::pricing::{Product, Variant};
 use crate::settings::CallPolicy;
 
@@ -15,13 +14,13 @@ const PEER: &str = "product";
 /// Client of `product.v1.ProductService`.
 #[derive(Debug, Clone)]
 pub struct ProductPeer {
-    client: ProductServiceClient<Channel>,
+    client: ProductServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
 impl ProductPeer {
     /// A client over `channel`.
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         Self { client: ProductServiceClient::new(channel), policy }
     }
 

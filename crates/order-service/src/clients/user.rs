@@ -2,9 +2,8 @@
 
 use proto::user::v1::{self as pb, user_service_client::UserServiceClient};
 use tonic::Code;
-use tonic::transport::Channel;
 
-use super::{PeerError, request, retrying, with_deadline};
+use super::{PeerChannel, PeerError, request, retrying, with_deadline};
 use crate::settings::CallPolicy;
 
 const PEER: &str = "user";
@@ -22,13 +21,13 @@ pub enum UserStanding {
 /// Client of `user.v1.UserService`.
 #[derive(Debug, Clone)]
 pub struct UserPeer {
-    client: UserServiceClient<Channel>,
+    client: UserServiceClient<PeerChannel>,
     policy: CallPolicy,
 }
 
 impl UserPeer {
     /// A client over `channel`.
-    pub fn new(channel: Channel, policy: CallPolicy) -> Self {
+    pub fn new(channel: PeerChannel, policy: CallPolicy) -> Self {
         Self { client: UserServiceClient::new(channel), policy }
     }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use common::telemetry::W3cTraceContext;
 use futures::future::try_join_all;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -60,6 +61,8 @@ impl Orders {
             lines: priced.lines,
             lease_owner: owner,
             lease: self.config.lease,
+            // This request's span: a run the recovery worker resumes links back to it.
+            trace: W3cTraceContext::current(),
         };
         // Measured before the write that takes the lease, so the lease surely holds until
         // then plus its length on this clock.

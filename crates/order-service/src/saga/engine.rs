@@ -23,7 +23,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::field::display;
+use tracing::Instrument as _;
+use tracing::field::{Empty, display};
 use uuid::Uuid;
 
 use crate::backoff;
@@ -382,7 +383,13 @@ impl Engine {
                 tracing::Span::current().record("reservation_id", display(reservation));
             }
             let unrecorded = progress.charge_unrecorded();
-            let (to, record) = match self.step(action, &progress.state, demand, unrecorded).await {
+            let span = step_span(action, &progress.state);
+            let step = self
+                .step(action, &progress.state, demand, unrecorded)
+                .instrument(span.clone())
+                .await;
+            span.record("saga.outcome", step.outcome());
+            let (to, record) = match step {
                 Step::Advance(to, record) => (to, record),
                 Step::NoStock(to, record, refusal) => {
                     let first = taken == 1;
@@ -556,6 +563,34 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+impl Step {
+    /// The outcome a trace shows for the step.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Advance(_, record) | Self::NoStock(_, record, _) => record.outcome,
+            Self::Retry(_) => "retry",
+            Self::Stuck(_) => "stuck",
+        }
+    }
+}
+
+/// The span of one saga step (its peer calls are its children): the order and, once the
+/// order has one, its hold (a reserve records the hold it took).
+fn step_span(action: NextAction, state: &SagaState) -> tracing::Span {
+    let span = tracing::info_span!(
+        "saga.step",
+        otel.name = %format_args!("saga.{}", action.as_str()),
+        saga.action = action.as_str(),
+        saga.outcome = Empty,
+        order_id = %state.id,
+        reservation_id = Empty,
+    );
+    if let Some(reservation) = state.reservation_id {
+        span.record("reservation_id", display(reservation));
+    }
+    span
 }
 
 /// Step outcome: the hold the saga had to release was committed by another caller.

@@ -10,6 +10,7 @@ use common::server::Readiness;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{Engine, Prior};
@@ -94,15 +95,24 @@ async fn scan(
         let engine = engine.clone();
         let id = claimed.id;
         let prior = if claimed.lapsed { Prior::Lapsed } else { Prior::Recorded };
-        tasks.spawn(async move {
-            let _permit = permit;
-            match engine.drive(id, owner, prior).await {
-                Ok(drive) => tracing::debug!(order_id = %id, end = ?drive.end, "recovery drive ended"),
-                Err(err) => {
-                    tracing::warn!(order_id = %id, error = %err, "recovery drive failed; the order stays due")
+        // A trace of its own (the request that created the order is long answered), linked
+        // to that request's: its peer calls carry this one's context.
+        let span = tracing::info_span!(parent: None, "saga.recover", order_id = %id, lapsed = claimed.lapsed);
+        if let Some(origin) = &claimed.origin {
+            origin.link(&span);
+        }
+        tasks.spawn(
+            async move {
+                let _permit = permit;
+                match engine.drive(id, owner, prior).await {
+                    Ok(drive) => tracing::debug!(end = ?drive.end, "recovery drive ended"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "recovery drive failed; the order stays due")
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
     resume_returns(engine, store, config, owner, permits, tasks).await
 }
@@ -128,15 +138,20 @@ async fn resume_returns(
         // A claim the permits cannot cover lapses and is claimed again: nothing is lost.
         let Ok(permit) = Arc::clone(permits).try_acquire_owned() else { continue };
         let engine = engine.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            match engine.drive_return(id, owner, leased_at).await {
-                Ok(end) => tracing::debug!(return_id = %id, ?end, "recovery drive of a return ended"),
-                Err(err) => {
-                    tracing::warn!(return_id = %id, error = %err, "recovery drive of a return failed; it stays due")
+        // A trace of its own; unlike an order's, a return keeps no link to its request's.
+        let span = tracing::info_span!(parent: None, "saga.recover_return", return_id = %id);
+        tasks.spawn(
+            async move {
+                let _permit = permit;
+                match engine.drive_return(id, owner, leased_at).await {
+                    Ok(end) => tracing::debug!(?end, "recovery drive of a return ended"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "recovery drive of a return failed; it stays due")
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
     Ok(())
 }

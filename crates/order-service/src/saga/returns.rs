@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::engine::Engine;
@@ -115,7 +116,14 @@ impl Engine {
                 state.version = version;
                 lease_until = renewed_at + me.config.lease;
             }
-            match self.return_step(action, &mut state).await {
+            let span = tracing::info_span!(
+                "saga.return_step",
+                otel.name = %format_args!("saga.return.{}", action.as_str()),
+                saga.action = action.as_str(),
+                return_id = %state.view.id,
+                order_id = %state.view.order_id,
+            );
+            match self.return_step(action, &mut state).instrument(span).await {
                 ReturnStep::Advanced => state.attempts = 0,
                 ReturnStep::Retry(detail) => {
                     tracing::warn!(action = action.as_str(), error = %detail, "return step failed; will retry");

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::replica::ReadPools;
+use common::telemetry::W3cTraceContext;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -110,6 +111,8 @@ pub struct NewOrder {
     pub lines: Vec<PricedLine>,
     pub lease_owner: Uuid,
     pub lease: Duration,
+    /// The creating request's trace context, for the trace of a resumed saga to link to.
+    pub trace: Option<W3cTraceContext>,
 }
 
 /// The saga's view of an order: what to do next and what it needs to do it.

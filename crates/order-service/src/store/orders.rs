@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use common::telemetry::W3cTraceContext;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -80,9 +81,10 @@ impl Store {
             "with placed as (
                  insert into orders.orders
                      (id, user_id, idempotency_key, request_fingerprint, status, currency,
-                      payment_method, total_amount_minor, next_action, lease_owner, leased_until)
+                      payment_method, total_amount_minor, next_action, lease_owner, leased_until,
+                      trace_parent, trace_state)
                  values ($1, $2, $3, $4, 'PENDING', $5, $6, $7, 'reserve', $8,
-                         now() + $9 * interval '1 millisecond')
+                         now() + $9 * interval '1 millisecond', $16, $17)
                  on conflict (user_id, idempotency_key) do nothing
                  returning id, version, created_at),
              items as (
@@ -112,6 +114,8 @@ impl Store {
         .bind(&skus)
         .bind(&quantities)
         .bind(&prices)
+        .bind(order.trace.as_ref().map(W3cTraceContext::traceparent))
+        .bind(order.trace.as_ref().map(W3cTraceContext::tracestate).filter(|s| !s.is_empty()))
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::telemetry::W3cTraceContext;
 use uuid::Uuid;
 
 use super::{
@@ -77,12 +78,14 @@ pub struct Saved {
 }
 
 /// An order the recovery worker claimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub id: OrderId,
     /// Its previous driver's lease had lapsed (rather than been given up): that driver may
     /// have made calls its row does not record.
     pub lapsed: bool,
+    /// The trace context of the request that created it, if it was traced.
+    pub origin: Option<W3cTraceContext>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -278,9 +281,9 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Claimed>, OrderError> {
-        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+        let rows: Vec<(Uuid, bool, Option<String>, Option<String>)> = sqlx::query_as(
             "with due as (
-                 select id, lease_owner is not null as lapsed
+                 select id, lease_owner is not null as lapsed, trace_parent, trace_state
                    from orders.orders
                   where next_action is not null and next_attempt_at <= now()
                     and parked_at is null
@@ -293,14 +296,21 @@ impl Store {
                     version = version + 1
                from due
               where o.id = due.id
-             returning o.id, due.lapsed",
+             returning o.id, due.lapsed, due.trace_parent, due.trace_state",
         )
         .bind(owner)
         .bind(lease_ms(lease))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(id, lapsed)| Claimed { id: OrderId::from(id), lapsed }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, lapsed, parent, state)| Claimed {
+                id: OrderId::from(id),
+                lapsed,
+                origin: W3cTraceContext::from_parts(parent, state),
+            })
+            .collect())
     }
 
     /// How many orders still have a saga step to do (and the age of the oldest), and how
