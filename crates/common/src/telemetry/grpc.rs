@@ -3,7 +3,8 @@
 //! Server side ([`ServerTraceLayer`], in every host): the call's span continues the trace of
 //! the caller's `traceparent` / `tracestate` (or starts one), names the method only when the
 //! server serves it (as the metrics layer labels it: a caller cannot invent span names), and
-//! records the gRPC status code the caller gets. Client side ([`ClientTrace`], around a
+//! records the gRPC status code the caller gets; health checks (probes, every few seconds)
+//! get none. Client side ([`ClientTrace`], around a
 //! channel): a span per attempt, whose context goes out in the request's headers, so the
 //! peer's server span is its child.
 //!
@@ -30,6 +31,9 @@ use tracing::instrument::{Instrument as _, Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::GrpcMetricsLayer;
+
+/// The health service: its calls get no span.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Which side of a call a span stands for; decides which codes mark it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,18 +86,23 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (service, method) = self.methods.method_names(request.uri().path());
-        // A root of our own span tree: whatever span this task is in is not the caller.
-        let span = tracing::info_span!(
-            parent: None,
-            "grpc.server",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
+        // Probes call health every few seconds: a trace each would bury the real ones.
+        let span = if service == HEALTH_SERVICE {
+            Span::none()
+        } else {
+            // A root of our own span tree: whatever span this task is in is not the caller.
+            tracing::info_span!(
+                parent: None,
+                "grpc.server",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+            )
+        };
         let caller = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
         // Fails only where no OpenTelemetry layer sees the span (none installed, tests):
         // there is no trace to continue then.
@@ -389,6 +398,17 @@ mod tests {
         assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID, "a new trace");
         assert_eq!(attribute(&span, "rpc.grpc.status_code"), Some(Value::I64(5)));
         assert_eq!(span.status, Status::Unset);
+    }
+
+    #[tokio::test]
+    async fn health_checks_are_not_traced() {
+        let (subscriber, spans) = crate::telemetry::collect::subscriber();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let layer = ServerTraceLayer::new(GrpcMetricsLayer::new(&[]));
+        let service = layer.layer(answering(Code::Ok));
+        let request = Request::builder().uri("/grpc.health.v1.Health/Check").body(()).unwrap();
+        drop(service.oneshot(request).await.unwrap());
+        assert_eq!(spans.all(), []);
     }
 
     #[tokio::test]
