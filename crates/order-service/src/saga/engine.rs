@@ -418,8 +418,12 @@ impl Engine {
                 // is this answer (the same key), and the state now records it.
                 progress.lapsed = false;
             }
-            if action == NextAction::Reserve && to.reservation_id.is_some() {
-                progress.reserved = to.reservation_id;
+            if action == NextAction::Reserve
+                && let Some(reservation) = to.reservation_id
+            {
+                progress.reserved = Some(reservation);
+                // The drive's span too, so its next lines name the hold just taken.
+                tracing::Span::current().record("reservation_id", display(reservation));
             }
             tracing::debug!(
                 action = action.as_str(),
