@@ -22,6 +22,7 @@ pub mod ha;
 pub mod invariants;
 mod inventory;
 mod order;
+pub mod otlp;
 mod returns;
 pub mod tls;
 

@@ -9,3 +9,4 @@ mod overload;
 mod reflection;
 mod security;
 mod shutdown;
+mod traces;
