@@ -28,9 +28,10 @@
 #                  METRICS_ADDR at run time, as in DESIGN.md)
 #
 # Every image: the binary at /usr/local/bin/app (ENTRYPOINT), CA certificates, numeric non-root
-# user 10001, LOG_FORMAT=json, and HEALTHCHECK `app healthcheck` (the binary probes its own
-# grpc.health.v1 on GRPC_ADDR for liveness: exit 0 while the process serves, whatever its
-# database does; `app healthcheck --ready` asks for readiness instead).
+# user 10001, LOG_FORMAT=json, OTEL_SERVICE_NAME=BIN (the name its traces carry), and
+# HEALTHCHECK `app healthcheck` (the binary probes its own grpc.health.v1 on GRPC_ADDR for
+# liveness: exit 0 while the process serves, whatever its database does; `app healthcheck
+# --ready` asks for readiness instead).
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -66,9 +67,11 @@ LABEL org.opencontainers.image.title="${BIN}" \
       org.opencontainers.image.description="${BIN} (gRPC, /metrics); HEALTHCHECK: app healthcheck"
 COPY ${PREBUILT_DIR}/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY ${PREBUILT_DIR}/${BIN} /usr/local/bin/app
+# OTEL_SERVICE_NAME: the binary is `app` here, so spans are named after BIN instead.
 ENV LOG_FORMAT=json \
     RUST_LOG=info \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    OTEL_SERVICE_NAME=${BIN}
 USER 10001:10001
 EXPOSE ${GRPC_PORT} ${METRICS_PORT}
 STOPSIGNAL SIGTERM
@@ -87,9 +90,11 @@ LABEL org.opencontainers.image.title="${BIN}" \
 # package manager and works on any glibc base image.
 COPY --from=build /out/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/app /usr/local/bin/app
+# OTEL_SERVICE_NAME: the binary is `app` here, so spans are named after BIN instead.
 ENV LOG_FORMAT=json \
     RUST_LOG=info \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    OTEL_SERVICE_NAME=${BIN}
 USER 10001:10001
 EXPOSE ${GRPC_PORT} ${METRICS_PORT}
 STOPSIGNAL SIGTERM

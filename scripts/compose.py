@@ -132,6 +132,9 @@ def check(path, label):
             if file.endswith(".rs"):
                 with open(os.path.join(root, file), encoding="utf-8") as f:
                     known_env.update(re.findall(r'\benv\s*=\s*"([A-Z0-9_]+)"', f.read()))
+    # The OpenTelemetry SDK's standard variables, read by common::telemetry (not clap settings).
+    known_env.update({"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                      "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"})
 
     for name, service in services.items():
         where = f"services.{name}"
