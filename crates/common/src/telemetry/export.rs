@@ -4,9 +4,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tonic::transport::ClientTlsConfig;
 
 /// Longest a flush at shutdown waits for the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,11 +59,15 @@ pub(super) fn provider(export: Option<&TraceExport>) -> (SdkTracerProvider, Opti
     if tokio::runtime::Handle::try_current().is_err() {
         return (builder.build(), Some("OTLP export needs a tokio runtime".to_owned()));
     }
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
-        .with_endpoint(export.endpoint.clone())
-        .build()
-    {
+        .with_endpoint(export.endpoint.clone());
+    if export.endpoint.starts_with("https://") {
+        // Checked against the system's CAs (SSL_CERT_FILE in the images): a collector behind a
+        // public or company CA. Without roots every handshake would fail.
+        exporter = exporter.with_tls_config(ClientTlsConfig::new().with_native_roots());
+    }
+    let exporter = match exporter.build() {
         Ok(exporter) => exporter,
         Err(err) => {
             return (builder.build(), Some(format!("endpoint {:?}: {err}", export.endpoint)));
@@ -139,6 +144,18 @@ mod tests {
         let vars =
             [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_SDK_DISABLED", "TRUE")];
         assert_eq!(export_of(&vars), None);
+    }
+
+    #[tokio::test]
+    async fn plaintext_and_tls_collectors_are_accepted_and_junk_is_refused() {
+        for endpoint in ["http://127.0.0.1:4317", "https://collector.example:4317"] {
+            let export = TraceExport { endpoint: endpoint.into(), service_name: "t".into() };
+            let (_provider, failed) = provider(Some(&export));
+            assert_eq!(failed, None, "{endpoint}");
+        }
+        let junk = TraceExport { endpoint: "not a url".into(), service_name: "t".into() };
+        let (_provider, failed) = provider(Some(&junk));
+        assert!(failed.is_some_and(|why| why.contains("not a url")));
     }
 
     #[test]
