@@ -13,9 +13,27 @@ use system_tests::TestSystem;
 use system_tests::order_request;
 use system_tests::otlp::{ReceivedSpan, traces};
 
-/// The trace and span a client sends in its `traceparent`.
-const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// The trace and span a client sends in its `traceparent`: a test's own, so tests sharing a
+/// process (and its receiver, under `cargo test`) tell their spans apart.
+struct Caller {
+    trace_id: String,
+    span_id: String,
+}
+
+impl Caller {
+    fn new() -> Self {
+        let span = uuid::Uuid::new_v4().simple().to_string();
+        Self { trace_id: uuid::Uuid::new_v4().simple().to_string(), span_id: span[..16].to_owned() }
+    }
+
+    /// `request` with this caller's `traceparent` (sampled).
+    fn request<T>(&self, request: T) -> anyhow::Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(request);
+        let traceparent = format!("00-{}-{}-01", self.trace_id, self.span_id);
+        request.metadata_mut().insert("traceparent", traceparent.parse()?);
+        Ok(request)
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_create_order_is_one_trace_across_both_servers() -> anyhow::Result<()> {
@@ -23,26 +41,25 @@ async fn one_create_order_is_one_trace_across_both_servers() -> anyhow::Result<(
     let sys = TestSystem::start().await?;
     sys.stock("WIDGET", 5).await?;
 
-    let mut request = tonic::Request::new(order_request("alice", &[("p-widget", 2)]));
-    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    request.metadata_mut().insert("traceparent", traceparent.parse()?);
+    let caller = Caller::new();
+    let request = caller.request(order_request("alice", &[("p-widget", 2)]))?;
     let order = sys.client()?.create_order(request).await?.into_inner();
     assert_eq!(order.status, "CONFIRMED", "{order:?}");
 
     let spans = traces
         .wait_for("CreateOrder's trace with the commit's server span", |all| {
-            let trace: Vec<_> = all.iter().filter(|s| s.trace_id == CALLER_TRACE).collect();
+            let trace: Vec<_> = all.iter().filter(|s| s.trace_id == caller.trace_id).collect();
             ["order.v1.OrderService/CreateOrder", "inventory.v1.InventoryService/CommitReservation"]
                 .iter()
                 .all(|name| trace.iter().any(|s| s.name == *name && s.kind == SpanKind::Server))
         })
         .await?;
     let trace: Vec<ReceivedSpan> =
-        spans.into_iter().filter(|s| s.trace_id == CALLER_TRACE).collect();
+        spans.into_iter().filter(|s| s.trace_id == caller.trace_id).collect();
 
     // The order server continued the caller's trace.
     let create = one(&trace, "order.v1.OrderService/CreateOrder", SpanKind::Server)?;
-    assert_eq!(create.parent_span_id, CALLER_SPAN, "{create:?}");
+    assert_eq!(create.parent_span_id, caller.span_id, "{create:?}");
     assert_eq!(create.attribute("rpc.grpc.status_code"), Some("0"));
     assert_eq!(create.attribute("rpc.system"), Some("grpc"));
 
@@ -89,9 +106,8 @@ async fn a_recovered_saga_runs_in_a_new_trace_linked_to_the_order_s_first() -> a
 
     // The payment is down: the request answers with the hold taken, the payment waits for
     // the recovery worker.
-    let mut request = tonic::Request::new(order_request("alice", &[("p-widget", 1)]));
-    let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    request.metadata_mut().insert("traceparent", traceparent.parse()?);
+    let caller = Caller::new();
+    let request = caller.request(order_request("alice", &[("p-widget", 1)]))?;
     let order = sys.client()?.create_order(request).await?.into_inner();
     assert_eq!(order.status, "RESERVED", "{order:?}");
     let stored: Option<String> =
@@ -106,18 +122,12 @@ async fn a_recovered_saga_runs_in_a_new_trace_linked_to_the_order_s_first() -> a
     assert_eq!(settled.status, "CONFIRMED", "{settled:?}");
 
     let spans = traces
-        .wait_for("the recovered run's commit", |all| {
-            all.iter().any(|s| {
-                s.trace_id != CALLER_TRACE
-                    && s.name == "inventory.v1.InventoryService/CommitReservation"
-                    && s.kind == SpanKind::Server
-            })
-        })
+        .wait_for("the recovered run's commit", |all| recovered_commit(all, &order.id).is_some())
         .await?;
 
     // What the order stored is the context of the request's own span (CreateOrder's
     // workflow), in the caller's trace.
-    let first: Vec<_> = spans.iter().filter(|s| s.trace_id == CALLER_TRACE).cloned().collect();
+    let first: Vec<_> = spans.iter().filter(|s| s.trace_id == caller.trace_id).cloned().collect();
     let create = first
         .iter()
         .find(|s| format!("00-{}-{}-01", s.trace_id, s.span_id) == stored)
@@ -131,20 +141,13 @@ async fn a_recovered_saga_runs_in_a_new_trace_linked_to_the_order_s_first() -> a
     // The recovery run that confirmed the order: a root of a new trace, linked to that span
     // (as is every earlier run that found the payment still down); its payment and commit
     // calls cross the wire in that new trace.
-    let commit = spans
-        .iter()
-        .find(|s| {
-            s.trace_id != CALLER_TRACE
-                && s.name == "inventory.v1.InventoryService/CommitReservation"
-                && s.kind == SpanKind::Server
-        })
-        .context("the recovered commit")?;
+    let commit = recovered_commit(&spans, &order.id).context("the recovered commit")?;
     let runs: Vec<_> = spans
         .iter()
         .filter(|s| s.name == "saga.recover" && s.attribute("order_id") == Some(order.id.as_str()))
         .collect();
     for run in &runs {
-        assert_ne!(run.trace_id, CALLER_TRACE);
+        assert_ne!(run.trace_id, caller.trace_id);
         assert_eq!(run.parent_span_id, "", "a root: {run:?}");
         assert_eq!(run.links, [(create.trace_id.clone(), create.span_id.clone())]);
     }
@@ -163,6 +166,21 @@ async fn a_recovered_saga_runs_in_a_new_trace_linked_to_the_order_s_first() -> a
         assert!(descends_from(&rerun, client, &recover.span_id), "{name} in the recovery run");
     }
     Ok(())
+}
+
+/// The inventory's CommitReservation server span in a trace the recovery worker started
+/// for order `id`.
+fn recovered_commit<'a>(spans: &'a [ReceivedSpan], id: &str) -> Option<&'a ReceivedSpan> {
+    let runs: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "saga.recover" && s.attribute("order_id") == Some(id))
+        .map(|s| s.trace_id.as_str())
+        .collect();
+    spans.iter().find(|s| {
+        runs.contains(&s.trace_id.as_str())
+            && s.name == "inventory.v1.InventoryService/CommitReservation"
+            && s.kind == SpanKind::Server
+    })
 }
 
 /// The one span named `name` of `kind` in `spans`.
