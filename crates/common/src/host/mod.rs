@@ -232,7 +232,7 @@ impl Host {
         let server = timing
             .configure(overload.configure(security::tls::server_builder(tls)?))
             // Outermost: a span for every call, refused ones too, named as metrics label it.
-            .layer(crate::telemetry::ServerTraceLayer::new(metrics_layer.clone()))
+            .layer(crate::telemetry::ServerTraceLayer::new(metrics_layer.methods().clone()))
             .layer(metrics_layer)
             // Inside the metrics layer, so calls ended at shutdown are counted by code.
             .layer(EndingLayer::new(ending.clone()))

@@ -1,28 +1,20 @@
 //! Per-method gRPC server metrics in the go-grpc-prometheus shape existing dashboards expect.
 //!
-//! The status code is only known once the response is finished: tonic puts it in the headers
-//! of a trailers-only response (errors) and otherwise in the trailers after the last message.
-//! So the layer wraps the response body and records when the trailers frame goes by.
-//!
-//! Labels come only from the methods the server serves (read from the service descriptors
-//! when the layer is built); every other path is counted under one fixed `unknown` pair, so
-//! no caller can grow the metric families by inventing method names.
+//! Labels come only from the methods the server serves ([`MethodTable`]); every other path
+//! is counted under one fixed `unknown` pair, so no caller can grow the metric families by
+//! inventing method names. The code is recorded when the call ends ([`WatchedFuture`]).
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, ready};
+use std::sync::LazyLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
+use http::{Request, Response};
 use prometheus::{HistogramVec, IntCounterVec};
-use prost::Message as _;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::grpc_call::{CallEnd, MethodNames, MethodTable, WatchedBody, WatchedFuture};
 
 use super::registry::{LATENCY_BUCKETS, register_counter_vec, register_histogram_vec};
 
@@ -78,83 +70,23 @@ pub fn grpc_code_name(code: Code) -> &'static str {
     }
 }
 
-/// The `grpc_service` / `grpc_method` label of every path that is not a served method.
-pub const UNKNOWN_LABEL: &str = "unknown";
-
-/// Services every server of the pair answers besides its own (health and reflection).
-pub const STANDARD_SERVICES: [&str; 3] = [
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-];
-
-/// The label pair of one served method, shared by every call of it.
-#[derive(Clone, Debug)]
-struct Labels {
-    service: Arc<str>,
-    method: Arc<str>,
-}
-
 /// Tower layer recording `grpc_server_{started,handled}_total` and `grpc_server_handling_seconds`.
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsLayer {
-    /// `/package.Service/Method` of every served method -> its labels.
-    known: Arc<HashMap<String, Labels>>,
-    unknown: Labels,
+    methods: MethodTable,
 }
 
 impl GrpcMetricsLayer {
     /// A layer labelling the methods of `services` (full names, e.g.
-    /// `inventory.v1.InventoryService`) and of [`STANDARD_SERVICES`]; any other path counts
-    /// as `unknown`. The methods are read from the descriptors of every proto the pair and
-    /// tonic's health and reflection services define; a name found there has none.
+    /// `inventory.v1.InventoryService`) and the standard services; any other path counts as
+    /// `unknown` ([`MethodTable::new`]).
     pub fn new(services: &[&str]) -> Self {
-        let wanted: Vec<&str> = services.iter().copied().chain(STANDARD_SERVICES).collect();
-        let mut known = HashMap::new();
-        for set in [
-            proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ] {
-            // Compiled into the binary by build scripts: a set that does not decode is a
-            // build defect, and costs the labels of its services only.
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                tracing::error!("a compiled-in descriptor set does not decode");
-                continue;
-            };
-            for file in &set.file {
-                for service in &file.service {
-                    let name = match file.package() {
-                        "" => service.name().to_owned(),
-                        package => format!("{package}.{}", service.name()),
-                    };
-                    if !wanted.contains(&name.as_str()) {
-                        continue;
-                    }
-                    let service_label: Arc<str> = name.as_str().into();
-                    for method in &service.method {
-                        let labels =
-                            Labels { service: service_label.clone(), method: method.name().into() };
-                        known.insert(format!("/{name}/{}", method.name()), labels);
-                    }
-                }
-            }
-        }
-        let unknown = Labels { service: UNKNOWN_LABEL.into(), method: UNKNOWN_LABEL.into() };
-        Self { known: Arc::new(known), unknown }
+        Self { methods: MethodTable::new(services) }
     }
 
-    /// The labels a call to `path` is recorded under.
-    fn labels(&self, path: &str) -> Labels {
-        self.known.get(path).unwrap_or(&self.unknown).clone()
-    }
-
-    /// The `(service, method)` names of a call to `path`, as its labels: a served method's,
-    /// else `unknown` twice. The trace layer names its spans by them, bounded alike.
-    pub fn method_names(&self, path: &str) -> (&str, &str) {
-        let labels = self.known.get(path).unwrap_or(&self.unknown);
-        (&labels.service, &labels.method)
+    /// The methods it labels, for the other layers that name calls alike.
+    pub fn methods(&self) -> &MethodTable {
+        &self.methods
     }
 }
 
@@ -186,135 +118,41 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let recorder = Some(Recorder::start(self.layer.labels(request.uri().path())));
-        ResponseFuture { inner: self.inner.call(request), recorder }
+        let recorder = Recorder::start(self.layer.methods.names(request.uri().path()).clone());
+        WatchedFuture::new(self.inner.call(request), recorder)
     }
 }
 
-pin_project! {
-    /// Future of [`GrpcMetricsService`]: the inner response with its body wrapped.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        recorder: Option<Recorder>,
-    }
-}
+/// Future of [`GrpcMetricsService`]: the inner response with its body wrapped.
+pub type ResponseFuture<F> = WatchedFuture<F, Recorder>;
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = Result<Response<MetricsBody<ResBody>>, E>;
+/// Response body of [`GrpcMetricsService`]; records the call when its trailers pass.
+pub type MetricsBody<B> = WatchedBody<B, Recorder>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let mut recorder = this.recorder.take();
-        match result {
-            Ok(response) => {
-                // Trailers-only response: the status is already final.
-                if let Some(code) = status_in(response.headers())
-                    && let Some(recorder) = recorder.take()
-                {
-                    recorder.finish(code);
-                }
-                Poll::Ready(Ok(response.map(|inner| MetricsBody { inner, recorder })))
-            }
-            Err(err) => {
-                // Only layers outside tonic's router fail here, and what the client sees
-                // depends on them; Unknown is the honest label.
-                if let Some(recorder) = recorder {
-                    recorder.finish(Code::Unknown);
-                }
-                Poll::Ready(Err(err))
-            }
-        }
-    }
-}
-
-pin_project! {
-    /// Response body of [`GrpcMetricsService`]; records the call when its trailers pass.
-    pub struct MetricsBody<B> {
-        #[pin]
-        inner: B,
-        recorder: Option<Recorder>,
-    }
-}
-
-impl<B: Body> Body for MetricsBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        let code = match &frame {
-            Some(Ok(frame)) => {
-                frame.trailers_ref().map(|trailers| status_in(trailers).unwrap_or(Code::Unknown))
-            }
-            // A failing body resets the stream, and an end without trailers is a broken
-            // response: either way the client gets no status from us.
-            Some(Err(_)) | None => Some(Code::Unknown),
-        };
-        if let Some(code) = code
-            && let Some(recorder) = this.recorder.take()
-        {
-            recorder.finish(code);
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn status_in(headers: &HeaderMap) -> Option<Code> {
-    headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
-}
-
-/// One in-flight call; records `handled` exactly once, as `Canceled` if dropped unfinished.
-struct Recorder {
-    labels: Labels,
+/// One call in flight: counted as started, recorded as handled (with its time) when it ends.
+pub struct Recorder {
+    labels: MethodNames,
     started_at: Instant,
-    finished: bool,
 }
 
 impl Recorder {
-    fn start(labels: Labels) -> Self {
+    fn start(labels: MethodNames) -> Self {
         STARTED.with_label_values(&[GRPC_TYPE, &labels.service, &labels.method]).inc();
-        Self { labels, started_at: Instant::now(), finished: false }
+        Self { labels, started_at: Instant::now() }
     }
+}
 
-    fn finish(mut self, code: Code) {
-        self.record(code);
-    }
+impl CallEnd for Recorder {
+    // Only layers outside tonic's router fail without a response, and what the client sees
+    // depends on them; Unknown is the honest label.
+    const WITHOUT_RESPONSE: Code = Code::Unknown;
 
-    fn record(&mut self, code: Code) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
+    fn end(self, code: Code) {
         let (service, method) = (&*self.labels.service, &*self.labels.method);
         HANDLED.with_label_values(&[GRPC_TYPE, service, method, grpc_code_name(code)]).inc();
         HANDLING_SECONDS
             .with_label_values(&[GRPC_TYPE, service, method])
             .observe(self.started_at.elapsed().as_secs_f64());
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        // Reached unfinished only when the response future or body is dropped early: the
-        // client went away or the connection broke.
-        self.record(Code::Cancelled);
     }
 }
 
@@ -327,7 +165,6 @@ mod tests {
     use tokio::sync::oneshot;
     use tokio_stream::StreamExt as _;
     use tokio_stream::wrappers::TcpListenerStream;
-    use tonic::service::Routes;
     use tonic::transport::{Channel, Server};
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
@@ -360,40 +197,6 @@ mod tests {
     }
 
     #[test]
-    fn labels_only_the_methods_served() {
-        let layer = GrpcMetricsLayer::new(&["inventory.v1.InventoryService"]);
-        let labels = |path: &str| {
-            let labels = layer.labels(path);
-            (labels.service.to_string(), labels.method.to_string())
-        };
-        let pair = |service: &str, method: &str| (service.to_owned(), method.to_owned());
-        assert_eq!(
-            labels("/inventory.v1.InventoryService/ReserveInventory"),
-            pair("inventory.v1.InventoryService", "ReserveInventory")
-        );
-        assert_eq!(labels("/grpc.health.v1.Health/Watch"), pair("grpc.health.v1.Health", "Watch"));
-        assert_eq!(
-            labels("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
-            pair("grpc.reflection.v1.ServerReflection", "ServerReflectionInfo")
-        );
-        // Another service of the pair, invented names and paths that are no gRPC call at all
-        // share one pair of labels.
-        for path in [
-            "/order.v1.OrderService/CreateOrder",
-            "/inventory.v1.InventoryService/NoSuchMethod",
-            "/evil1.Svc/M1a2b",
-            "/",
-            "",
-            "/metrics",
-            "/inventory.v1.InventoryService/ReserveInventory/extra",
-        ] {
-            assert_eq!(labels(path), pair(UNKNOWN_LABEL, UNKNOWN_LABEL), "{path}");
-        }
-        // Every RPC of the contract resolves (the descriptors are the source of truth).
-        assert_eq!(layer.known.len(), 11 + 2 + 1 + 1, "{:?}", layer.known.keys());
-    }
-
-    #[test]
     fn code_names_follow_go_grpc() {
         assert_eq!(grpc_code_name(Code::Ok), "OK");
         assert_eq!(grpc_code_name(Code::Cancelled), "Canceled");
@@ -411,7 +214,7 @@ mod tests {
         let server = tokio::spawn(
             Server::builder()
                 .layer(GrpcMetricsLayer::new(&[]))
-                .add_routes(crate::server::with_reflection(Routes::new(health), &[]).unwrap())
+                .add_service(health)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
                 }),

@@ -14,9 +14,9 @@ use axum::routing::get;
 use prometheus::{Encoder as _, TEXT_FORMAT, TextEncoder};
 use tokio::net::TcpListener;
 
+pub use crate::grpc_call::{STANDARD_SERVICES, UNKNOWN_LABEL};
 pub use grpc_layer::{
-    GrpcMetricsLayer, GrpcMetricsService, MetricsBody, ResponseFuture, STANDARD_SERVICES,
-    UNKNOWN_LABEL, grpc_code_name,
+    GrpcMetricsLayer, GrpcMetricsService, MetricsBody, Recorder, ResponseFuture, grpc_code_name,
 };
 pub use registry::{
     LATENCY_BUCKETS, register_counter_vec, register_histogram_vec, register_int_gauge,

@@ -8,20 +8,15 @@
 //! channel): a span per attempt, whose context goes out in the request's headers, so the
 //! peer's server span is its child.
 //!
-//! The status is known only once the response is finished: in the headers of a
-//! trailers-only response, else in the trailers after the body; so the response body is
-//! wrapped and the span finished when the trailers go by (as in `metrics::grpc_layer`).
+//! The span ends with the call's status code, seen as the metrics layer sees it
+//! ([`crate::grpc_call`]).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use pin_project_lite::pin_project;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -30,7 +25,7 @@ use tracing::field::Empty;
 use tracing::instrument::{Instrument as _, Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::metrics::GrpcMetricsLayer;
+use crate::grpc_call::{CallEnd, MethodTable, WatchedBody, WatchedFuture};
 
 /// The health service: its calls get no span.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -46,13 +41,13 @@ enum Side {
 /// the request carries a W3C `traceparent`.
 #[derive(Clone, Debug)]
 pub struct ServerTraceLayer {
-    methods: GrpcMetricsLayer,
+    methods: MethodTable,
 }
 
 impl ServerTraceLayer {
-    /// A layer naming calls as `methods` labels them: served methods by name, any other path
+    /// A layer naming calls as `methods` names them: served methods by name, any other path
     /// `unknown`.
-    pub fn new(methods: GrpcMetricsLayer) -> Self {
+    pub fn new(methods: MethodTable) -> Self {
         Self { methods }
     }
 }
@@ -69,7 +64,7 @@ impl<S> Layer<S> for ServerTraceLayer {
 #[derive(Clone, Debug)]
 pub struct ServerTraceService<S> {
     inner: S,
-    methods: GrpcMetricsLayer,
+    methods: MethodTable,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTraceService<S>
@@ -85,7 +80,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (service, method) = self.methods.method_names(request.uri().path());
+        let names = self.methods.names(request.uri().path());
+        let (service, method) = (&*names.service, &*names.method);
         // Probes call health every few seconds: a trace each would bury the real ones.
         let span = if service == HEALTH_SERVICE {
             Span::none()
@@ -108,7 +104,7 @@ where
         // there is no trace to continue then.
         let _ = span.set_parent(caller);
         let inner = span.in_scope(|| self.inner.call(request)).instrument(span.clone());
-        TraceFuture { inner, call: Some(CallSpan::new(span, Side::Server)) }
+        WatchedFuture::new(inner, CallSpan { span, side: Side::Server })
     }
 }
 
@@ -155,132 +151,34 @@ where
         TraceContextPropagator::new()
             .inject_context(&span.context(), &mut HeaderInjector(request.headers_mut()));
         let inner = span.in_scope(|| self.inner.call(request)).instrument(span.clone());
-        TraceFuture { inner, call: Some(CallSpan::new(span, Side::Client)) }
+        WatchedFuture::new(inner, CallSpan { span, side: Side::Client })
     }
 }
 
-pin_project! {
-    /// Future of [`ServerTraceService`] and [`ClientTrace`]: the inner response, polled in
-    /// the call's span, with its body wrapped.
-    pub struct TraceFuture<F> {
-        #[pin]
-        inner: Instrumented<F>,
-        call: Option<CallSpan>,
-    }
-}
+/// Future of [`ServerTraceService`] and [`ClientTrace`]: the inner response, polled in the
+/// call's span, with its body wrapped.
+pub type TraceFuture<F> = WatchedFuture<Instrumented<F>, CallSpan>;
 
-impl<F, ResBody, E> Future for TraceFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-{
-    type Output = Result<Response<TracedBody<ResBody>>, E>;
+/// Response body of a traced call; finishes the call's span when its trailers pass.
+pub type TracedBody<B> = WatchedBody<B, CallSpan>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let mut call = this.call.take();
-        match result {
-            Ok(response) => {
-                // Trailers-only response: the status is already final.
-                if let Some(code) = status_in(response.headers())
-                    && let Some(call) = call.take()
-                {
-                    call.finish(code);
-                }
-                Poll::Ready(Ok(response.map(|inner| TracedBody { inner, call })))
-            }
-            Err(err) => {
-                // No response at all: a broken connection (client) or a layer outside the
-                // router failing (server); the caller sees no status from the peer.
-                if let Some(call) = call {
-                    call.finish(Code::Unavailable);
-                }
-                Poll::Ready(Err(err))
-            }
-        }
-    }
-}
-
-pin_project! {
-    /// Response body of a traced call; finishes the call's span when its trailers pass.
-    pub struct TracedBody<B> {
-        #[pin]
-        inner: B,
-        call: Option<CallSpan>,
-    }
-}
-
-impl<B: Body> Body for TracedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        let code = match &frame {
-            Some(Ok(frame)) => {
-                frame.trailers_ref().map(|trailers| status_in(trailers).unwrap_or(Code::Unknown))
-            }
-            // A failing body resets the stream, and an end without trailers is a broken
-            // response: either way no status went through.
-            Some(Err(_)) | None => Some(Code::Unknown),
-        };
-        if let Some(code) = code
-            && let Some(call) = this.call.take()
-        {
-            call.finish(code);
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-fn status_in(headers: &HeaderMap) -> Option<Code> {
-    headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
-}
-
-/// The span of one call in flight; records its status code exactly once, as CANCELLED if
-/// dropped unfinished (the caller went away or the connection broke).
-struct CallSpan {
+/// The span of one call in flight; records its status code when the call ends (CANCELLED
+/// if the response is dropped unfinished).
+pub struct CallSpan {
     span: Span,
     side: Side,
-    finished: bool,
 }
 
-impl CallSpan {
-    fn new(span: Span, side: Side) -> Self {
-        Self { span, side, finished: false }
-    }
+impl CallEnd for CallSpan {
+    // No response at all: a broken connection (client) or a layer outside the router failing
+    // (server); the caller sees no status from the peer.
+    const WITHOUT_RESPONSE: Code = Code::Unavailable;
 
-    fn finish(mut self, code: Code) {
-        self.record(code);
-    }
-
-    fn record(&mut self, code: Code) {
-        if self.finished {
-            return;
-        }
-        self.finished = true;
+    fn end(self, code: Code) {
         self.span.record("rpc.grpc.status_code", i64::from(i32::from(code)));
         if is_failure(self.side, code) {
             self.span.record("otel.status_code", "error");
         }
-    }
-}
-
-impl Drop for CallSpan {
-    fn drop(&mut self) {
-        self.record(Code::Cancelled);
     }
 }
 
@@ -368,8 +266,7 @@ mod tests {
     async fn a_server_span_continues_the_callers_trace_and_records_the_code() {
         let (subscriber, spans) = crate::telemetry::collect::subscriber();
         let _default = tracing::subscriber::set_default(subscriber);
-        let layer =
-            ServerTraceLayer::new(GrpcMetricsLayer::new(&["inventory.v1.InventoryService"]));
+        let layer = ServerTraceLayer::new(MethodTable::new(&["inventory.v1.InventoryService"]));
         let service = layer.layer(answering(Code::Unavailable));
         let request =
             Request::builder().uri(SERVED).header("traceparent", CALLER).body(()).unwrap();
@@ -389,7 +286,7 @@ mod tests {
     async fn an_unserved_path_is_named_unknown_and_a_callers_error_is_no_server_failure() {
         let (subscriber, spans) = crate::telemetry::collect::subscriber();
         let _default = tracing::subscriber::set_default(subscriber);
-        let layer = ServerTraceLayer::new(GrpcMetricsLayer::new(&[]));
+        let layer = ServerTraceLayer::new(MethodTable::new(&[]));
         let service = layer.layer(answering(Code::NotFound));
         let request = Request::builder().uri("/made.up.Service/Anything").body(()).unwrap();
         drop(service.oneshot(request).await.unwrap());
@@ -404,7 +301,7 @@ mod tests {
     async fn health_checks_are_not_traced() {
         let (subscriber, spans) = crate::telemetry::collect::subscriber();
         let _default = tracing::subscriber::set_default(subscriber);
-        let layer = ServerTraceLayer::new(GrpcMetricsLayer::new(&[]));
+        let layer = ServerTraceLayer::new(MethodTable::new(&[]));
         let service = layer.layer(answering(Code::Ok));
         let request = Request::builder().uri("/grpc.health.v1.Health/Check").body(()).unwrap();
         drop(service.oneshot(request).await.unwrap());

@@ -26,7 +26,9 @@ use tracing_subscriber::{EnvFilter, Layer as _, fmt};
 
 pub use context::W3cTraceContext;
 pub use export::{TraceExport, flush};
-pub use grpc::{ClientTrace, ServerTraceLayer, ServerTraceService, TraceFuture, TracedBody};
+pub use grpc::{
+    CallSpan, ClientTrace, ServerTraceLayer, ServerTraceService, TraceFuture, TracedBody,
+};
 
 /// Instrumentation scope of every span the pair creates.
 const SCOPE: &str = "order-inventory";
