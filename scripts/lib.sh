@@ -40,3 +40,28 @@ apt_install() {
   apt-get update -q </dev/null >&2
   apt-get install -y -q --no-install-recommends "$@" </dev/null >&2
 }
+
+# pip_venv NAME PACKAGE==VERSION...: a virtualenv .dev/venv/NAME holding exactly these pins
+# from PyPI (python3-venv from apt when missing); created once, re-installed when the pins
+# change. The hooks' tools that Debian does not package come this way.
+pip_venv() {
+  local name="$1"
+  shift
+  local venv="$REPO_ROOT/.dev/venv/$name"
+  local stamp
+  stamp="$venv/.installed-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
+  [[ -f "$stamp" ]] && return 0
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  if [[ ! -x "$venv/bin/python" ]]; then
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+  fi
+  info "installing $* from PyPI into ${venv#"$REPO_ROOT"/}"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$@" >&2
+  rm -f "$venv"/.installed-*
+  touch "$stamp"
+}

@@ -41,32 +41,12 @@ fi
 CHECK_JSONSCHEMA_VERSION=0.39.0
 venv="$REPO_ROOT/.dev/venv/check-jsonschema"
 
-# --- Tool --------------------------------------------------------------------------------
-ensure_venv() {
-  local stamp="$venv/.installed-$CHECK_JSONSCHEMA_VERSION"
-  [[ -f "$stamp" && -x "$venv/bin/check-jsonschema" ]] && return 0
-  command -v python3 >/dev/null || apt_install python3 python3-venv
-  if [[ ! -x "$venv/bin/python" ]]; then
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      rm -rf "$venv"
-      apt_install python3-venv
-      python3 -m venv "$venv"
-    fi
-  fi
-  info "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION from PyPI into ${venv#"$REPO_ROOT"/}"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
-
 if [[ -n "${CHECK_JSONSCHEMA:-}" ]]; then
   command -v "$CHECK_JSONSCHEMA" >/dev/null || die "CHECK_JSONSCHEMA=$CHECK_JSONSCHEMA not found"
   checker="$CHECK_JSONSCHEMA"
   python=python3
 else
-  ensure_venv
+  pip_venv check-jsonschema "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
   checker="$venv/bin/check-jsonschema"
   python="$venv/bin/python"
 fi

@@ -36,26 +36,7 @@ export BUF_CACHE_DIR="$REPO_ROOT/.dev/buf-cache"
 [[ -f proto/lint-exceptions.txt ]] || die "proto/lint-exceptions.txt not found"
 command -v git >/dev/null || apt_install git
 
-# --- Tool --------------------------------------------------------------------------------
-ensure_venv() {
-  local stamp="$venv/.installed-$BUF_VERSION-$PYYAML_VERSION"
-  [[ -f "$stamp" && -x "$venv/bin/buf" ]] && return 0
-  command -v python3 >/dev/null || apt_install python3 python3-venv
-  if [[ ! -x "$venv/bin/python" ]]; then
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      rm -rf "$venv"
-      apt_install python3-venv
-      python3 -m venv "$venv"
-    fi
-  fi
-  info "installing buf $BUF_VERSION (PyPI buf-bin) into ${venv#"$REPO_ROOT"/}"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    "buf-bin==$BUF_VERSION" "PyYAML==$PYYAML_VERSION" >&2
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
-ensure_venv
+pip_venv buf "buf-bin==$BUF_VERSION" "PyYAML==$PYYAML_VERSION"
 python="$venv/bin/python"
 if [[ -n "${BUF:-}" ]]; then
   command -v "$BUF" >/dev/null || die "BUF=$BUF not found"

