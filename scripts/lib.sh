@@ -65,3 +65,23 @@ pip_venv() {
   rm -f "$venv"/.installed-*
   touch "$stamp"
 }
+
+# step MSG: progress with the seconds the previous step took (since sourcing, for the first).
+_step_at=$SECONDS
+step() {
+  info "[+$((SECONDS - _step_at))s] $*"
+  _step_at=$SECONDS
+}
+
+# skipped REASON: ends a hook that cannot run on this machine, saying why (exit 0).
+skipped() {
+  warn "SKIPPED: $*"
+  exit 0
+}
+
+# without_timer_noise: filters stdin to stderr without the error podman 4 logs for every
+# container with a HEALTHCHECK when no systemd runs its timer (even with
+# --health-interval=disable); the hooks run the checks by hand.
+without_timer_noise() {
+  grep -v -e 'systemd connection to .* healthchecks' >&2 || true
+}

@@ -43,21 +43,6 @@ if [[ "${SKIP_CONTAINER_SMOKE:-}" == 1 ]]; then
 fi
 
 started_at=$SECONDS
-step_at=$SECONDS
-# step MSG: progress with the seconds the previous step took.
-step() {
-  info "[+$((SECONDS - step_at))s] $*"
-  step_at=$SECONDS
-}
-skipped() {
-  warn "SKIPPED: $*"
-  exit 0
-}
-# podman 4 logs an error for every container with a HEALTHCHECK when there is no systemd to
-# run its timer, even with --health-interval=disable; the checks are run by hand here.
-without_timer_noise() {
-  grep -v -e 'systemd connection to .* healthchecks' >&2 || true
-}
 
 : "${TEST_DATABASE_URL:?TEST_DATABASE_URL is not set (run it through scripts/test, or TEST_DATABASE_URL=\$(scripts/pg start))}"
 profile="${SMOKE_PROFILE:-debug}"

@@ -36,18 +36,6 @@ set -euo pipefail
 cd "$REPO_ROOT"
 
 started_at=$SECONDS
-step_at=$SECONDS
-step() {
-  info "[+$((SECONDS - step_at))s] $*"
-  step_at=$SECONDS
-}
-skipped() {
-  warn "SKIPPED: $*"
-  exit 0
-}
-without_timer_noise() {
-  grep -v -e 'systemd connection to .* healthchecks' >&2 || true
-}
 
 if [[ "${SKIP_CONTAINER_SMOKE:-}" == 1 ]]; then
   info "SKIPPED: SKIP_CONTAINER_SMOKE=1"
