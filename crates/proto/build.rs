@@ -6,6 +6,7 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 const PROTOS: &[&str] = &[
+    "events/v1/events.proto",
     "inventory/v1/inventory.proto",
     "order/v1/order.proto",
     "product/v1/product.proto",

@@ -46,6 +46,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         admin: AdminAuthSettings { admin_auth_disabled: true, ..Default::default() },
         authz_policy_file: None,
         overload: OverloadSettings::default(),
+        events: common::events::EventSettings::default(),
         shutdown: ShutdownSettings::immediate(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),

@@ -176,6 +176,7 @@ pub fn order_settings(
         peer_tls: Default::default(),
         user_binding: Default::default(),
         overload: OverloadSettings::default(),
+        events: common::events::EventSettings::default(),
         shutdown: ShutdownSettings::immediate(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         metrics_addr: ([127, 0, 0, 1], 0).into(),

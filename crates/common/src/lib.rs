@@ -6,6 +6,8 @@
 pub mod auth;
 /// Database pool construction, per-schema migrations and "is the database down?" checks.
 pub mod db;
+/// The event log of a schema's transactional outbox: relay, WatchEvents streams, retention.
+pub mod events;
 /// What the layers watching gRPC calls share: the served methods' names and the call's end.
 pub mod grpc_call;
 /// `<binary> healthcheck`: asks the own grpc.health.v1, exits 0 when SERVING (container probe).

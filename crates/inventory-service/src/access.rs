@@ -17,8 +17,11 @@
 //!                "CancelReservation", "GetReservation"],
 //!       "reference_types": ["ORDER"] },
 //!     { "identity": "ops-console", "rpcs": ["*"], "reference_types": ["*"],
-//!       "settle_any_hold": true } ] }
+//!       "settle_any_hold": true },
+//!     { "identity": "search-indexer", "rpcs": ["WatchEvents"],
+//!       "event_types": ["stock.changed"] } ] }
 //! ```
+//! `event_types` bounds what WatchEvents streams to the identity (absent: every type).
 //! An identity is a name of the client's certificate (subject CN or DNS SAN). The admin RPCs
 //! (UpsertInventoryItem, AdjustStock) need both: the policy's permission and the admin guard.
 
@@ -30,7 +33,7 @@ use crate::domain::HoldCaller;
 use crate::error::{CALLER_NOT_ALLOWED, InventoryError};
 
 /// Every RPC of `inventory.v1.InventoryService`, as a policy names them.
-pub const RPCS: [&str; 11] = [
+pub const RPCS: [&str; 12] = [
     "CheckInventoryAvailability",
     "ReserveInventory",
     "CommitReservation",
@@ -42,6 +45,7 @@ pub const RPCS: [&str; 11] = [
     "ListInventoryItems",
     "GetReservation",
     "VerifyLedger",
+    "WatchEvents",
 ];
 
 /// Stands for every RPC, or every reference type, in a policy.
@@ -82,6 +86,9 @@ struct CallerEntry {
     reference_types: Vec<String>,
     #[serde(default)]
     settle_any_hold: bool,
+    /// The event types WatchEvents may stream to it; absent: every type.
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
 }
 
 /// A set of names from a policy: some, or all (`"*"`).
@@ -115,6 +122,7 @@ struct Grant {
     rpcs: Names,
     reference_types: Names,
     settle_any_hold: bool,
+    event_types: Names,
 }
 
 /// The rules of a policy file, checked.
@@ -163,6 +171,20 @@ impl Policy {
             {
                 return Err(format!("{at}.reference_types: {bad:?} is not a reference type"));
             }
+            let event_types = match entry.event_types {
+                None => Names::All,
+                Some(types) => {
+                    if let Some(bad) = types.iter().find(|t| {
+                        *t != ANY && !common::events::INVENTORY_TYPES.contains(&t.as_str())
+                    }) {
+                        return Err(format!(
+                            "{at}.event_types: unknown event type {bad:?}; the types are {}",
+                            common::events::INVENTORY_TYPES.join(", ")
+                        ));
+                    }
+                    Names::parse(types)
+                }
+            };
             let rpcs = Names::parse(entry.rpcs);
             let reference_types = Names::parse(entry.reference_types);
             if rpcs.contains("ReserveInventory") && reference_types == Names::Some(HashSet::new()) {
@@ -175,6 +197,7 @@ impl Policy {
                 rpcs,
                 reference_types,
                 settle_any_hold: entry.settle_any_hold,
+                event_types,
             });
         }
         Ok(Self { grants })
@@ -206,6 +229,7 @@ pub struct Authorized {
     /// Who the caller is, as the store checks holds against it.
     pub hold: HoldCaller,
     reference_types: Option<Names>,
+    event_types: Option<Names>,
 }
 
 impl Authorized {
@@ -222,6 +246,28 @@ impl Authorized {
                 })
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The event types the caller asked for, if it may watch them all: an empty request
+    /// means every type it may watch (all of them, or its policy's `event_types`).
+    pub fn check_event_types(&self, asked: Vec<String>) -> Result<Vec<String>, InventoryError> {
+        let Some(Names::Some(allowed)) = &self.event_types else { return Ok(asked) };
+        if asked.is_empty() {
+            let mut all: Vec<String> = allowed.iter().cloned().collect();
+            all.sort();
+            return Ok(all);
+        }
+        match asked.iter().position(|t| !allowed.contains(t)) {
+            Some(i) => Err(InventoryError::PermissionDenied {
+                reason: CALLER_NOT_ALLOWED,
+                message: format!(
+                    "caller {} may not watch events of type {:?} (types[{i}])",
+                    self.hold.principal.as_deref().unwrap_or("(unidentified)"),
+                    asked[i]
+                ),
+            }),
+            None => Ok(asked),
         }
     }
 }
@@ -256,17 +302,26 @@ impl Access {
         names: impl FnOnce() -> Option<Vec<String>>,
     ) -> Result<Authorized, InventoryError> {
         if matches!(self.mode, Mode::Open) {
-            return Ok(Authorized { hold: HoldCaller::anonymous(), reference_types: None });
+            return Ok(Authorized {
+                hold: HoldCaller::anonymous(),
+                reference_types: None,
+                event_types: None,
+            });
         }
         let names = names();
         let names = names.as_deref();
         match &self.mode {
-            Mode::Open => Ok(Authorized { hold: HoldCaller::anonymous(), reference_types: None }),
+            Mode::Open => Ok(Authorized {
+                hold: HoldCaller::anonymous(),
+                reference_types: None,
+                event_types: None,
+            }),
             Mode::Identified => {
                 let principal = names.and_then(<[String]>::first).ok_or_else(unauthenticated)?;
                 Ok(Authorized {
                     hold: HoldCaller::identified(principal.clone(), false),
                     reference_types: None,
+                    event_types: None,
                 })
             }
             Mode::Policy(policy) => {
@@ -284,6 +339,7 @@ impl Access {
                 Ok(Authorized {
                     hold: HoldCaller::identified(grant.identity.clone(), grant.settle_any_hold),
                     reference_types: Some(grant.reference_types.clone()),
+                    event_types: Some(grant.event_types.clone()),
                 })
             }
         }

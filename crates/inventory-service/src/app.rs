@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::auth::AdminGuard;
+use common::events::EventKinds;
 use common::host::{Host, HostSpec};
 use common::retention::{self, RetentionConfig};
 use proto::inventory::v1::inventory_service_server::InventoryServiceServer;
 use tonic::service::Routes;
 
 use crate::access::{Access, Policy};
+use crate::error::ERROR_DOMAIN;
 use crate::grpc::{InventoryApi, convert::Limits};
 use crate::metrics;
 use crate::reconciler::{self, ReconcileConfig};
@@ -136,6 +138,7 @@ impl App {
                 days(settings.adjustment_key_retention_days)
                     .map(|d| d.max(Duration::from_secs(86_400))),
             ),
+            (Retained::Events, settings.events.retention()),
         ];
         host.spawn(retention::run(
             store.clone(),
@@ -148,6 +151,17 @@ impl App {
             host.stop_token(),
         ));
 
+        let events = common::events::start(
+            &host,
+            pool.clone(),
+            SCHEMA,
+            &settings.events,
+            EventKinds {
+                name: "inventory",
+                types: common::events::INVENTORY_TYPES,
+                domain: ERROR_DOMAIN,
+            },
+        );
         let api = InventoryApi::new(
             store,
             Limits {
@@ -158,7 +172,8 @@ impl App {
         )
         .with_admin_guard(admin.clone())
         .with_lapse_grace(Duration::from_millis(settings.reconcile_lapse_grace_ms))
-        .with_access(access.clone());
+        .with_access(access.clone())
+        .with_events(events);
         admin.log_startup("UpsertInventoryItem, AdjustStock, VerifyLedger", host.tls_enabled());
         tracing::info!(
             grpc_addr = %host.grpc_addr()?,

@@ -46,6 +46,10 @@ pub struct Settings {
     #[command(flatten)]
     pub overload: OverloadSettings,
 
+    /// The event log: relay, WatchEvents limits, event retention.
+    #[command(flatten)]
+    pub events: common::events::EventSettings,
+
     /// Shutdown (drain delay, grace) and connection age.
     #[command(flatten)]
     pub shutdown: ShutdownSettings,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use common::auth::{AdminGuard, AuthSettingsError};
+use common::events::EventKinds;
 use common::host::{Host, HostSpec};
 use common::retention::{self, RetentionConfig};
 use proto::order::v1::order_service_server::OrderServiceServer;
@@ -145,6 +146,7 @@ impl App {
                 days(settings.idempotency_key_retention_days)
                     .map(|d| d.max(Duration::from_secs(86_400))),
             ),
+            (Retained::Events, settings.events.retention()),
         ];
         host.spawn(retention::run(
             store.clone(),
@@ -183,6 +185,17 @@ impl App {
             drained.wait().await;
         });
 
+        let events = common::events::start(
+            &host,
+            pool.clone(),
+            SCHEMA,
+            &settings.events,
+            EventKinds {
+                name: "order",
+                types: common::events::ORDER_TYPES,
+                domain: crate::error::ERROR_DOMAIN,
+            },
+        );
         let orders = Orders::new(
             store,
             peers,
@@ -203,11 +216,12 @@ impl App {
         );
         callers.log_startup();
         match &operators {
-            Some(guard) => {
-                guard.log_startup("ListParkedOrders, ResolveParkedOrder", host.tls_enabled())
-            }
+            Some(guard) => guard.log_startup(
+                "ListParkedOrders, ResolveParkedOrder, WatchEvents",
+                host.tls_enabled(),
+            ),
             None => tracing::warn!(
-                "operator RPCs (ListParkedOrders, ResolveParkedOrder) are off: set ADMIN_TOKEN, \
+                "operator RPCs (ListParkedOrders, ResolveParkedOrder, WatchEvents) are off: set ADMIN_TOKEN, \
                  ADMIN_TOKEN_FILE or ADMIN_ALLOWED_IDENTITIES to resolve parked orders"
             ),
         }
@@ -217,7 +231,8 @@ impl App {
                 OrderApi::new(orders)
                     .with_max_items(settings.max_items_per_request)
                     .with_callers(callers)
-                    .with_operators(operators),
+                    .with_operators(operators)
+                    .with_events(events),
             )
             .max_decoding_message_size(settings.overload.max_request_bytes())
             .max_encoding_message_size(settings.overload.max_response_bytes()),

@@ -69,6 +69,10 @@ pub struct Settings {
     #[command(flatten)]
     pub peer_tls: PeerTlsSettings,
 
+    /// The event log: relay, WatchEvents limits, event retention.
+    #[command(flatten)]
+    pub events: common::events::EventSettings,
+
     /// Which callers may state the end user, and which may see every user's orders.
     #[command(flatten)]
     pub user_binding: UserBindingSettings,

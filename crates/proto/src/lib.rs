@@ -16,6 +16,13 @@ pub mod inventory {
     }
 }
 
+/// `events.v1`: what the services' outboxes record, as WatchEvents streams it.
+pub mod events {
+    pub mod v1 {
+        tonic::include_proto!("events.v1");
+    }
+}
+
 /// `order.v1`: the order server's contract.
 pub mod order {
     pub mod v1 {

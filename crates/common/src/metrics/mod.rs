@@ -19,8 +19,8 @@ pub use grpc_layer::{
     GrpcMetricsLayer, GrpcMetricsService, MetricsBody, Recorder, ResponseFuture, grpc_code_name,
 };
 pub use registry::{
-    LATENCY_BUCKETS, register_counter_vec, register_histogram_vec, register_int_gauge,
-    register_int_gauge_vec,
+    LATENCY_BUCKETS, register_counter_vec, register_gauge, register_histogram_vec,
+    register_int_gauge, register_int_gauge_vec,
 };
 
 /// Serves `GET /metrics` (Prometheus text format) on `listener` until `shutdown` resolves.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 /// Latency buckets from half a millisecond to ten seconds, for RPCs and database calls.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -75,6 +75,16 @@ pub fn register_int_gauge(name: &str, help: &str) -> IntGauge {
         &[],
         || IntGauge::with_opts(Opts::new(name, help)),
         || IntGauge::with_opts(fallback_opts()),
+    )
+}
+
+/// Registers (once per process) a float gauge without labels.
+pub fn register_gauge(name: &str, help: &str) -> Gauge {
+    register_once(
+        name,
+        &[],
+        || Gauge::with_opts(Opts::new(name, help)),
+        || Gauge::with_opts(fallback_opts()),
     )
 }
 

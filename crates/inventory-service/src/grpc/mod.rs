@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::auth::AdminGuard;
+use common::events::{EventStream, WatchRequest, Watchers};
 use proto::inventory::v1::{self as pb, inventory_service_server::InventoryService};
 use tonic::{Request, Response, Status};
 
@@ -28,6 +29,8 @@ pub struct InventoryApi {
     access: Access,
     /// What VerifyLedger counts as a lapsed hold (`RECONCILE_LAPSE_GRACE_MS`).
     lapse_grace: Duration,
+    /// WatchEvents' streams; none: the RPC is UNAVAILABLE (a handler set without a relay).
+    events: Option<Watchers>,
 }
 
 impl InventoryApi {
@@ -39,7 +42,13 @@ impl InventoryApi {
             admin: AdminGuard::open(),
             access: Access::open(),
             lapse_grace: Duration::from_secs(60),
+            events: None,
         }
+    }
+
+    /// The same handlers streaming WatchEvents from `events`.
+    pub fn with_events(self, events: Watchers) -> Self {
+        Self { events: Some(events), ..self }
     }
 
     /// The same handlers, VerifyLedger counting holds lapsed for longer than `lapse_grace`.
@@ -114,6 +123,26 @@ impl InventoryApi {
 
 #[tonic::async_trait]
 impl InventoryService for InventoryApi {
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = self.authorize(&request, "WatchEvents")?;
+        let pb::WatchEventsRequest { from_position, types, from_now } = request.into_inner();
+        let types = caller.check_event_types(types)?;
+        let Some(events) = &self.events else {
+            return Err(Status::unavailable("this server streams no events"));
+        };
+        let stream = events
+            .open(WatchRequest { from_position, types, from_now }, |event| {
+                pb::WatchEventsResponse { event: Some(event) }
+            })
+            .await?;
+        Ok(Response::new(stream))
+    }
+
     async fn check_inventory_availability(
         &self,
         request: Request<pb::CheckInventoryAvailabilityRequest>,

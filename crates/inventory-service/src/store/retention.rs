@@ -71,6 +71,8 @@ pub enum Retained {
     SettledHolds,
     /// AdjustStock idempotency keys.
     AdjustmentKeys,
+    /// The oldest events of the event log (WatchEvents answers OUT_OF_RANGE before them).
+    Events,
 }
 
 impl History for Store {
@@ -82,6 +84,7 @@ impl History for Store {
             Retained::Movements => "movements",
             Retained::SettledHolds => "reservations",
             Retained::AdjustmentKeys => "adjustments",
+            Retained::Events => "events",
         }
     }
 
@@ -92,6 +95,10 @@ impl History for Store {
         keep: Duration,
         batch: u32,
     ) -> Result<u64, InventoryError> {
+        if what == Retained::Events {
+            let log = common::events::EventLog::new(self.pool.clone(), crate::app::SCHEMA);
+            return Ok(log.remove_old(keep, batch).await?);
+        }
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let batch = i64::from(batch);
         let removed: i64 = match what {
@@ -117,6 +124,7 @@ impl History for Store {
                     .fetch_one(&self.pool)
                     .await?
             }
+            Retained::Events => 0,
         };
         Ok(u64::try_from(removed).unwrap_or(0))
     }

@@ -6,6 +6,7 @@ use proto::order::v1::{self as pb, order_service_server::OrderService};
 use tonic::{Request, Response, Status};
 
 use common::auth::AdminGuard;
+use common::events::{EventStream, WatchRequest, Watchers};
 
 use crate::authz::{Caller, CallerPolicy};
 use crate::domain::OrderId;
@@ -20,6 +21,8 @@ pub struct OrderApi {
     callers: CallerPolicy,
     /// Who may call the operator RPCs; None: nobody (no admin credentials configured).
     operators: Option<AdminGuard>,
+    /// WatchEvents' streams; none: the RPC is UNAVAILABLE (a handler set without a relay).
+    events: Option<Watchers>,
 }
 
 impl OrderApi {
@@ -31,7 +34,13 @@ impl OrderApi {
             max_items: convert::MAX_ITEMS,
             callers: CallerPolicy::default(),
             operators: None,
+            events: None,
         }
+    }
+
+    /// The same handlers streaming WatchEvents from `events`.
+    pub fn with_events(self, events: Watchers) -> Self {
+        Self { events: Some(events), ..self }
     }
 
     /// Lets the callers `guard` admits use the operator RPCs (None: nobody).
@@ -73,6 +82,26 @@ impl OrderApi {
 
 #[tonic::async_trait]
 impl OrderService for OrderApi {
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
+
+    /// Operator RPC: the events carry every user's orders.
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        self.operator(&request)?;
+        let pb::WatchEventsRequest { from_position, types, from_now } = request.into_inner();
+        let Some(events) = &self.events else {
+            return Err(Status::unavailable("this server streams no events"));
+        };
+        let stream = events
+            .open(WatchRequest { from_position, types, from_now }, |event| {
+                pb::WatchEventsResponse { event: Some(event) }
+            })
+            .await?;
+        Ok(Response::new(stream))
+    }
+
     async fn create_order(
         &self,
         request: Request<pb::CreateOrderRequest>,

@@ -40,6 +40,8 @@ pub enum Retained {
     SagaSteps,
     /// Idempotency keys of settled orders (the orders stay).
     IdempotencyKeys,
+    /// The oldest events of the event log (WatchEvents answers OUT_OF_RANGE before them).
+    Events,
 }
 
 impl History for Store {
@@ -50,6 +52,7 @@ impl History for Store {
         match kind {
             Retained::SagaSteps => "saga_steps",
             Retained::IdempotencyKeys => "idempotency_keys",
+            Retained::Events => "events",
         }
     }
 
@@ -63,6 +66,10 @@ impl History for Store {
         let sql = match what {
             Retained::SagaSteps => REMOVE_SAGA_STEPS,
             Retained::IdempotencyKeys => FORGET_IDEMPOTENCY_KEYS,
+            Retained::Events => {
+                let log = common::events::EventLog::new(self.pool.clone(), crate::app::SCHEMA);
+                return Ok(log.remove_old(keep, batch).await?);
+            }
         };
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
         let removed: i64 = sqlx::query_scalar(sql)
