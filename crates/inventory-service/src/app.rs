@@ -157,7 +157,7 @@ impl App {
             SCHEMA,
             &settings.events,
             EventKinds {
-                name: "inventory",
+                metrics: &common::events::INVENTORY_METRICS,
                 types: common::events::INVENTORY_TYPES,
                 domain: ERROR_DOMAIN,
             },

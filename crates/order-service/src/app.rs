@@ -191,7 +191,7 @@ impl App {
             SCHEMA,
             &settings.events,
             EventKinds {
-                name: "order",
+                metrics: &common::events::ORDER_METRICS,
                 types: common::events::ORDER_TYPES,
                 domain: crate::error::ERROR_DOMAIN,
             },

@@ -1,4 +1,4 @@
-//! The event log's metrics, named after the server (`inventory_events_published_total`, ...).
+//! The event log's metrics, one set per server (`inventory_events_published_total`, ...).
 
 use prometheus::{HistogramVec, IntCounterVec, IntGauge};
 
@@ -26,35 +26,66 @@ pub struct EventMetrics {
     pub ended: IntCounterVec,
 }
 
+/// The metric names of one server (literals, so the monitoring checks find them).
+#[derive(Debug, Clone, Copy)]
+pub struct MetricNames {
+    published: &'static str,
+    position: &'static str,
+    oldest_pending: &'static str,
+    watchers: &'static str,
+    lag: &'static str,
+    ended: &'static str,
+}
+
+/// The inventory server's event metrics.
+pub const INVENTORY_METRICS: MetricNames = MetricNames {
+    published: "inventory_events_published_total",
+    position: "inventory_event_log_position",
+    oldest_pending: "inventory_event_outbox_oldest_seconds",
+    watchers: "inventory_event_watchers",
+    lag: "inventory_event_watcher_lag_events",
+    ended: "inventory_event_streams_ended_total",
+};
+
+/// The order server's event metrics.
+pub const ORDER_METRICS: MetricNames = MetricNames {
+    published: "order_events_published_total",
+    position: "order_event_log_position",
+    oldest_pending: "order_event_outbox_oldest_seconds",
+    watchers: "order_event_watchers",
+    lag: "order_event_watcher_lag_events",
+    ended: "order_event_streams_ended_total",
+};
+
 impl EventMetrics {
-    /// The metrics of server `name` (`inventory`, `order`), registered once per process.
-    pub fn new(name: &str) -> Self {
+    /// The metrics named `names`, registered once per process.
+    pub fn new(names: &MetricNames) -> Self {
         let metrics = Self {
             published: register_counter_vec(
-                &format!("{name}_events_published_total"),
+                names.published,
                 "Events the relay numbered into the event log, by type.",
                 &["type"],
             ),
             position: register_int_gauge(
-                &format!("{name}_event_log_position"),
+                names.position,
                 "The newest event position this server has seen.",
             ),
             oldest_pending: register_gauge(
-                &format!("{name}_event_outbox_oldest_seconds"),
+                names.oldest_pending,
                 "Age of the oldest outbox row the relay has not numbered yet (0: none).",
             ),
             watchers: register_int_gauge(
-                &format!("{name}_event_watchers"),
+                names.watchers,
                 "WatchEvents streams open on this server.",
             ),
             lag: register_histogram_vec(
-                &format!("{name}_event_watcher_lag_events"),
+                names.lag,
                 "Events between each watcher's last sent event and the newest one, per batch sent.",
                 &[],
                 LAG_BUCKETS,
             ),
             ended: register_counter_vec(
-                &format!("{name}_event_streams_ended_total"),
+                names.ended,
                 "WatchEvents streams the server ended, by reason: too_slow, out_of_range, \
                  too_many_watchers, error.",
                 &["reason"],

@@ -13,7 +13,7 @@ mod settings;
 mod watch;
 
 pub use log::{EventLog, Head, StoredEvent};
-pub use metrics::EventMetrics;
+pub use metrics::{EventMetrics, INVENTORY_METRICS, MetricNames, ORDER_METRICS};
 pub use payload::to_event;
 pub use relay::run_relay;
 pub use settings::EventSettings;
@@ -22,8 +22,8 @@ pub use watch::{EventStream, WatchError, WatchRequest, Watchers};
 /// What tells one server's events apart.
 #[derive(Debug, Clone, Copy)]
 pub struct EventKinds {
-    /// The server's metric prefix (`inventory`, `order`).
-    pub name: &'static str,
+    /// The server's metric names.
+    pub metrics: &'static MetricNames,
     /// The types its outbox writes.
     pub types: &'static [&'static str],
     /// The ErrorInfo domain of its errors (`inventory.v1`).
@@ -40,7 +40,7 @@ pub fn start(
     kinds: EventKinds,
 ) -> Watchers {
     let log = EventLog::new(pool, schema);
-    let metrics = EventMetrics::new(kinds.name);
+    let metrics = EventMetrics::new(kinds.metrics);
     metrics.init_types(kinds.types);
     let (head_tx, head_rx) = tokio::sync::watch::channel(Head::default());
     host.spawn(run_relay(
