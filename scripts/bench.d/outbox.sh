@@ -1,0 +1,81 @@
+# scripts/bench --outbox: what the transactional outbox costs the write paths (issue 18).
+# Sourced by scripts/bench, which owns the cluster, the processes and the helpers used here
+# (scenario, result_field); the rows and their table come from scale.sh (scale_row).
+#
+# The same servers run reserve-uniform and create-order three times: with the outbox on
+# (the triggers write an event row in every change's statement, the relay numbers them),
+# off (the outbox triggers disabled in the bench database, so no event rows and nothing to
+# relay: what the pair cost before issue 18), and on again, which shows the drift of the
+# machine between rows. Only the bench database's triggers are switched; servers have no
+# such setting (a change without its event is exactly what the outbox exists to prevent).
+# shellcheck shell=bash
+
+OUTBOX_TRIGGERS=(
+  inventory.stock_levels:stock_levels_outbox_insert
+  inventory.stock_levels:stock_levels_outbox_update
+  inventory.reservation_items:reservation_items_outbox
+  inventory.reservations:reservations_outbox
+  inventory.stock_return_lines:stock_return_lines_outbox
+  orders.order_items:order_items_outbox
+  orders.orders:orders_outbox
+  orders.order_returns:order_returns_outbox_insert
+  orders.order_returns:order_returns_outbox_update
+)
+
+# outbox_switch enable|disable: the outbox triggers of both schemas, in one transaction.
+outbox_switch() {
+  local sql='' entry
+  for entry in "${OUTBOX_TRIGGERS[@]}"; do
+    sql+="alter table ${entry%%:*} $1 trigger ${entry#*:}; "
+  done
+  bench_sql -c "begin; $sql commit;" >/dev/null
+  info "outbox triggers: $1d"
+}
+
+# outbox_group SCENARIO ANCHOR_REGEX [loadgen args...]: SCENARIO closed loop with the outbox
+# on (after its anchor), off, and on again. Each group runs whole before the next, so the
+# rows without their own anchor compare with the group's anchor.
+outbox_group() {
+  local name="$1" regex="$2" state first=1
+  shift 2
+  section "$name: outbox on, off (triggers disabled in the bench database), on again"
+  for state in on off "on again"; do
+    [[ "$state" == off ]] && outbox_switch disable
+    [[ "$state" == "on again" ]] && outbox_switch enable
+    scale_row "$name" "outbox $state" "$name/outbox $state" "$name" \
+      "$( ((first)) && echo "$regex")" "$( [[ $name == create-order ]] && echo order || echo inventory)" 1 "$@"
+    first=0
+  done
+}
+
+outbox_report() {
+  local line group config label ops base='' last_group='' ratio p99 pgcores
+  section "Results: outbox"
+  echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt" >&2
+  {
+    echo "| scenario | outbox | ops/s | vs. first row | vs. anchor | p99 ms | PostgreSQL cores |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for line in "${SCALE_ROWS[@]}"; do
+      IFS='|' read -r group config label <<<"$line"
+      ops="$(result_field "$label" closed service_ops_per_s)"
+      if [[ "$group" != "$last_group" ]]; then base="$ops" last_group="$group"; fi
+      ratio="$(result_field "$label" closed ratio)"
+      p99="$(result_field "$label" closed p99_ms)"
+      pgcores="$(result_field "$label" closed postgres_cpu_cores)"
+      awk -v g="$group" -v c="${config#outbox }" -v o="$ops" -v b="$base" -v r="$ratio" \
+        -v p="$p99" -v q="$pgcores" 'function num(x, f) { return x ~ /^-?[0-9]/ ? sprintf(f, x) : "-" }
+        BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s |\n", g, c, num(o, "%.0f"),
+          (b > 0 && o ~ /^[0-9]/) ? sprintf("%.2f", o / b) : "-", num(r, "%.2f"), num(p, "%.1f"),
+          num(q, "%.2f") }'
+    done
+  } | tee "$OUT/outbox.md"
+}
+
+outbox_main() {
+  setup
+  outbox_group reserve-uniform '^A_fn_reserve$'
+  outbox_group create-order '^O_order_min$' --rss-pid "${PIDS[inventory]}"
+  check_invariants_at_end
+  outbox_report
+  finish "$OUT/outbox.md"
+}
