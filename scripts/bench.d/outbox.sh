@@ -18,6 +18,7 @@ OUTBOX_TRIGGERS=(
   inventory.stock_return_lines:stock_return_lines_outbox
   orders.order_items:order_items_outbox
   orders.orders:orders_outbox
+  orders.orders:orders_outbox_delete
   orders.order_returns:order_returns_outbox_insert
   orders.order_returns:order_returns_outbox_update
 )

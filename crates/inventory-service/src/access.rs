@@ -467,9 +467,44 @@ mod tests {
                 r#"{"callers": [{"identity": "a", "rpcs": ["*"], "reference_types": [""]}]}"#,
                 "not a reference type",
             ),
+            (
+                r#"{"callers": [{"identity": "a", "rpcs": ["WatchEvents"],
+                                 "event_types": ["stock.moved"]}]}"#,
+                "unknown event type \"stock.moved\"",
+            ),
         ] {
             let err = Policy::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn event_types_bound_what_an_identity_may_watch() {
+        let policy = Policy::parse(
+            r#"{ "callers": [
+                { "identity": "indexer", "rpcs": ["WatchEvents"], "event_types": ["stock.changed"] },
+                { "identity": "ops", "rpcs": ["*"], "reference_types": ["*"] } ] }"#,
+        )
+        .unwrap();
+        let access = Access::new(true, Some(policy)).unwrap();
+        let indexer = access.authorize("WatchEvents", || Some(names(&["indexer"]))).unwrap();
+        // Nothing asked: every type it may watch.
+        assert_eq!(indexer.check_event_types(vec![]).unwrap(), ["stock.changed"]);
+        assert_eq!(
+            indexer.check_event_types(vec!["stock.changed".into()]).unwrap(),
+            ["stock.changed"]
+        );
+        let refused = indexer
+            .check_event_types(vec!["stock.changed".into(), "reservation.created".into()])
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert!(refused.to_string().contains("types[1]"), "{refused}");
+        // No event_types: every type, as asked.
+        let ops = access.authorize("WatchEvents", || Some(names(&["ops"]))).unwrap();
+        assert!(ops.check_event_types(vec![]).unwrap().is_empty());
+        assert_eq!(
+            code(access.authorize("WatchEvents", || Some(names(&["nobody"])))),
+            Err(Code::PermissionDenied)
+        );
     }
 }

@@ -73,6 +73,7 @@ pub const ORDER_TYPES: &[&str] = &[
     "order.payment_failed",
     "order.cancelled",
     "order.payment_status_changed",
+    "order.withdrawn",
     "order_return.created",
     "order_return.restocked",
     "order_return.completed",

@@ -64,3 +64,23 @@ impl Default for EventSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        events: EventSettings,
+    }
+
+    #[test]
+    fn the_default_is_what_help_documents() {
+        let Ok(cli) = Cli::try_parse_from(["server"]) else { panic!("no defaults") };
+        let parsed = format!("{:?}", cli.events);
+        assert_eq!(parsed, format!("{:?}", EventSettings::default()));
+    }
+}
