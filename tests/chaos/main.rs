@@ -1,5 +1,7 @@
 //! The seeded chaos run (see `system_tests::chaos`): faults from a printed seed while clients
-//! place, retry and cancel orders; then every order settles and every invariant must hold.
+//! place, retry and cancel orders while a consumer per service follows its event log; then every
+//! order settles, every invariant must hold and the events must replay to the databases' final
+//! states.
 //!
 //! Short form (the default, about a minute and a half):
 //!     cargo build --bins && TEST_DATABASE_URL="$(scripts/pg start)" cargo nextest run -p system-tests --test chaos
@@ -17,7 +19,8 @@ async fn seeded_chaos_run_keeps_every_invariant() -> anyhow::Result<()> {
     println!("{report}");
     assert!(
         report.violations.is_empty(),
-        "{} invariant violation(s) with CHAOS_SEED={seed}; see the report above",
+        "{} invariant violation(s) (event log ones included) with CHAOS_SEED={seed}; see the \
+         report above",
         report.violations.len()
     );
     assert!(

@@ -4,7 +4,10 @@
 //! servers, concurrent clients, and a scheduler that, from a printed seed, kill -9s and
 //! restarts the servers, restarts or crashes PostgreSQL, makes payments slow, failing or
 //! declining, and cuts or delays the order -> inventory connection. Then everything heals,
-//! every order settles, and the [`crate::invariants`] checker runs.
+//! every order settles, and the [`crate::invariants`] checker runs. Throughout, a consumer per
+//! service follows its event log (reconnecting across kills and crashes); at the end the events
+//! must replay to the final stock, hold, order and return states the database holds
+//! ([`crate::invariants::replay`]).
 //!
 //! Environment: `CHAOS_SEED` (replay a run), `CHAOS_DURATION_SECS` (fault phase, default 60),
 //! `CHAOS_CLIENTS` (default 8), `CHAOS_SETTLE_SECS` (how long orders may take to settle
@@ -13,6 +16,7 @@
 //! `CHAOS_ORDER_PEER_RETRIES=6`).
 
 pub mod clients;
+mod events;
 mod faults;
 pub mod payment;
 pub mod procs;
@@ -32,8 +36,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::invariants::{self, Baseline, Violation};
+use crate::invariants::{self, Baseline, Violation, replay};
 use clients::{ClientStats, Placed, Products};
+pub use events::ConsumerStats;
+use events::Consumers;
 use report::secs;
 pub use report::{ChaosReport, Timings};
 use schedule::{Lane, Planned};
@@ -41,6 +47,12 @@ use stack::{Stack, lock};
 
 /// The inventory server's sweep interval in the run (also the checker's tolerance).
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long the relays may take to drain their outboxes once the run is quiet.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the event consumers may take to reach the heads of the logs after the run.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -105,6 +117,9 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let t0 = Instant::now();
     let plan = Plan::new(&config)?;
     let stack = Arc::new(Stack::start(&plan).await?);
+    // From position 0 before anything is stocked: the stock rows' creation is replayed too.
+    let consumers =
+        Consumers::start(stack.inventory_addr, stack.order_addr, stack.order_admin_token.clone());
     let baseline = stock(&stack, &plan, &config).await?;
     let setup = t0.elapsed();
     println!("setup done in {} (logs in {})", secs(setup), plan.log_dir.display());
@@ -118,7 +133,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
     let quiesce = t2.elapsed();
 
     let t3 = Instant::now();
-    let found = check(&stack, &baseline, healed).await?;
+    let found = check(&stack, &baseline, healed, consumers).await?;
     let check_took = t3.elapsed();
 
     let report = ChaosReport {
@@ -136,6 +151,7 @@ pub async fn run(config: ChaosConfig) -> anyhow::Result<ChaosReport> {
         mismatches: found.mismatches,
         unexpected_exits: found.exits,
         starts: found.starts,
+        events: found.events,
         timings: Timings { setup, faults: faults_took, quiesce, check: check_took },
         log_dir: plan.log_dir.clone(),
     };
@@ -344,16 +360,25 @@ struct Findings {
     mismatches: Vec<String>,
     exits: Vec<String>,
     starts: BTreeMap<&'static str, u32>,
+    events: Vec<ConsumerStats>,
     clients: ClientStats,
     unsettled: i64,
 }
 
-/// Runs the invariant checker, counts orders by status and reason and saga steps, holds the
-/// clients' answers against the database (idempotency), and collects unexpected exits.
-async fn check(stack: &Stack, baseline: &Baseline, healed: Healed) -> anyhow::Result<Findings> {
+/// Runs the invariant checker and the event replay check, counts orders by status and reason
+/// and saga steps, holds the clients' answers against the database (idempotency), and
+/// collects unexpected exits.
+async fn check(
+    stack: &Stack,
+    baseline: &Baseline,
+    healed: Healed,
+    consumers: Consumers,
+) -> anyhow::Result<Findings> {
     let pool = &stack.db.pool;
-    let violations =
+    let mut violations =
         invariants::check(pool, baseline, &stack.payment.ledger(), SWEEP_INTERVAL).await?;
+    let (events, replay_violations) = check_replay(stack, consumers).await?;
+    violations.extend(replay_violations);
     let (orders_by_status, failed_by_reason) = orders_by_outcome(pool).await?;
     let saga_steps = saga_steps(pool).await?;
     let mismatches = idempotency_mismatches(pool, &healed.clients.placed).await?;
@@ -377,9 +402,27 @@ async fn check(stack: &Stack, baseline: &Baseline, healed: Healed) -> anyhow::Re
         mismatches,
         exits,
         starts,
+        events,
         clients: healed.clients,
         unsettled: healed.unsettled,
     })
+}
+
+/// Lets the consumers catch up with the logs' heads, stops them, and replays their events
+/// against the database: what each consumer took, and every gap, repeat or mismatch.
+async fn check_replay(
+    stack: &Stack,
+    consumers: Consumers,
+) -> anyhow::Result<(Vec<ConsumerStats>, Vec<Violation>)> {
+    let db = replay::read_final(&stack.db.pool, DRAIN_TIMEOUT).await?;
+    stack.note(format!(
+        "event heads: inventory {}, order {}; letting the consumers catch up",
+        db.inventory_head, db.orders_head
+    ));
+    let received = consumers.finish(&db, CATCH_UP_TIMEOUT).await;
+    let mut violations = received.violations;
+    violations.extend(replay::check(&received.inventory, &received.orders, &db));
+    Ok((received.stats, violations))
 }
 
 /// Orders by status, and those that did not confirm by status and reason.

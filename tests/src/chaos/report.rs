@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::ChaosConfig;
 use super::clients::ClientStats;
+use super::events::ConsumerStats;
 use super::schedule::Planned;
 use crate::invariants::{self, Violation};
 
@@ -47,6 +48,8 @@ pub struct ChaosReport {
     pub unexpected_exits: Vec<String>,
     /// Server restarts by binary.
     pub starts: BTreeMap<&'static str, u32>,
+    /// What each event consumer received and how often it had to reconnect.
+    pub events: Vec<ConsumerStats>,
     pub timings: Timings,
     /// Where the servers' logs are (deleted after a clean run unless kept).
     pub log_dir: PathBuf,
@@ -118,6 +121,14 @@ impl fmt::Display for ChaosReport {
             writeln!(f, "  {v:>6}  {k}")?;
         }
         writeln!(f, "server starts: {:?}", self.starts)?;
+        for c in &self.events {
+            writeln!(
+                f,
+                "{} events: {} received (through position {}), {} reconnects; streams ended: \
+                 {:?}",
+                c.service, c.received, c.last_position, c.reconnects, c.ends
+            )?;
+        }
         writeln!(f, "saga steps (action/outcome): {:?}", self.saga_steps)?;
         if !self.fault_errors.is_empty() {
             writeln!(f, "harness errors while injecting/healing faults:")?;

@@ -29,6 +29,8 @@ pub(super) struct Stack {
     pub(super) payment: Payment,
     pub(super) inventory_addr: SocketAddr,
     pub(super) order_addr: SocketAddr,
+    /// The bearer token of the order server's operator RPCs (its WatchEvents).
+    pub(super) order_admin_token: String,
     pub(super) hot: Vec<String>,
     pub(super) started: Instant,
     pub(super) faults: Mutex<BTreeMap<&'static str, u64>>,
@@ -58,6 +60,10 @@ impl Stack {
             Peers { inventory: proxy.addr(), product: product_addr, payment: payment.addr() };
         let inventory_env = overridden(inventory_env(&db, inventory_addr), "CHAOS_INVENTORY_");
         let order_env = overridden(order_env(&db, order_addr, &peers), "CHAOS_ORDER_");
+        let order_admin_token = order_env
+            .iter()
+            .find_map(|(k, v)| (k == "ADMIN_TOKEN").then(|| v.clone()))
+            .unwrap_or_default();
         let mut inventory = Server::new("inventory-service", inventory_env, &plan.log_dir)?;
         let mut order = Server::new("order-service", order_env, &plan.log_dir)?;
         let mut product = Server::new(
@@ -92,6 +98,7 @@ impl Stack {
             payment,
             inventory_addr,
             order_addr,
+            order_admin_token,
             hot: plan.hot.clone(),
             started: Instant::now(),
             faults: Mutex::new(BTreeMap::new()),
@@ -146,6 +153,9 @@ impl Stack {
     }
 }
 
+/// The order server's admin token in the run (`CHAOS_ORDER_ADMIN_TOKEN` overrides it).
+const ORDER_ADMIN_TOKEN: &str = "chaos-operator-token";
+
 /// Where the order server finds its peers: the inventory through the proxy.
 struct Peers {
     inventory: SocketAddr,
@@ -195,6 +205,8 @@ fn order_env(db: &TestDb, addr: SocketAddr, peers: &Peers) -> Vec<(String, Strin
         ("PEER_RETRIES", "2".to_owned()),
         ("CREATE_ORDER_BUDGET_MS", "3000".to_owned()),
         ("RECONCILE_GRACE_MS", "30000".to_owned()),
+        // WatchEvents is an operator RPC: the run's event consumer calls it with this token.
+        ("ADMIN_TOKEN", ORDER_ADMIN_TOKEN.to_owned()),
     ]));
     envs
 }

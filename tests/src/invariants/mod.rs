@@ -10,6 +10,7 @@
 //! ```
 
 mod checks;
+pub mod replay;
 mod snapshot;
 #[cfg(test)]
 mod tests;

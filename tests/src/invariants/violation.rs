@@ -69,6 +69,15 @@ pub enum Violation {
     /// What the payment kept (charges minus refunds) ≠ confirmed orders' value minus the
     /// value of their completed returns.
     MoneyDrift { kept: i64, expected: i64 },
+    /// A consumer of a service's event log was sent a position other than the one after the
+    /// last it handled: a gap (events lost) or a repeat (an event sent twice).
+    EventGap { service: &'static str, expected: u64, got: u64 },
+    /// A consumer did not reach the head of its service's event log in time once the run was
+    /// quiet, so the replay check would compare an unfinished fold.
+    EventsNotCaughtUp { service: &'static str, reached: u64, head: u64 },
+    /// Replaying a service's events does not lead to what its database holds, or the events
+    /// contradict each other (a status change from a status the events never left).
+    EventReplayMismatch { service: &'static str, subject: String, problem: String },
 }
 
 impl Violation {
@@ -90,6 +99,9 @@ impl Violation {
             Self::ReturnNotFinished { .. } => "return_not_finished",
             Self::ReturnMismatch { .. } => "return_mismatch",
             Self::MoneyDrift { .. } => "money_drift",
+            Self::EventGap { .. } => "event_gap",
+            Self::EventsNotCaughtUp { .. } => "events_not_caught_up",
+            Self::EventReplayMismatch { .. } => "event_replay_mismatch",
         }
     }
 }
@@ -180,6 +192,24 @@ impl fmt::Display for Violation {
                 "the payment kept {kept} (charges minus refunds) but confirmed orders minus \
                  completed returns come to {expected}"
             ),
+            Self::EventGap { service, expected, got } if got < expected => write!(
+                f,
+                "{service} events: expected position {expected}, got {got} again (a repeat)"
+            ),
+            Self::EventGap { service, expected, got } => write!(
+                f,
+                "{service} events: expected position {expected}, got {got} ({} position(s) \
+                 never sent)",
+                got - expected
+            ),
+            Self::EventsNotCaughtUp { service, reached, head } => write!(
+                f,
+                "{service} events: the consumer reached position {reached}, not the log's head \
+                 {head}, in time"
+            ),
+            Self::EventReplayMismatch { service, subject, problem } => {
+                write!(f, "{service} events replayed, {subject}: {problem}")
+            }
         }
     }
 }
