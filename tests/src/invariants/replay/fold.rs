@@ -105,6 +105,11 @@ pub fn fold_orders(events: &[Event]) -> (OrderState, Vec<Violation>) {
                     }
                     Some(_) => {}
                 }
+                // CreateOrder removed the order its first reserve refused: gone from the
+                // database too.
+                if e.r#type == "order.withdrawn" {
+                    state.orders.remove(&s.order_id);
+                }
             }
             Some(Payload::OrderReturnChanged(r)) => {
                 let subject = format!("return {}", r.return_id);

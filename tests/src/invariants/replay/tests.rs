@@ -190,3 +190,12 @@ fn changes_of_what_was_never_created_are_contradictions() {
         [("inventory".into(), "hold h9".into()), ("inventory".into(), "hold h8".into())]
     );
 }
+
+#[test]
+fn a_withdrawn_order_leaves_the_folded_state() {
+    let mut withdrawn = moved(2, "o7", ("PENDING", ""), ("WITHDRAWN", ""));
+    withdrawn.r#type = "order.withdrawn".into();
+    let (state, violations) = fold_orders(&[created(1, "o7"), withdrawn]);
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(state.orders.is_empty(), "{:?}", state.orders);
+}
