@@ -1,5 +1,6 @@
 //! End-to-end tests: real PostgreSQL (one database per test), real servers on loopback.
 
+mod events;
 mod failover;
 mod ha;
 mod inventory;
