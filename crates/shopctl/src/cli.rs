@@ -61,7 +61,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Deadline of every call, in milliseconds.
+    /// Deadline of every call, in milliseconds (`events watch`: of opening its stream, which
+    /// then lasts as long as it is read).
     #[arg(
         long,
         default_value_t = 5000,
@@ -86,8 +87,8 @@ pub struct GlobalArgs {
 
     /// Admin token sent as `authorization: Bearer <token>` to the inventory service (needed
     /// by `stock set` and `stock adjust` when the server guards them) and to the order service
-    /// by the operator commands only (`order parked`, `order resolve`). Falls back to
-    /// ADMIN_TOKEN.
+    /// by the operator commands only (`order parked`, `order resolve`, `events watch
+    /// --service order`). Falls back to ADMIN_TOKEN.
     // hide_env_values: `--help` would otherwise print the token taken from the env.
     #[arg(
         long,
@@ -153,6 +154,49 @@ pub enum Command {
     /// Orders: place, show, list, cancel; parked and resolve for operators.
     #[command(subcommand)]
     Order(OrderCommand),
+
+    /// A service's event log: watch it as it grows.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `shopctl events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print each event as it happens (WatchEvents), one line each (NDJSON with --json), until
+    /// --count events or Ctrl-C. The order service's log is an operator RPC (sends the admin
+    /// token); a stream that ends in an error names the last position, to resume with --from.
+    Watch(WatchArgs),
+}
+
+/// Arguments of `events watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Whose log: the inventory's (stock, holds, returns) or the order service's.
+    #[arg(long, value_enum, default_value_t = EventService::Inventory)]
+    pub service: EventService,
+
+    /// The last position already handled: every event after it, then new ones [default:
+    /// only events from now on].
+    #[arg(long = "from", value_name = "POSITION")]
+    pub from_position: Option<u64>,
+
+    /// Only events of this type, e.g. stock.changed (repeatable) [default: every type].
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+
+    /// Exit 0 after this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// `events watch --service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventService {
+    /// `inventory.v1.InventoryService` at --inventory-url.
+    Inventory,
+    /// `order.v1.OrderService` at --order-url (operator RPC: sends the admin token).
+    Order,
 }
 
 /// `shopctl order ...`
@@ -676,6 +720,42 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["shopctl", "order", "place", "p=1"]).is_err());
         assert!(Cli::try_parse_from(["shopctl", "order", "place", "--user", "u"]).is_err());
+    }
+
+    #[test]
+    fn events_watch_defaults_to_the_inventory_from_now() {
+        let cli = Cli::try_parse_from(["shopctl", "events", "watch"]).unwrap();
+        let Command::Events(EventsCommand::Watch(args)) = cli.command else { panic!("not watch") };
+        assert_eq!(args.service, EventService::Inventory);
+        assert_eq!((args.from_position, args.count), (None, None));
+        assert!(args.types.is_empty());
+        let cli = Cli::try_parse_from([
+            "shopctl",
+            "events",
+            "watch",
+            "--service",
+            "order",
+            "--from",
+            "0",
+            "--type",
+            "order.created",
+            "--type",
+            "order.confirmed",
+            "--count",
+            "3",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        let Command::Events(EventsCommand::Watch(args)) = cli.command else { panic!("not watch") };
+        assert_eq!(args.service, EventService::Order);
+        assert_eq!((args.from_position, args.count), (Some(0), Some(3)));
+        assert_eq!(args.types, ["order.created", "order.confirmed"]);
+        for bad in [&["--count", "0"][..], &["--from", "-1"], &["--service", "payment"]] {
+            let mut all = vec!["shopctl", "events", "watch"];
+            all.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(&all).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

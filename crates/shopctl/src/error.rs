@@ -26,6 +26,15 @@ pub enum CliError {
     Usage(String),
     /// Writing the output failed.
     Output(io::Error),
+    /// `events watch` stopped before it was done: the stream failed or was closed by the
+    /// server, or printing failed.
+    WatchEnded {
+        /// Why (`None`: the server closed the stream without an error).
+        cause: Option<Box<CliError>>,
+        /// The last position printed, else the `--from` position (`None`: neither, a watch
+        /// from now that printed nothing).
+        last_position: Option<u64>,
+    },
 }
 
 impl CliError {
@@ -52,6 +61,7 @@ impl CliError {
             Self::Refused(_) => 3,
             Self::Usage(_) => 2,
             Self::Output(_) => 1,
+            Self::WatchEnded { cause, .. } => cause.as_ref().map_or(1, |cause| cause.exit_code()),
         }
     }
 
@@ -62,6 +72,19 @@ impl CliError {
             Self::Refused(message) => format!("refused: {message}\n"),
             Self::Usage(message) => format!("error: {message}\n"),
             Self::Output(err) => format!("error: writing output: {err}\n"),
+            Self::WatchEnded { cause, last_position } => {
+                let mut out = match cause {
+                    Some(cause) => cause.report(),
+                    None => "error: the server closed the event stream\n".to_owned(),
+                };
+                match last_position {
+                    Some(p) => {
+                        let _ = writeln!(out, "  last position: {p} (resume with --from {p})");
+                    }
+                    None => out.push_str("  last position: none (no event printed yet)\n"),
+                }
+                out
+            }
         }
     }
 }
@@ -155,6 +178,29 @@ mod tests {
         assert_eq!(rpc(Status::unavailable("x")).exit_code(), 1);
         assert_eq!(rpc(Status::internal("x")).exit_code(), 1);
         assert_eq!(CliError::Refused("short".into()).exit_code(), 3);
+    }
+
+    #[test]
+    fn an_ended_watch_names_where_to_resume() {
+        let ended = CliError::WatchEnded {
+            cause: Some(Box::new(rpc(Status::resource_exhausted("consumer too slow")))),
+            last_position: Some(42),
+        };
+        assert_eq!(
+            ended.report(),
+            "error: RESOURCE_EXHAUSTED: consumer too slow\n  last position: 42 (resume with --from \
+             42)\n"
+        );
+        assert_eq!(ended.exit_code(), 1);
+        let invalid = CliError::WatchEnded {
+            cause: Some(Box::new(rpc(Status::invalid_argument("types[0]")))),
+            last_position: None,
+        };
+        assert_eq!(invalid.exit_code(), 2);
+        assert!(invalid.report().ends_with("  last position: none (no event printed yet)\n"));
+        let closed = CliError::WatchEnded { cause: None, last_position: Some(3) };
+        assert!(closed.report().starts_with("error: the server closed the event stream\n"));
+        assert_eq!(closed.exit_code(), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::cli::{
 };
 use crate::client;
 use crate::error::CliError;
+use crate::events::EventStream;
 use crate::json;
 use crate::output::{self, Output};
 
@@ -47,11 +48,27 @@ impl Inventory {
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = client::request(message, self.deadline);
+        self.authorized(client::request(message, self.deadline))
+    }
+
+    /// `request` with the admin token, if one is given.
+    fn authorized<T>(&self, mut request: Request<T>) -> Request<T> {
         if let Some(value) = &self.authorization {
             request.metadata_mut().insert("authorization", value.clone());
         }
         request
+    }
+
+    /// Opens WatchEvents. The stream lasts as long as it is read: the deadline bounds
+    /// connecting and the server's first answer, not the stream (no `grpc-timeout` is sent).
+    pub async fn watch_events(
+        &mut self,
+        message: pb::WatchEventsRequest,
+    ) -> Result<EventStream, CliError> {
+        let request = self.authorized(Request::new(message));
+        let answer = self.client.watch_events(request).await;
+        let stream = answer.map_err(|s| self.rpc_error(s))?.into_inner();
+        Ok(EventStream::inventory(stream, &self.url, self.deadline))
     }
 
     fn rpc_error(&self, status: tonic::Status) -> CliError {

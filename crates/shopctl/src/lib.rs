@@ -1,8 +1,8 @@
 //! `shopctl`: a command-line client for the shop's gRPC services, for people at a terminal.
 //!
 //! `main.rs` only parses, calls [`run`] and maps the result to an exit code; each service has
-//! its own module of commands (inventory today; orders join as `order.rs` and one more arm
-//! in [`run`]).
+//! its own module of commands (`inventory.rs`, `order.rs`), and `events/` watches either
+//! service's event log.
 
 /// The command tree (clap types) and the parsers of item arguments.
 pub mod cli;
@@ -10,6 +10,8 @@ pub mod cli;
 pub mod client;
 /// Failures, their stderr report and exit codes.
 pub mod error;
+/// `events watch`: a service's event log as it grows, as table lines or NDJSON.
+pub mod events;
 /// Inventory commands: stock, reservations.
 pub mod inventory;
 /// Responses as JSON.
@@ -38,5 +40,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reservation(command) => Inventory::new(&cli.global)?.reservation(command).await,
         Command::VerifyLedger => Inventory::new(&cli.global)?.verify_ledger().await,
         Command::Order(command) => Orders::new(&cli.global)?.run(command).await,
+        Command::Events(command) => events::run(&cli.global, command, &mut std::io::stdout()).await,
     }
 }

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use crate::cli::{GlobalArgs, OrderCommand, OrderListArgs, PlaceArgs, ResolutionArg, ResolveArgs};
 use crate::client;
 use crate::error::CliError;
+use crate::events::EventStream;
 use crate::output::Output;
 use crate::table::{Align, Table, key_values};
 
@@ -49,11 +50,28 @@ impl Orders {
 
     /// A request of an operator RPC: with the admin token.
     fn operator_request<T>(&self, message: T) -> Request<T> {
-        let mut request = self.request(message);
+        self.as_operator(self.request(message))
+    }
+
+    /// `request` with the admin token, if one is given.
+    fn as_operator<T>(&self, mut request: Request<T>) -> Request<T> {
         if let Some(value) = &self.authorization {
             request.metadata_mut().insert("authorization", value.clone());
         }
         request
+    }
+
+    /// Opens WatchEvents (an operator RPC: with the admin token). The stream lasts as long as
+    /// it is read: the deadline bounds connecting and the server's first answer, not the
+    /// stream (no `grpc-timeout` is sent).
+    pub async fn watch_events(
+        &mut self,
+        message: pb::WatchEventsRequest,
+    ) -> Result<EventStream, CliError> {
+        let request = self.as_operator(Request::new(message));
+        let answer = self.client.watch_events(request).await;
+        let stream = answer.map_err(|s| self.rpc_error(s))?.into_inner();
+        Ok(EventStream::order(stream, &self.url, self.deadline))
     }
 
     fn rpc_error(&self, status: tonic::Status) -> CliError {

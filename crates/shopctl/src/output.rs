@@ -43,13 +43,28 @@ impl Output {
     }
 }
 
-/// Writes `text` to stdout. A closed pipe (`shopctl stock list | head -1`) is not an error.
-fn write_stdout(text: &str) -> Result<(), CliError> {
-    let mut out = io::stdout().lock();
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written and flushed.
+    Delivered,
+    /// Nobody reads any more (a closed pipe): not an error, but there is no point in going on.
+    ReaderGone,
+}
+
+/// Writes `text` to `out` and flushes it, so a reader at the other end of a pipe gets it now.
+/// A closed pipe (`shopctl stock list | head -1`) is not an error: [`Written::ReaderGone`].
+pub fn write_flushed(out: &mut impl Write, text: &str) -> Result<Written, CliError> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
-        _ => Ok(()),
+        Ok(()) => Ok(Written::Delivered),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Written::ReaderGone),
+        Err(e) => Err(CliError::Output(e)),
     }
+}
+
+/// Writes `text` to stdout (see [`write_flushed`]).
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    write_flushed(&mut io::stdout().lock(), text).map(|_| ())
 }
 
 fn or_dash(s: Option<&str>) -> &str {

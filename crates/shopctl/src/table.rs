@@ -69,17 +69,7 @@ impl Table {
             if i > 0 {
                 line.push_str(GAP);
             }
-            let pad = " ".repeat(widths[i].saturating_sub(width(cell)));
-            match self.align[i] {
-                Align::Left => {
-                    line.push_str(cell);
-                    line.push_str(&pad);
-                }
-                Align::Right => {
-                    line.push_str(&pad);
-                    line.push_str(cell);
-                }
-            }
+            push_padded(&mut line, cell, widths[i], self.align[i]);
         }
         writeln!(f, "{}", line.trim_end())
     }
@@ -109,6 +99,37 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
     out
 }
 
+/// One line of cells padded to fixed widths, for output that streams (no later row can widen
+/// a column): a longer cell pushes the rest to the right. Cells are cleaned as in [`Table`];
+/// no trailing blanks.
+pub fn fixed_line(cells: &[(&str, usize, Align)]) -> String {
+    let mut line = String::new();
+    for (i, (cell, cell_width, align)) in cells.iter().enumerate() {
+        if i > 0 {
+            line.push_str(GAP);
+        }
+        push_padded(&mut line, &clean(cell), *cell_width, *align);
+    }
+    let mut line = line.trim_end().to_owned();
+    line.push('\n');
+    line
+}
+
+/// Appends `cell` padded to `cell_width` on the side `align` says.
+fn push_padded(line: &mut String, cell: &str, cell_width: usize, align: Align) {
+    let pad = " ".repeat(cell_width.saturating_sub(width(cell)));
+    match align {
+        Align::Left => {
+            line.push_str(cell);
+            line.push_str(&pad);
+        }
+        Align::Right => {
+            line.push_str(&pad);
+            line.push_str(cell);
+        }
+    }
+}
+
 /// Display width of a cell; counts chars, which is right for the ASCII ids we show.
 fn width(s: &str) -> usize {
     s.chars().count()
@@ -124,6 +145,11 @@ fn clean(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// `s`, or `-` for an empty value (a table cell is never blank in the middle of a line).
+pub fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 /// An amount in minor units as `19.99 EUR` (two decimals), as the tables print money.
@@ -185,6 +211,15 @@ mod tests {
         t.row(["münchen", "1"]);
         t.row(["east", "2"]);
         assert_eq!(t.to_string(), "W        N\nmünchen  1\neast     2\n");
+    }
+
+    #[test]
+    fn fixed_lines_pad_to_their_widths_and_long_cells_push() {
+        let cells =
+            |a: &'static str, b| [(a, 4, Align::Right), (b, 5, Align::Left), ("x", 1, Align::Left)];
+        assert_eq!(fixed_line(&cells("7", "ab")), "   7  ab     x\n");
+        assert_eq!(fixed_line(&cells("12345", "abcdefg")), "12345  abcdefg  x\n");
+        assert_eq!(fixed_line(&[("a\nb", 2, Align::Left)]), "a\\nb\n");
     }
 
     #[test]
