@@ -7,6 +7,7 @@ mod inventory;
 mod limits;
 mod order;
 mod resume;
+mod shopctl;
 
 use std::time::Duration;
 

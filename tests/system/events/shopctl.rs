@@ -93,8 +93,8 @@ fn levels(event: &Value) -> (i64, i64, i64) {
     (n("onHand"), n("reserved"), n("available"))
 }
 
-/// Stock set, adjusted, then held: 5 events, positions 1 to 5 (a new stock row is logged as
-/// created at 0 and then set).
+/// Stock set, adjusted, then held: 4 events, positions 1 to 4 (the hold and its stock row
+/// change in one statement: its two events in either order).
 async fn stock_set_adjusted_and_held() -> anyhow::Result<TestInventory> {
     let inv = TestInventory::start().await?;
     inv.stock("MUG", 10).await?;
@@ -115,12 +115,12 @@ async fn stock_set_adjusted_and_held() -> anyhow::Result<TestInventory> {
 #[tokio::test]
 async fn shopctl_events_watch_prints_stock_changes_in_log_order() -> anyhow::Result<()> {
     let inv = stock_set_adjusted_and_held().await?;
-    let (outcome, printed) = watch(&inv, &["--from", "0", "--count", "5", "--json"]).await?;
+    let (outcome, printed) = watch(&inv, &["--from", "0", "--count", "4", "--json"]).await?;
     outcome.map_err(|e| anyhow::anyhow!(e.report()))?;
     let events = events(&printed)?;
-    assert_eq!(events.iter().map(position).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "{printed}");
+    assert_eq!(events.iter().map(position).collect::<Vec<_>>(), [1, 2, 3, 4], "{printed}");
 
-    for (event, want) in events[..3].iter().zip([(0, 0, 0), (10, 0, 10), (15, 0, 15)]) {
+    for (event, want) in events[..2].iter().zip([(10, 0, 10), (15, 0, 15)]) {
         assert_eq!(event["type"], "stock.changed", "{event}");
         assert_eq!(event["aggregateId"], "MUG/default", "{event}");
         assert_eq!(event["stockChanged"]["sku"], "MUG", "{event}");
@@ -135,18 +135,18 @@ async fn shopctl_events_watch_prints_stock_changes_in_log_order() -> anyhow::Res
     assert_eq!(held["reservationChanged"]["status"], "PENDING", "{held}");
     assert_eq!(held["reservationChanged"]["referenceId"], "o-1", "{held}");
     assert_eq!(held["reservationChanged"]["lines"][0]["quantity"], 3, "{held}");
-    let reserved = events[3..].iter().find(|e| e["type"] == "stock.changed");
+    let reserved = events[2..].iter().find(|e| e["type"] == "stock.changed");
     let reserved = reserved.ok_or_else(|| anyhow::anyhow!("no stock.changed: {printed}"))?;
     assert_eq!(levels(reserved), (15, 3, 12), "{reserved}");
 
     // The same log as table lines: a header, then one line per event.
-    let (outcome, printed) = watch(&inv, &["--from", "1", "--count", "2"]).await?;
+    let (outcome, printed) = watch(&inv, &["--from", "0", "--count", "2"]).await?;
     outcome.map_err(|e| anyhow::anyhow!(e.report()))?;
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(lines.len(), 3, "{printed}");
     assert!(lines[0].starts_with("POSITION  TYPE"), "{printed}");
-    assert!(lines[1].trim_start().starts_with("2  stock.changed"), "{printed}");
-    assert!(lines[2].trim_start().starts_with("3  stock.changed"), "{printed}");
+    assert!(lines[1].trim_start().starts_with("1  stock.changed"), "{printed}");
+    assert!(lines[2].trim_start().starts_with("2  stock.changed"), "{printed}");
     assert!(lines[2].contains("MUG/default"), "{printed}");
     assert!(lines[2].ends_with("on_hand=15 reserved=0 available=15"), "{printed}");
     Ok(())
@@ -157,16 +157,16 @@ async fn shopctl_events_watch_type_filters_and_an_unknown_type_names_the_field()
 -> anyhow::Result<()> {
     let inv = stock_set_adjusted_and_held().await?;
     let (outcome, printed) =
-        watch(&inv, &["--from", "0", "--type", "stock.changed", "--count", "4", "--json"]).await?;
+        watch(&inv, &["--from", "0", "--type", "stock.changed", "--count", "3", "--json"]).await?;
     outcome.map_err(|e| anyhow::anyhow!(e.report()))?;
     let events = events(&printed)?;
-    assert_eq!(events.len(), 4, "{printed}");
+    assert_eq!(events.len(), 3, "{printed}");
     assert!(events.iter().all(|e| e["type"] == "stock.changed"), "{printed}");
-    // Positions are the log's: the hold's own event (4 or 5) is skipped, not renumbered.
+    // Positions are the log's: the hold's own event (3 or 4) is skipped, not renumbered.
     let positions: Vec<u64> = events.iter().map(position).collect();
-    assert_eq!(positions[..3], [1, 2, 3], "{printed}");
-    assert!([4, 5].contains(&positions[3]), "{printed}");
-    assert_eq!(levels(&events[3]), (15, 3, 12), "{printed}");
+    assert_eq!(positions[..2], [1, 2], "{printed}");
+    assert!([3, 4].contains(&positions[2]), "{printed}");
+    assert_eq!(levels(&events[2]), (15, 3, 12), "{printed}");
 
     // Refused before anything is printed (not even the table's header).
     let (outcome, printed) = watch(&inv, &["--type", "stock.exploded"]).await?;
@@ -184,8 +184,8 @@ async fn shopctl_events_watch_type_filters_and_an_unknown_type_names_the_field()
 #[tokio::test]
 async fn shopctl_events_watch_from_now_and_resume_after_the_server_ends_it() -> anyhow::Result<()> {
     let mut inv = stock_set_adjusted_and_held().await?;
-    // The 5 events are logged (a watch from 0 sees them), so "from now" is after 5.
-    let (outcome, _) = watch(&inv, &["--from", "0", "--count", "5"]).await?;
+    // The 4 events are logged (a watch from 0 sees them), so "from now" is after 4.
+    let (outcome, _) = watch(&inv, &["--from", "0", "--count", "4"]).await?;
     outcome.map_err(|e| anyhow::anyhow!(e.report()))?;
     let mut out = Printed::default();
     let watching = watch_into(inv.addr, &["--count", "1", "--json"], &mut out);
@@ -204,7 +204,7 @@ async fn shopctl_events_watch_from_now_and_resume_after_the_server_ends_it() -> 
     outcome.map_err(|e| anyhow::anyhow!(e.report()))?;
     let seen = events(&out.text())?;
     assert_eq!(seen.len(), 1, "{}", out.text());
-    assert!(position(&seen[0]) > 5, "{}", out.text());
+    assert!(position(&seen[0]) > 4, "{}", out.text());
     assert!(levels(&seen[0]).0 >= 20, "{}", out.text());
 
     // A watch without --count, ended by the server's shutdown once it printed 2 events.
