@@ -25,7 +25,7 @@ use crate::sweeper;
 pub const SERVICE_NAME: &str = "inventory.v1.InventoryService";
 
 /// The schema this server owns (and keeps its migration history in).
-pub const SCHEMA: &str = "inventory";
+pub use crate::store::SCHEMA;
 
 /// The migrations of schema `inventory`.
 pub fn migrator() -> sqlx::migrate::Migrator {

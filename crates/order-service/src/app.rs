@@ -28,7 +28,7 @@ use crate::store::{Retained, Store};
 pub const SERVICE_NAME: &str = "order.v1.OrderService";
 
 /// The schema this server owns (and keeps its migration history in).
-pub const SCHEMA: &str = "orders";
+pub use crate::store::SCHEMA;
 
 /// The migrations of schema `orders`.
 pub fn migrator() -> sqlx::migrate::Migrator {

@@ -16,7 +16,7 @@ use crate::cli::{
 };
 use crate::client;
 use crate::error::CliError;
-use crate::events::EventStream;
+use crate::event_stream::EventStream;
 use crate::json;
 use crate::output::{self, Output};
 

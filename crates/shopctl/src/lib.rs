@@ -10,6 +10,8 @@ pub mod cli;
 pub mod client;
 /// Failures, their stderr report and exit codes.
 pub mod error;
+/// An open WatchEvents stream of either service.
+pub mod event_stream;
 /// `events watch`: a service's event log as it grows, as table lines or NDJSON.
 pub mod events;
 /// Inventory commands: stock, reservations.

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::cli::{GlobalArgs, OrderCommand, OrderListArgs, PlaceArgs, ResolutionArg, ResolveArgs};
 use crate::client;
 use crate::error::CliError;
-use crate::events::EventStream;
+use crate::event_stream::EventStream;
 use crate::output::Output;
 use crate::table::{Align, Table, key_values};
 

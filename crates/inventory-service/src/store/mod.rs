@@ -11,6 +11,9 @@ mod reservations;
 mod retention;
 mod returns;
 
+/// The schema this server owns (and keeps its migration history in).
+pub const SCHEMA: &str = "inventory";
+
 use chrono::{DateTime, Utc};
 use common::replica::ReadPools;
 use sqlx::PgPool;

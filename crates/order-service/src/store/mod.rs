@@ -9,6 +9,9 @@ mod retention;
 mod returns;
 mod saga;
 
+/// The schema this server owns (and keeps its migration history in).
+pub const SCHEMA: &str = "orders";
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

@@ -3,12 +3,9 @@
 
 /// An event in the proto3 JSON mapping, for NDJSON.
 pub mod json;
-/// An open WatchEvents stream of either service.
-pub mod stream;
 /// An event as one table line with a short summary of its payload.
 pub mod text;
 /// The command: open the stream, print each event as it arrives, stop at `--count`.
 pub mod watch;
 
-pub use stream::EventStream;
 pub use watch::run;

@@ -9,9 +9,10 @@ use proto::events::v1::Event;
 use proto::inventory::v1 as inventory_pb;
 use proto::order::v1 as order_pb;
 
-use super::{EventStream, json, text};
+use super::{json, text};
 use crate::cli::{EventService, EventsCommand, GlobalArgs, WatchArgs};
 use crate::error::CliError;
+use crate::event_stream::EventStream;
 use crate::inventory::Inventory;
 use crate::order::Orders;
 use crate::output::{Written, write_flushed};
