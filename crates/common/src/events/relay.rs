@@ -1,12 +1,15 @@
 //! The relay: every interval, numbers committed outbox rows into the log (one replica at a
 //! time, under the log's row lock) and tells this server's watchers the new head.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{EventLog, EventMetrics, Head};
+
+/// How often the age of the oldest waiting outbox row is measured (the alert's gauge).
+const AGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `stop`: relays batch after batch while outbox rows wait, then pauses
 /// `interval`; every round publishes the head on `head`. A failing round (the database
@@ -21,6 +24,7 @@ pub async fn run_relay(
     stop: CancellationToken,
 ) {
     let mut failing = false;
+    let mut measured = Instant::now().checked_sub(AGE_EVERY).unwrap_or_else(Instant::now);
     while !stop.is_cancelled() {
         let full = match log.relay(batch).await {
             Ok(relayed) => {
@@ -38,8 +42,11 @@ pub async fn run_relay(
                     changed
                 });
                 let full = relayed.relayed && relayed.moved() >= u64::from(batch.max(1));
-                if !full && let Ok(age) = log.oldest_pending_secs().await {
-                    metrics.oldest_pending.set(age);
+                if !full && measured.elapsed() >= AGE_EVERY {
+                    if let Ok(age) = log.oldest_pending_secs().await {
+                        metrics.oldest_pending.set(age);
+                    }
+                    measured = Instant::now();
                 }
                 full
             }
