@@ -175,6 +175,7 @@ pub fn order_settings(
         admin: common::auth::AdminAuthSettings { admin_auth_disabled: true, ..Default::default() },
         peer_tls: Default::default(),
         user_binding: Default::default(),
+        event_watchers: String::new(),
         overload: OverloadSettings::default(),
         events: common::events::EventSettings::default(),
         shutdown: ShutdownSettings::immediate(),

@@ -66,6 +66,8 @@ test_support::fuzz_requests! {
     // No fields: nothing to refuse.
     VerifyLedgerRequest => |_r| Ok::<(), inventory_service::error::InventoryError>(()),
         seed: pb::VerifyLedgerRequest {};
+    WatchEventsRequest => |r| common::events::check_types(common::events::INVENTORY_TYPES, r.types.clone()).map(drop),
+        seed: pb::WatchEventsRequest { from_position: 7, types: vec!["stock.changed".into()], from_now: false };
 }
 
 const RESERVATION: &str = "0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f";

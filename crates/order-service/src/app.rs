@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use common::auth::{AdminGuard, AuthSettingsError};
 use common::events::EventKinds;
+
+use crate::event_watchers::EventWatchers;
 use common::host::{Host, HostSpec};
 use common::retention::{self, RetentionConfig};
 use proto::order::v1::order_service_server::OrderServiceServer;
@@ -47,6 +49,7 @@ pub struct App {
     host: Host,
     callers: CallerPolicy,
     operators: Option<AdminGuard>,
+    watchers: EventWatchers,
 }
 
 impl App {
@@ -61,6 +64,13 @@ impl App {
             Err(AuthSettingsError::Unguarded) => None,
             Err(err) => return Err(err.into()),
         };
+        let watchers =
+            EventWatchers::parse(&settings.event_watchers).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            watchers.is_empty() || settings.tls.is_mutual(),
+            "EVENT_WATCHERS needs mutual TLS (TLS_CERT_PATH, TLS_KEY_PATH and TLS_CLIENT_CA_PATH): \
+             without it no client presents a certificate to be named by"
+        );
         let host = Host::bind(HostSpec {
             name: "order",
             services: &[SERVICE_NAME],
@@ -71,7 +81,7 @@ impl App {
             shutdown: &settings.shutdown,
         })
         .await?;
-        Ok(Self { settings, host, callers, operators })
+        Ok(Self { settings, host, callers, operators, watchers })
     }
 
     /// The address gRPC clients connect to.
@@ -92,7 +102,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { settings, mut host, callers, operators } = self;
+        let Self { settings, mut host, callers, operators, watchers } = self;
         crate::metrics::init();
         let pool = common::db::connect_lazy(&settings.database)
             .context("configuring the database pool")?;
@@ -215,6 +225,9 @@ impl App {
             "order server listening"
         );
         callers.log_startup();
+        if !watchers.is_empty() {
+            tracing::info!(identities = ?watchers.identities(), "event watchers (EVENT_WATCHERS)");
+        }
         match &operators {
             Some(guard) => guard.log_startup(
                 "ListParkedOrders, ResolveParkedOrder, WatchEvents",
@@ -232,7 +245,7 @@ impl App {
                     .with_max_items(settings.max_items_per_request)
                     .with_callers(callers)
                     .with_operators(operators)
-                    .with_events(events),
+                    .with_events(events, watchers.clone()),
             )
             .max_decoding_message_size(settings.overload.max_request_bytes())
             .max_encoding_message_size(settings.overload.max_response_bytes()),

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod clients;
 pub mod domain;
 pub mod error;
+pub mod event_watchers;
 pub mod grpc;
 pub mod metrics;
 pub mod orders;

@@ -65,6 +65,12 @@ pub struct Settings {
     #[command(flatten)]
     pub admin: AdminAuthSettings,
 
+    /// Identities (mutual TLS) that may watch this service's events, with the types each may
+    /// stream: `warehouse=order.confirmed,order.cancelled;analytics=*`. Operators (the admin
+    /// guard) watch every type; empty: operators only.
+    #[arg(long, env = "EVENT_WATCHERS", default_value = "")]
+    pub event_watchers: String,
+
     /// TLS of the clients of `https://` peer URLs (inventory, product, payment, user).
     #[command(flatten)]
     pub peer_tls: PeerTlsSettings,

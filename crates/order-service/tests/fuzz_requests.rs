@@ -48,6 +48,8 @@ test_support::fuzz_requests! {
             resolution: pb::Resolution::RefundedByHand.into(),
             note: "refunded by the bank".into(),
         };
+    WatchEventsRequest => |r| common::events::check_types(common::events::ORDER_TYPES, r.types.clone()).map(drop),
+        seed: pb::WatchEventsRequest { from_position: 7, types: vec!["order.confirmed".into()], from_now: false };
 }
 
 const ORDER: &str = "0190a5c2-7d4e-7c3a-9b1e-2f8a1c0d3e4f";

@@ -8,6 +8,7 @@ mod limits;
 mod order;
 mod resume;
 mod shopctl;
+mod watchers;
 
 use std::time::Duration;
 

@@ -116,6 +116,7 @@ async fn reflection_serves_every_rpc_by_symbol() -> anyhow::Result<()> {
             "ReturnStock",
             "UpsertInventoryItem",
             "VerifyLedger",
+            "WatchEvents",
         ]
     );
     Ok(())

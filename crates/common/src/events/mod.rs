@@ -17,7 +17,7 @@ pub use metrics::{EventMetrics, INVENTORY_METRICS, MetricNames, ORDER_METRICS};
 pub use payload::to_event;
 pub use relay::run_relay;
 pub use settings::EventSettings;
-pub use watch::{EventStream, WatchError, WatchRequest, Watchers};
+pub use watch::{EventStream, WatchError, WatchRequest, Watchers, check_types};
 
 /// What tells one server's events apart.
 #[derive(Debug, Clone, Copy)]

@@ -114,14 +114,6 @@ impl WatchError {
     /// This error as the caller gets it, with ErrorInfo in `domain`.
     pub fn status(&self, domain: &str) -> Status {
         let details = match self {
-            Self::UnknownType { index, .. } => Details::bad_request(&[FieldViolation::new(
-                format!("types[{index}]"),
-                "not an event type of this service",
-            )]),
-            Self::TooManyTypes(_) => Details::bad_request(&[FieldViolation::new(
-                "types",
-                format!("at most {MAX_TYPES} types"),
-            )]),
             Self::TooManyWatchers(max) => {
                 Details::reason("TOO_MANY_WATCHERS", domain, [("max", max.to_string().as_str())])
             }
@@ -135,25 +127,24 @@ impl WatchError {
                 domain,
                 [("last_position", last.to_string().as_str())],
             ),
-            Self::TooSlow { resume_after, .. } | Self::ShuttingDown { resume_after } => {
-                let reason = if matches!(self, Self::TooSlow { .. }) {
-                    "CONSUMER_TOO_SLOW"
-                } else {
-                    "SERVER_SHUTTING_DOWN"
-                };
-                Details::reason(
-                    reason,
-                    domain,
-                    [("resume_after", resume_after.to_string().as_str())],
-                )
-            }
+            Self::TooSlow { resume_after, .. } => Details::reason(
+                "CONSUMER_TOO_SLOW",
+                domain,
+                [("resume_after", resume_after.to_string().as_str())],
+            ),
+            Self::ShuttingDown { resume_after } => Details::reason(
+                "SERVER_SHUTTING_DOWN",
+                domain,
+                [("resume_after", resume_after.to_string().as_str())],
+            ),
             Self::Database(err) => return proto::status::status(err),
-            Self::Payload(_) => Details::default(),
+            _ => return proto::status::status(self),
         };
-        self.log();
-        let code = self.code();
-        let message = self.public_message();
-        proto::status::status(&Described { code, message, details })
+        proto::status::status(&Described {
+            code: self.code(),
+            message: self.public_message(),
+            details,
+        })
     }
 }
 
@@ -174,6 +165,20 @@ impl CallError for WatchError {
             Self::Database(err) => err.public_message(),
             Self::Payload(_) => "internal error".to_owned(),
             other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Details {
+        match self {
+            Self::UnknownType { index, .. } => Details::bad_request(&[FieldViolation::new(
+                format!("types[{index}]"),
+                "not an event type of this service",
+            )]),
+            Self::TooManyTypes(_) => Details::bad_request(&[FieldViolation::new(
+                "types",
+                format!("at most {MAX_TYPES} types"),
+            )]),
+            _ => Details::default(),
         }
     }
 
@@ -270,7 +275,7 @@ impl Watchers {
             inner.metrics.ended.with_label_values(&[err.reason()]).inc();
             err.status(inner.domain)
         };
-        let types = self.checked_types(request.types).map_err(|e| e.status(inner.domain))?;
+        let types = check_types(inner.types, request.types).map_err(|e| e.status(inner.domain))?;
         let slot = Arc::clone(&inner.slots)
             .try_acquire_owned()
             .map_err(|_| refuse(WatchError::TooManyWatchers(inner.max)))?;
@@ -295,23 +300,24 @@ impl Watchers {
         tokio::spawn(feed(Arc::clone(inner), cursor, types, tx, end_tx, wrap, slot));
         Ok(EventStream { rx, end: Some(end_rx) })
     }
+}
 
-    fn checked_types(&self, types: Vec<String>) -> Result<Vec<String>, WatchError> {
-        if types.len() > MAX_TYPES {
-            return Err(WatchError::TooManyTypes(types.len()));
-        }
-        let known = self.inner.types;
-        let mut checked: Vec<String> = Vec::with_capacity(types.len());
-        for (index, value) in types.into_iter().enumerate() {
-            if !known.contains(&value.as_str()) {
-                return Err(WatchError::UnknownType { index, value, known: known.join(", ") });
-            }
-            if !checked.contains(&value) {
-                checked.push(value);
-            }
-        }
-        Ok(checked)
+/// `types` of a WatchEvents request, checked against the `known` types of the service:
+/// INVALID_ARGUMENT naming `types[i]` for one it never writes; duplicates dropped.
+pub fn check_types(known: &[&str], types: Vec<String>) -> Result<Vec<String>, WatchError> {
+    if types.len() > MAX_TYPES {
+        return Err(WatchError::TooManyTypes(types.len()));
     }
+    let mut checked: Vec<String> = Vec::with_capacity(types.len());
+    for (index, value) in types.into_iter().enumerate() {
+        if !known.contains(&value.as_str()) {
+            return Err(WatchError::UnknownType { index, value, known: known.join(", ") });
+        }
+        if !checked.contains(&value) {
+            checked.push(value);
+        }
+    }
+    Ok(checked)
 }
 
 /// Counts a watcher while it lives.

@@ -11,6 +11,7 @@ use common::events::{EventStream, WatchRequest, Watchers};
 use crate::authz::{Caller, CallerPolicy};
 use crate::domain::OrderId;
 use crate::error::OrderError;
+use crate::event_watchers::EventWatchers;
 use crate::orders::Orders;
 
 /// The gRPC face of the order use cases.
@@ -23,6 +24,8 @@ pub struct OrderApi {
     operators: Option<AdminGuard>,
     /// WatchEvents' streams; none: the RPC is UNAVAILABLE (a handler set without a relay).
     events: Option<Watchers>,
+    /// Who may watch besides operators, and which types (`EVENT_WATCHERS`).
+    watchers: EventWatchers,
 }
 
 impl OrderApi {
@@ -35,12 +38,13 @@ impl OrderApi {
             callers: CallerPolicy::default(),
             operators: None,
             events: None,
+            watchers: EventWatchers::default(),
         }
     }
 
-    /// The same handlers streaming WatchEvents from `events`.
-    pub fn with_events(self, events: Watchers) -> Self {
-        Self { events: Some(events), ..self }
+    /// The same handlers streaming WatchEvents from `events` to operators and `watchers`.
+    pub fn with_events(self, events: Watchers, watchers: EventWatchers) -> Self {
+        Self { events: Some(events), watchers, ..self }
     }
 
     /// Lets the callers `guard` admits use the operator RPCs (None: nobody).
@@ -84,13 +88,23 @@ impl OrderApi {
 impl OrderService for OrderApi {
     type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
 
-    /// Operator RPC: the events carry every user's orders.
+    /// Operators watch every type; an identity of `EVENT_WATCHERS` the types its entry lists.
     async fn watch_events(
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        self.operator(&request)?;
+        let grant = match self.operator(&request) {
+            Ok(()) => None,
+            Err(denied) => {
+                let names = common::auth::client_names(&request).unwrap_or_default();
+                Some(self.watchers.grant(&names).cloned().ok_or(denied)?)
+            }
+        };
         let pb::WatchEventsRequest { from_position, types, from_now } = request.into_inner();
+        let types = match grant {
+            Some(grant) => grant.check(types)?,
+            None => types,
+        };
         let Some(events) = &self.events else {
             return Err(Status::unavailable("this server streams no events"));
         };
