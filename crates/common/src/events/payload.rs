@@ -23,8 +23,8 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
         reason,
     };
     let json = |err: serde_json::Error| fail(err.to_string());
-    let payload = match stored.event_type.split('.').next().unwrap_or_default() {
-        "stock" if stored.event_type == "stock.changed" => {
+    let payload = match stored.event_type.as_str() {
+        "stock.changed" => {
             let p: Stock = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::StockChanged(pb::StockChanged {
                 available: p.on_hand - p.reserved,
@@ -34,7 +34,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                 reserved: p.reserved,
             })
         }
-        "stock" => {
+        "stock.returned" => {
             let p: Returned = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::StockReturned(pb::StockReturned {
                 return_id: p.return_id,
@@ -52,7 +52,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                     .collect(),
             })
         }
-        "reservation" => {
+        t if t.starts_with("reservation.") => {
             let p: Hold = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::ReservationChanged(pb::ReservationChanged {
                 reservation_id: p.reservation_id,
@@ -75,7 +75,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                     .collect(),
             })
         }
-        "order" if stored.event_type == "order.created" => {
+        "order.created" => {
             let p: Created = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::OrderCreated(pb::OrderCreated {
                 order_id: p.order_id,
@@ -96,7 +96,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                     .collect(),
             })
         }
-        "order" => {
+        t if t.starts_with("order.") => {
             let p: StatusChanged = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::OrderStatusChanged(pb::OrderStatusChanged {
                 order_id: p.order_id,
@@ -107,7 +107,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                 previous_payment_status: p.previous_payment_status,
             })
         }
-        "order_return" => {
+        t if t.starts_with("order_return.") => {
             let p: ReturnChanged = serde_json::from_str(&stored.payload).map_err(json)?;
             pb::event::Payload::OrderReturnChanged(pb::OrderReturnChanged {
                 return_id: p.return_id,
@@ -118,7 +118,7 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
                 currency: p.currency,
             })
         }
-        other => return Err(fail(format!("unknown type family {other:?}"))),
+        other => return Err(fail(format!("unknown type {other:?}"))),
     };
     Ok(pb::Event {
         position: stored.position,

@@ -344,7 +344,8 @@ async fn feed<T: Send + 'static>(
     let _counted = Counted(inner.metrics.watchers.clone());
     let batch = u32::try_from(inner.buffer).unwrap_or(256);
     let mut head_rx = inner.head.clone();
-    let failure = loop {
+    // Every way the feed ends but the consumer leaving: counted once, told once.
+    let failure = 'feed: loop {
         let head = *head_rx.borrow_and_update();
         if head.last_position > cursor {
             let (removed_through, events) =
@@ -366,24 +367,17 @@ async fn feed<T: Send + 'static>(
             for stored in events {
                 let event = match to_event(&stored) {
                     Ok(event) => event,
-                    Err(err) => {
-                        inner.metrics.ended.with_label_values(&["error"]).inc();
-                        let _ = end.send(WatchError::Payload(err).status(inner.domain));
-                        return;
-                    }
+                    Err(err) => break 'feed WatchError::Payload(err),
                 };
                 match tokio::time::timeout(inner.slow, tx.send(wrap(event))).await {
                     Ok(Ok(())) => cursor = stored.position,
                     // The consumer is gone.
                     Ok(Err(_)) => return,
                     Err(_) => {
-                        let err = WatchError::TooSlow {
+                        break 'feed WatchError::TooSlow {
                             resume_after: cursor,
                             timeout_ms: inner.slow.as_millis(),
                         };
-                        inner.metrics.ended.with_label_values(&[err.reason()]).inc();
-                        let _ = end.send(err.status(inner.domain));
-                        return;
                     }
                 }
             }
