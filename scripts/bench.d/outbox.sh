@@ -2,13 +2,13 @@
 # Sourced by scripts/bench, which owns the cluster, the processes and the helpers used here
 # (scenario, result_field); the rows and their table come from scale.sh (scale_row).
 #
-# The same servers run reserve-uniform and create-order four times: with the outbox on (the
-# triggers write an event row in every change's statement, the relay numbers them), off (the
-# outbox triggers disabled in the bench database, so no event rows and nothing to relay: what
-# the pair cost before issue 18), off again, on again. The order on, off, off, on puts each
-# state's two rows at the same mean time, so a drift of the machine over the group (it warms
-# up: later rows ran faster in every run) cancels out of the summary, which compares the mean
-# of each state's two rows.
+# The same servers run reserve-uniform and create-order in rounds of four rows: with the outbox
+# on (the triggers write an event row in every change's statement, the relay numbers them),
+# off (the outbox triggers disabled in the bench database, so no event rows and nothing to
+# relay: what the pair cost before issue 18), off again, on again. The order on, off, off, on
+# puts each state's two rows at the same mean time, so a steady drift of the machine within a
+# round cancels out of its ratio; the summary gives each round's ratio, their median and the
+# ratio of the means over all rows.
 # The seed's history (100k holds written in SQL) goes through the outbox too: the runs wait
 # until the relay has numbered it. Only the bench database's triggers are switched; servers have no
 # such setting (a change without its event is exactly what the outbox exists to prevent).
@@ -48,19 +48,27 @@ outbox_drained() {
   die "the relay left $waiting outbox rows after 5 minutes"
 }
 
-# outbox_group SCENARIO ANCHOR_REGEX [loadgen args...]: SCENARIO closed loop with the outbox
-# on (after its anchor), off, off, on. Each group runs whole before the next, so the rows
-# without their own anchor compare with the group's anchor.
+# Rounds of on, off, off, on per scenario. This VM's throughput wanders by a third within a
+# few minutes (checkpoints, autovacuum of the growing tables, its neighbours), more than the
+# effect measured: one round compared two rows of each state, three compare six.
+OUTBOX_ROUNDS="${OUTBOX_ROUNDS:-3}"
+
+# outbox_group SCENARIO ANCHOR_REGEX [loadgen args...]: SCENARIO closed loop in
+# OUTBOX_ROUNDS rounds of outbox on (the first after its anchor), off, off, on. Each group
+# runs whole before the next, so the rows without their own anchor compare with the group's
+# anchor.
 outbox_group() {
-  local name="$1" regex="$2" state first=1
+  local name="$1" regex="$2" state round first=1
   shift 2
-  section "$name: outbox on, off (triggers disabled in the bench database), off, on"
-  for state in on off "off 2" "on 2"; do
-    if [[ "$state" == off* ]]; then outbox_switch disable; else outbox_switch enable; fi
-    outbox_drained
-    scale_row "$name" "outbox $state" "$name/outbox $state" "$name" \
-      "$( ((first)) && echo "$regex")" "$( [[ $name == create-order ]] && echo order || echo inventory)" 1 "$@"
-    first=0
+  section "$name: $OUTBOX_ROUNDS rounds of outbox on, off (triggers disabled in the bench database), off, on"
+  for ((round = 1; round <= OUTBOX_ROUNDS; round++)); do
+    for state in "on $round.1" "off $round.1" "off $round.2" "on $round.2"; do
+      if [[ "$state" == off* ]]; then outbox_switch disable; else outbox_switch enable; fi
+      outbox_drained
+      scale_row "$name" "outbox $state" "$name/outbox $state" "$name" \
+        "$( ((first)) && echo "$regex")" "$( [[ $name == create-order ]] && echo order || echo inventory)" 1 "$@"
+      first=0
+    done
   done
   outbox_switch enable
 }
@@ -86,13 +94,25 @@ outbox_report() {
           num(q, "%.2f") }'
     done
     echo
-    local on off
+    local round rows
     for group in reserve-uniform create-order; do
-      on="$(awk -v a="$(result_field "$group/outbox on" closed service_ops_per_s)" \
-        -v b="$(result_field "$group/outbox on 2" closed service_ops_per_s)" 'BEGIN { print (a + b) / 2 }')"
-      off="$(awk -v a="$(result_field "$group/outbox off" closed service_ops_per_s)" \
-        -v b="$(result_field "$group/outbox off 2" closed service_ops_per_s)" 'BEGIN { print (a + b) / 2 }')"
-      awk -v g="$group" -v on="$on" -v off="$off" 'BEGIN { if (off > 0) printf "%s: outbox on %.0f ops/s, off %.0f ops/s (means of two rows each): on/off %.2f\n", g, on, off, on / off }'
+      rows=''
+      for ((round = 1; round <= OUTBOX_ROUNDS; round++)); do
+        rows+="$round"
+        for state in "on $round.1" "off $round.1" "off $round.2" "on $round.2"; do
+          rows+=" $(result_field "$group/outbox $state" closed service_ops_per_s)"
+        done
+        rows+=$'\n'
+      done
+      # Each round's on/off cancels a steady drift within it; the median of the rounds is what
+      # one slow or fast round cannot move, the means over all rows the overall figure.
+      awk -v g="$group" 'NF == 5 { r = ($2 + $5) / ($3 + $4); ratios[++n] = r; list = list sprintf(" %.2f", r)
+          on += $2 + $5; off += $3 + $4 }
+        END { if (n == 0 || off == 0) exit
+          for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ratios[j] < ratios[i]) { t = ratios[i]; ratios[i] = ratios[j]; ratios[j] = t }
+          median = n % 2 ? ratios[(n + 1) / 2] : (ratios[n / 2] + ratios[n / 2 + 1]) / 2
+          printf "%s: outbox on %.0f ops/s, off %.0f ops/s (means of %d rows each): on/off %.2f; per round%s, median %.2f\n",
+            g, on / (2 * n), off / (2 * n), 2 * n, on / off, list, median }' <<<"$rows"
     done
   } | tee "$OUT/outbox.md"
 }

@@ -144,3 +144,94 @@ async fn a_type_filter_sends_only_those_types_and_an_unknown_type_is_invalid() -
     assert_invalid(unknown, "types[1]");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_open_transaction_holds_back_nothing_and_its_event_follows_its_commit()
+-> anyhow::Result<()> {
+    let inventory = TestInventory::start().await?;
+    let pool = &inventory.db.pool;
+    inventory.stock("EARLY", 1).await?;
+    inventory.stock("LATE", 1).await?;
+    let before = settled_head(pool, "inventory").await?;
+    // A change whose outbox row is written first but commits last.
+    let mut early = pool.begin().await?;
+    sqlx::query(
+        "update inventory.stock_levels set on_hand = 5
+          where item_id = (select id from inventory.items where sku = 'EARLY')",
+    )
+    .execute(&mut *early)
+    .await?;
+    inventory.stock("LATE", 7).await?;
+    // Positions follow commits: LATE is numbered while EARLY is still open.
+    assert_eq!(settled_head(pool, "inventory").await?, before + 1);
+    early.commit().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while super::head(pool, "inventory").await? < before + 2 {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "EARLY's event never came");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let events = inventory_events(&mut inventory.client.clone(), before, &[], 2).await?;
+    assert_eq!(
+        kinds(&events),
+        [
+            ("stock.changed".to_owned(), "LATE/default".to_owned()),
+            ("stock.changed".to_owned(), "EARLY/default".to_owned())
+        ]
+    );
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), [before + 1, before + 2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_writers_committing_out_of_order_get_one_position_each() -> anyhow::Result<()> {
+    let inventory = TestInventory::start().await?;
+    let pool = inventory.db.pool.clone();
+    let writers = 8;
+    for n in 0..writers {
+        inventory.stock(&format!("SKU-{n}"), 1).await?;
+    }
+    let before = settled_head(&pool, "inventory").await?;
+    // Each writer its own row (no lock waits), each transaction open for a random moment
+    // after its event row was written: they commit in another order than they wrote.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..writers {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            let mut changes = 0_u64;
+            while tokio::time::Instant::now() < deadline {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "update inventory.stock_levels set on_hand = on_hand + 1
+                      where item_id = (select id from inventory.items where sku = $1)",
+                )
+                .bind(format!("SKU-{n}"))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("select pg_sleep(random() * 0.004)").execute(&mut *tx).await?;
+                tx.commit().await?;
+                changes += 1;
+            }
+            anyhow::Ok(changes)
+        });
+    }
+    let mut changes = 0;
+    while let Some(done) = tasks.join_next().await {
+        changes += done??;
+    }
+    let after = settled_head(&pool, "inventory").await?;
+    assert!(changes > 200, "too few changes to mean anything: {changes}");
+    assert_eq!(after - before, changes, "one position per committed change");
+    let (count, first, last): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
+        "select count(*), min(position), max(position) from inventory.events where position > $1",
+    )
+    .bind(i64::try_from(before)?)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (u64::try_from(count)?, first, last),
+        (changes, Some(i64::try_from(before + 1)?), Some(i64::try_from(after)?)),
+        "positions are consecutive"
+    );
+    Ok(())
+}
