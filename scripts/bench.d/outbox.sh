@@ -53,16 +53,22 @@ outbox_drained() {
 # effect measured: one round compared two rows of each state, three compare six.
 OUTBOX_ROUNDS="${OUTBOX_ROUNDS:-3}"
 
+# outbox_states ROUND: the four rows of ROUND, in the order they run, one per line.
+outbox_states() {
+  printf '%s\n' "on $1.1" "off $1.1" "off $1.2" "on $1.2"
+}
+
 # outbox_group SCENARIO ANCHOR_REGEX [loadgen args...]: SCENARIO closed loop in
 # OUTBOX_ROUNDS rounds of outbox on (the first after its anchor), off, off, on. Each group
 # runs whole before the next, so the rows without their own anchor compare with the group's
 # anchor.
 outbox_group() {
-  local name="$1" regex="$2" state round first=1
+  local name="$1" regex="$2" state states round first=1
   shift 2
   section "$name: $OUTBOX_ROUNDS rounds of outbox on, off (triggers disabled in the bench database), off, on"
   for ((round = 1; round <= OUTBOX_ROUNDS; round++)); do
-    for state in "on $round.1" "off $round.1" "off $round.2" "on $round.2"; do
+    mapfile -t states < <(outbox_states "$round")
+    for state in "${states[@]}"; do
       if [[ "$state" == off* ]]; then outbox_switch disable; else outbox_switch enable; fi
       outbox_drained
       scale_row "$name" "outbox $state" "$name/outbox $state" "$name" \
@@ -94,12 +100,13 @@ outbox_report() {
           num(q, "%.2f") }'
     done
     echo
-    local round rows
+    local round rows states
     for group in reserve-uniform create-order; do
       rows=''
       for ((round = 1; round <= OUTBOX_ROUNDS; round++)); do
         rows+="$round"
-        for state in "on $round.1" "off $round.1" "off $round.2" "on $round.2"; do
+        mapfile -t states < <(outbox_states "$round")
+        for state in "${states[@]}"; do
           rows+=" $(result_field "$group/outbox $state" closed service_ops_per_s)"
         done
         rows+=$'\n'
