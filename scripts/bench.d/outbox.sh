@@ -17,6 +17,7 @@
 OUTBOX_TRIGGERS=(
   inventory.stock_levels:stock_levels_outbox_insert
   inventory.stock_levels:stock_levels_outbox_update
+  inventory.stock_levels:stock_levels_outbox_update_low
   inventory.reservation_items:reservation_items_outbox
   inventory.reservations:reservations_outbox
   inventory.stock_return_lines:stock_return_lines_outbox

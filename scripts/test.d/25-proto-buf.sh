@@ -197,8 +197,9 @@ case_() {
     failures=$((failures + 1))
   fi
 }
-case_ fails "renumber ReservationResponse.success (2 -> 6)" "$inv" \
-  '/^message ReservationResponse {/,/^}/ s/bool success = 2;/bool success = 6;/'
+# Numbers far above any the message uses, so each case fails (or passes) for its own reason.
+case_ fails "renumber ReservationResponse.success (2 -> 98)" "$inv" \
+  '/^message ReservationResponse {/,/^}/ s/bool success = 2;/bool success = 98;/'
 case_ fails "rename CommitReservationRequest.reservation_id" "$inv" \
   '/^message CommitReservationRequest {/,/^}/ s/string reservation_id = 1;/string hold_id = 1;/'
 case_ fails "remove AvailabilityCheckItem.sku" "$inv" \
@@ -208,7 +209,7 @@ case_ fails "change ReserveInventoryRequest.expiration_minutes to int64" "$inv" 
 case_ fails "remove rpc CommitReservation" "$inv" \
   '/rpc CommitReservation(CommitReservationRequest)/d'
 case_ passes "add a field, a message and an RPC" "$inv" \
-  '/^message ReservationResponse {/,/^}/ s/^}$/  string note = 6;\n}/
+  '/^message ReservationResponse {/,/^}/ s/^}$/  string note = 99;\n}/
    $ a message PingRequest {}\nmessage PingResponse {}
    /^service InventoryService {/ a\  rpc Ping(PingRequest) returns (PingResponse);'
 ((failures == 0)) || die "$failures case(s) of buf breaking did not behave as expected"

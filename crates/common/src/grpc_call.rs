@@ -261,6 +261,6 @@ mod tests {
             assert_eq!(names(path), pair(UNKNOWN_LABEL, UNKNOWN_LABEL), "{path}");
         }
         // Every RPC of the contract resolves (the descriptors are the source of truth).
-        assert_eq!(table.len(), 12 + 2 + 1 + 1, "{:?}", table.known.keys());
+        assert_eq!(table.len(), 14 + 2 + 1 + 1, "{:?}", table.known.keys());
     }
 }

@@ -23,7 +23,7 @@
 //! ```
 //! `event_types` bounds what WatchEvents streams to the identity (absent: every type).
 //! An identity is a name of the client's certificate (subject CN or DNS SAN). The admin RPCs
-//! (UpsertInventoryItem, AdjustStock) need both: the policy's permission and the admin guard.
+//! (UpsertInventoryItem, AdjustStock, SetStockPolicy, VerifyLedger) need both: the policy's permission and the admin guard.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ use crate::domain::HoldCaller;
 use crate::error::{CALLER_NOT_ALLOWED, InventoryError};
 
 /// Every RPC of `inventory.v1.InventoryService`, as a policy names them.
-pub const RPCS: [&str; 12] = [
+pub const RPCS: [&str; 14] = [
     "CheckInventoryAvailability",
     "ReserveInventory",
     "CommitReservation",
@@ -44,6 +44,8 @@ pub const RPCS: [&str; 12] = [
     "GetInventoryItem",
     "ListInventoryItems",
     "GetReservation",
+    "SetStockPolicy",
+    "ListLowStock",
     "VerifyLedger",
     "WatchEvents",
 ];

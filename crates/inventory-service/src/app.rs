@@ -15,6 +15,7 @@ use tonic::service::Routes;
 use crate::access::{Access, Policy};
 use crate::error::ERROR_DOMAIN;
 use crate::grpc::{InventoryApi, convert::Limits};
+use crate::low_stock;
 use crate::metrics;
 use crate::reconciler::{self, ReconcileConfig};
 use crate::settings::Settings;
@@ -115,6 +116,13 @@ impl App {
             settings.sweep_batch_size.max(1),
             host.stop_token(),
         ));
+        if settings.low_stock_interval_ms > 0 {
+            host.spawn(low_stock::run(
+                store.clone(),
+                background_interval(settings.low_stock_interval_ms),
+                host.stop_token(),
+            ));
+        }
         host.spawn(reconciler::run(
             store.clone(),
             ReconcileConfig {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod low_stock;
 pub mod metrics;
 pub mod reconciler;
 pub mod settings;

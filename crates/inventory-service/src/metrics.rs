@@ -136,6 +136,15 @@ pub static LEDGER_TAIL: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// Stock rows below their low-stock threshold, per warehouse, as this replica last counted.
+pub static LOW_STOCK_ROWS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec(
+        "inventory_low_stock_rows",
+        "Stock rows whose available units (on_hand - reserved - safety_stock) are below their low_stock_threshold, per warehouse.",
+        &["warehouse_id"],
+    )
+});
+
 /// Rows retention removed, by table.
 pub static RETENTION_REMOVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_counter_vec(
@@ -148,7 +157,7 @@ pub static RETENTION_REMOVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// The outcome label of a reserve request that got an answer.
 pub fn reserve_outcome(outcome: &ReserveOutcome) -> &'static str {
     match outcome {
-        ReserveOutcome::Reserved(_) => "reserved",
+        ReserveOutcome::Reserved(_) | ReserveOutcome::ReservedOnBackorder(_) => "reserved",
         ReserveOutcome::Existing(..) => "existing",
         ReserveOutcome::Short(_) => "insufficient",
     }

@@ -78,6 +78,11 @@ pub struct Settings {
     #[arg(long, env = "SWEEP_BATCH_SIZE", default_value_t = 500)]
     pub sweep_batch_size: u32,
 
+    /// How often the rows below their low-stock threshold are counted for the
+    /// inventory_low_stock_rows gauge, in milliseconds (0 disables the count).
+    #[arg(long, env = "LOW_STOCK_INTERVAL_MS", default_value_t = 15_000)]
+    pub low_stock_interval_ms: u64,
+
     /// How often the reconciler counts inconsistencies, in milliseconds (0 disables it).
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 60_000)]
     pub reconcile_interval_ms: u64,

@@ -63,6 +63,22 @@ test_support::fuzz_requests! {
         seed: pb::ListInventoryItemsRequest { page_size: 20, page_token: convert::page_token("SKU-1") };
     GetReservationRequest => |r| convert::get_hold(r).map(drop),
         seed: pb::GetReservationRequest::by_id(RESERVATION);
+    SetStockPolicyRequest => |r| convert::set_policy(r, None).map(drop),
+        seed: pb::SetStockPolicyRequest {
+            sku: "SKU-1".into(),
+            warehouse_id: "east".into(),
+            safety_stock: Some(3),
+            low_stock_threshold: Some(5),
+            reason: "keep three for the shop floor".into(),
+            backorder_limit: Some(20),
+            expected_restock_date: Some("2027-01-15".into()),
+        };
+    ListLowStockRequest => |r| convert::low_stock_page(r).map(drop),
+        seed: pb::ListLowStockRequest {
+            warehouse_id: "east".into(),
+            page_size: 20,
+            page_token: convert::low_stock_token("SKU-1", "east"),
+        };
     // No fields: nothing to refuse.
     VerifyLedgerRequest => |_r| Ok::<(), inventory_service::error::InventoryError>(()),
         seed: pb::VerifyLedgerRequest {};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use security::Secret;
 use security::tls::{self, ClientTls, PemFile};
 
@@ -86,9 +86,9 @@ pub struct GlobalArgs {
     pub tls_key: Option<PathBuf>,
 
     /// Admin token sent as `authorization: Bearer <token>` to the inventory service (needed
-    /// by `stock set` and `stock adjust` when the server guards them) and to the order service
-    /// by the operator commands only (`order parked`, `order resolve`, `events watch
-    /// --service order`). Falls back to ADMIN_TOKEN.
+    /// by `stock set`, `stock adjust` and `stock policy` when the server guards them) and to
+    /// the order service by the operator commands only (`order parked`, `order resolve`,
+    /// `events watch --service order`). Falls back to ADMIN_TOKEN.
     // hide_env_values: `--help` would otherwise print the token taken from the env.
     #[arg(
         long,
@@ -130,7 +130,7 @@ impl GlobalArgs {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Stock items: set, adjust, show, list, check.
+    /// Stock items: set, adjust, policy, show, list, low, check.
     #[command(subcommand)]
     Stock(StockCommand),
 
@@ -181,7 +181,8 @@ pub struct WatchArgs {
     #[arg(long = "from", value_name = "POSITION")]
     pub from_position: Option<u64>,
 
-    /// Only events of this type, e.g. stock.changed (repeatable) [default: every type].
+    /// Only events of this type, e.g. stock.changed or stock.low (repeatable) [default: every
+    /// type].
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
 
@@ -402,7 +403,17 @@ pub enum StockCommand {
     /// Change on_hand of a SKU by DELTA (negative to remove), with a reason.
     Adjust(AdjustArgs),
 
-    /// Show one item with its per-warehouse levels.
+    /// Set the policy of a SKU in one warehouse, with a reason.
+    ///
+    /// Safety stock: units never offered for sale (available is on_hand - reserved - safety
+    /// stock + backorder limit). Low-stock threshold: the row is low while its units in stock
+    /// are below it (listed by `stock low`, a stock.low event when it goes below). Backorder
+    /// limit: units that may be sold beyond on_hand; restock date: when more is expected
+    /// (pre-orders). A value not given stays as it is; give at least one. An admin call, as
+    /// `stock adjust`.
+    Policy(PolicyArgs),
+
+    /// Show one item with its per-warehouse levels (safety stock, low-stock threshold, low).
     Show {
         /// The item's SKU.
         sku: String,
@@ -410,6 +421,10 @@ pub enum StockCommand {
 
     /// List items by SKU.
     List(ListArgs),
+
+    /// List the stock rows below their low-stock threshold, by SKU then warehouse (every
+    /// page).
+    Low(LowArgs),
 
     /// Check whether quantities are available (summed over warehouses).
     Check {
@@ -463,6 +478,59 @@ pub struct AdjustArgs {
     /// Idempotency key: an adjustment with the same key applies once.
     #[arg(long = "key", value_name = "IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
+}
+
+/// Arguments of `stock policy`: at least one of `--safety-stock` and
+/// `--low-stock-threshold`.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("policy")
+        .args(["safety_stock", "low_stock_threshold", "backorder_limit", "restock_date"])
+        .required(true)
+        .multiple(true)
+))]
+pub struct PolicyArgs {
+    /// The item's SKU.
+    pub sku: String,
+
+    /// Warehouse [default: the server's "default"].
+    #[arg(long, value_name = "W")]
+    pub warehouse: Option<String>,
+
+    /// Units never offered for sale: available is on_hand - reserved - safety stock
+    /// [default: unchanged].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    pub safety_stock: Option<i32>,
+
+    /// The row is low while its available units are below N; 0 removes the threshold
+    /// [default: unchanged].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    pub low_stock_threshold: Option<i32>,
+
+    /// Units that may be sold beyond on_hand (backorders); 0: none [default: unchanged].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    pub backorder_limit: Option<i32>,
+
+    /// When the next delivery is expected, YYYY-MM-DD, returned with backordered units
+    /// (pre-orders); "" clears it [default: unchanged].
+    #[arg(long, value_name = "DATE")]
+    pub restock_date: Option<String>,
+
+    /// Why (kept with the change).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// Arguments of `stock low`.
+#[derive(Debug, Args)]
+pub struct LowArgs {
+    /// Only this warehouse's rows [default: every warehouse].
+    #[arg(long, value_name = "W")]
+    pub warehouse: Option<String>,
+
+    /// Rows per page asked of the server (every page is listed) [default: the server's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub page_size: Option<i32>,
 }
 
 /// Arguments of `stock list`.
@@ -797,6 +865,83 @@ mod tests {
         assert!(Cli::try_parse_from(["shopctl", "reserve", "MUG=1"]).is_err());
         assert!(Cli::try_parse_from(["shopctl", "reserve", "--ref", "r"]).is_err());
         assert!(Cli::try_parse_from(["shopctl", "reserve", "--ref", "r", "MUG"]).is_err());
+    }
+
+    fn policy(args: &[&str]) -> Result<PolicyArgs, clap::Error> {
+        let mut all = vec!["shopctl", "stock", "policy"];
+        all.extend_from_slice(args);
+        let cli = Cli::try_parse_from(all)?;
+        let Command::Stock(StockCommand::Policy(args)) = cli.command else {
+            panic!("not policy: {:?}", cli.command);
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn policy_takes_either_value_or_both() {
+        let args = policy(&["MUG", "--safety-stock", "5", "--reason", "keep 5 back"]).unwrap();
+        assert_eq!(args.sku, "MUG");
+        assert_eq!((args.safety_stock, args.low_stock_threshold), (Some(5), None));
+        assert_eq!((args.warehouse, args.reason.as_str()), (None, "keep 5 back"));
+        let args = policy(&["MUG", "--low-stock-threshold", "0", "--reason", "r"]).unwrap();
+        assert_eq!((args.safety_stock, args.low_stock_threshold), (None, Some(0)));
+        let args = policy(&[
+            "MUG",
+            "--warehouse",
+            "east",
+            "--safety-stock",
+            "0",
+            "--low-stock-threshold",
+            "4",
+            "--reason",
+            "r",
+        ])
+        .unwrap();
+        assert_eq!(args.warehouse.as_deref(), Some("east"));
+        assert_eq!((args.safety_stock, args.low_stock_threshold), (Some(0), Some(4)));
+    }
+
+    #[test]
+    fn policy_needs_a_value_and_a_reason() {
+        let err = policy(&["MUG", "--reason", "r"]).expect_err("no value");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let text = err.to_string();
+        assert!(
+            text.contains("--safety-stock") && text.contains("--low-stock-threshold"),
+            "{text}"
+        );
+        assert!(policy(&["MUG", "--safety-stock", "1"]).is_err(), "no reason");
+        assert!(policy(&["--safety-stock", "1", "--reason", "r"]).is_err(), "no SKU");
+    }
+
+    #[test]
+    fn policy_refuses_negative_values() {
+        for bad in [
+            &["--safety-stock", "-1"][..],
+            &["--safety-stock=-1"],
+            &["--low-stock-threshold", "-2"],
+            &["--low-stock-threshold=-2"],
+            &["--safety-stock", "many"],
+            &["--safety-stock", "99999999999"],
+        ] {
+            let mut args = vec!["MUG", "--reason", "r"];
+            args.extend_from_slice(bad);
+            assert!(policy(&args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn low_takes_a_warehouse_and_the_global_json_flag() {
+        let cli = Cli::try_parse_from(["shopctl", "stock", "low"]).unwrap();
+        let Command::Stock(StockCommand::Low(args)) = cli.command else { panic!("not low") };
+        assert_eq!((args.warehouse, args.page_size), (None, None));
+        let cli = Cli::try_parse_from(["shopctl", "stock", "low", "--warehouse", "east", "--json"])
+            .unwrap();
+        assert!(cli.global.json);
+        let Command::Stock(StockCommand::Low(args)) = cli.command else { panic!("not low") };
+        assert_eq!(args.warehouse.as_deref(), Some("east"));
+        assert!(Cli::try_parse_from(["shopctl", "stock", "low", "--page-size", "0"]).is_err());
+        assert!(Cli::try_parse_from(["shopctl", "stock", "low", "MUG"]).is_err());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::cli::{
-    AdjustArgs, GlobalArgs, ItemSpec, ListArgs, ReservationCommand, ReserveArgs, SetArgs,
-    StockCommand,
+    AdjustArgs, GlobalArgs, ItemSpec, ListArgs, LowArgs, PolicyArgs, ReservationCommand,
+    ReserveArgs, SetArgs, StockCommand,
 };
 use crate::client;
 use crate::error::CliError;
@@ -80,8 +80,10 @@ impl Inventory {
         match command {
             StockCommand::Set(args) => self.set(args).await,
             StockCommand::Adjust(args) => self.adjust(args).await,
+            StockCommand::Policy(args) => self.policy(args).await,
             StockCommand::Show { sku } => self.show(sku).await,
             StockCommand::List(args) => self.list(args).await,
+            StockCommand::Low(args) => self.low(args).await,
             StockCommand::Check { items } => self.check(items).await,
         }
     }
@@ -140,6 +142,23 @@ impl Inventory {
         self.print_item(&item)
     }
 
+    /// SetStockPolicy (an admin call, as adjust): a value not given is sent unset, so the
+    /// server keeps it.
+    async fn policy(&mut self, args: PolicyArgs) -> Result<(), CliError> {
+        let request = self.request(pb::SetStockPolicyRequest {
+            sku: args.sku,
+            warehouse_id: args.warehouse.unwrap_or_default(),
+            safety_stock: args.safety_stock,
+            low_stock_threshold: args.low_stock_threshold,
+            backorder_limit: args.backorder_limit,
+            expected_restock_date: args.restock_date,
+            reason: args.reason,
+        });
+        let reply = self.client.set_stock_policy(request).await;
+        let reply = reply.map_err(|s| self.rpc_error(s))?.into_inner();
+        self.print_item(&reply.item.unwrap_or_default())
+    }
+
     async fn show(&mut self, sku: String) -> Result<(), CliError> {
         let request = self.request(pb::GetInventoryItemRequest { sku });
         let item = self.client.get_inventory_item(request).await;
@@ -170,6 +189,27 @@ impl Inventory {
             let _ = writeln!(io::stderr(), "(more items: add --all to list every page)");
         }
         Ok(())
+    }
+
+    /// Every page of ListLowStock concatenated (`nextPageToken` is then empty).
+    async fn low(&mut self, args: LowArgs) -> Result<(), CliError> {
+        let mut all = pb::ListLowStockResponse::default();
+        let warehouse_id = args.warehouse.unwrap_or_default();
+        loop {
+            let request = self.request(pb::ListLowStockRequest {
+                warehouse_id: warehouse_id.clone(),
+                page_size: args.page_size.unwrap_or(0),
+                page_token: std::mem::take(&mut all.next_page_token),
+            });
+            let page = self.client.list_low_stock(request).await;
+            let page = page.map_err(|s| self.rpc_error(s))?.into_inner();
+            all.rows.extend(page.rows);
+            all.next_page_token = page.next_page_token;
+            if all.next_page_token.is_empty() {
+                break;
+            }
+        }
+        self.out.emit(|| json::low_stock_response(&all), || output::low_stock_text(&all.rows))
     }
 
     async fn check(&mut self, items: Vec<ItemSpec>) -> Result<(), CliError> {

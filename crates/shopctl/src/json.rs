@@ -13,6 +13,12 @@ pub fn stock_level(l: &pb::StockLevel) -> Value {
         "onHand": l.on_hand,
         "reserved": l.reserved,
         "available": l.available,
+        "safetyStock": l.safety_stock,
+        "lowStockThreshold": l.low_stock_threshold,
+        "lowStock": l.low_stock,
+        "backorderLimit": l.backorder_limit,
+        "expectedRestockDate": l.expected_restock_date,
+        "inStock": l.in_stock,
     })
 }
 
@@ -34,6 +40,22 @@ pub fn inventory_item(i: &pb::InventoryItem) -> Value {
 pub fn list_response(r: &pb::ListInventoryItemsResponse) -> Value {
     json!({
         "items": r.items.iter().map(inventory_item).collect::<Vec<_>>(),
+        "nextPageToken": r.next_page_token,
+    })
+}
+
+/// `inventory.v1.LowStockRow`.
+pub fn low_stock_row(r: &pb::LowStockRow) -> Value {
+    json!({
+        "sku": r.sku,
+        "level": r.level.as_ref().map(stock_level),
+    })
+}
+
+/// `inventory.v1.ListLowStockResponse`.
+pub fn low_stock_response(r: &pb::ListLowStockResponse) -> Value {
+    json!({
+        "rows": r.rows.iter().map(low_stock_row).collect::<Vec<_>>(),
         "nextPageToken": r.next_page_token,
     })
 }
@@ -74,6 +96,8 @@ pub fn reserved_item(i: &pb::ReservedItem) -> Value {
         "sku": i.sku,
         "warehouseId": i.warehouse_id,
         "quantity": i.quantity,
+        "backorderedQuantity": i.backordered_quantity,
+        "expectedRestockDate": i.expected_restock_date,
     })
 }
 
@@ -108,6 +132,7 @@ mod tests {
                 on_hand: 5,
                 reserved: 2,
                 available: 3,
+                ..Default::default()
             }],
         };
         assert_eq!(
@@ -115,7 +140,49 @@ mod tests {
             json!({
                 "id": "i1", "sku": "MUG", "productId": "prod-mug", "variantId": null,
                 "onHand": 5, "reserved": 2, "available": 3,
-                "levels": [{"warehouseId": "default", "onHand": 5, "reserved": 2, "available": 3}],
+                "levels": [{
+                    "warehouseId": "default", "onHand": 5, "reserved": 2, "available": 3,
+                    "safetyStock": 0, "lowStockThreshold": 0, "lowStock": false,
+                    "backorderLimit": 0, "expectedRestockDate": "", "inStock": 0,
+                }],
+            })
+        );
+    }
+
+    #[test]
+    fn low_stock_rows_carry_the_level_with_its_policy() {
+        let page = pb::ListLowStockResponse {
+            rows: vec![
+                pb::LowStockRow {
+                    sku: "MUG".into(),
+                    level: Some(pb::StockLevel {
+                        warehouse_id: "east".into(),
+                        on_hand: 10,
+                        reserved: 2,
+                        available: 3,
+                        safety_stock: 5,
+                        low_stock_threshold: 4,
+                        low_stock: true,
+                        in_stock: 3,
+                        ..Default::default()
+                    }),
+                },
+                pb::LowStockRow { sku: "CAP".into(), level: None },
+            ],
+            next_page_token: String::new(),
+        };
+        assert_eq!(
+            low_stock_response(&page),
+            json!({
+                "rows": [
+                    {"sku": "MUG", "level": {
+                        "warehouseId": "east", "onHand": 10, "reserved": 2, "available": 3,
+                        "safetyStock": 5, "lowStockThreshold": 4, "lowStock": true,
+                        "backorderLimit": 0, "expectedRestockDate": "", "inStock": 3,
+                    }},
+                    {"sku": "CAP", "level": null},
+                ],
+                "nextPageToken": "",
             })
         );
     }

@@ -74,7 +74,21 @@ fn or_dash(s: Option<&str>) -> &str {
     }
 }
 
-/// One item: its identity and totals, then a row per warehouse.
+/// The policy cells of a stock level, after its counts: SAFETY, THRESHOLD (0: none) and LOW.
+fn policy_cells(l: &pb::StockLevel) -> [String; 3] {
+    [
+        l.safety_stock.to_string(),
+        l.low_stock_threshold.to_string(),
+        if l.low_stock { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
+/// The columns [`policy_cells`] fill.
+const POLICY_COLUMNS: [(&str, Align); 3] =
+    [("SAFETY", Align::Right), ("THRESHOLD", Align::Right), ("LOW", Align::Left)];
+
+/// One item: its identity and totals, then a row per warehouse with its policy (the TOTAL row
+/// has none: a policy belongs to one warehouse's stock).
 pub fn item_text(item: &pb::InventoryItem) -> String {
     let mut out = key_values(&[
         ("sku", item.sku.clone()),
@@ -88,13 +102,20 @@ pub fn item_text(item: &pb::InventoryItem) -> String {
         ("ON_HAND", Align::Right),
         ("RESERVED", Align::Right),
         ("AVAILABLE", Align::Right),
+        POLICY_COLUMNS[0],
+        POLICY_COLUMNS[1],
+        POLICY_COLUMNS[2],
     ]);
     for l in &item.levels {
+        let [safety, threshold, low] = policy_cells(l);
         levels.row([
             l.warehouse_id.clone(),
             l.on_hand.to_string(),
             l.reserved.to_string(),
             l.available.to_string(),
+            safety,
+            threshold,
+            low,
         ]);
     }
     levels.row([
@@ -108,7 +129,8 @@ pub fn item_text(item: &pb::InventoryItem) -> String {
 }
 
 /// Items with their totals; an item stocked in several warehouses gets a row per warehouse
-/// under its total (WAREHOUSE `*`).
+/// under its total (WAREHOUSE `*`). The policy columns are a warehouse's: on the item's row
+/// when it has one warehouse, else on the warehouses' rows.
 pub fn items_text(items: &[pb::InventoryItem]) -> String {
     if items.is_empty() {
         return "no inventory items\n".to_owned();
@@ -121,12 +143,15 @@ pub fn items_text(items: &[pb::InventoryItem]) -> String {
         ("ON_HAND", Align::Right),
         ("RESERVED", Align::Right),
         ("AVAILABLE", Align::Right),
+        POLICY_COLUMNS[0],
+        POLICY_COLUMNS[1],
+        POLICY_COLUMNS[2],
     ]);
     for item in items {
-        let warehouse = match item.levels.as_slice() {
-            [] => "-",
-            [only] => only.warehouse_id.as_str(),
-            _ => "*",
+        let (warehouse, [safety, threshold, low]) = match item.levels.as_slice() {
+            [] => ("-", Default::default()),
+            [only] => (only.warehouse_id.as_str(), policy_cells(only)),
+            _ => ("*", Default::default()),
         };
         t.row([
             item.sku.as_str(),
@@ -136,9 +161,13 @@ pub fn items_text(items: &[pb::InventoryItem]) -> String {
             &item.on_hand.to_string(),
             &item.reserved.to_string(),
             &item.available.to_string(),
+            &safety,
+            &threshold,
+            &low,
         ]);
         if item.levels.len() > 1 {
             for l in &item.levels {
+                let [safety, threshold, low] = policy_cells(l);
                 t.row([
                     "",
                     "",
@@ -147,9 +176,45 @@ pub fn items_text(items: &[pb::InventoryItem]) -> String {
                     &l.on_hand.to_string(),
                     &l.reserved.to_string(),
                     &l.available.to_string(),
+                    &safety,
+                    &threshold,
+                    &low,
                 ]);
             }
         }
+    }
+    t.to_string()
+}
+
+/// The stock rows below their low-stock threshold, one per SKU and warehouse.
+pub fn low_stock_text(rows: &[pb::LowStockRow]) -> String {
+    if rows.is_empty() {
+        return "no low-stock rows\n".to_owned();
+    }
+    let mut t = Table::new(&[
+        ("SKU", Align::Left),
+        ("WAREHOUSE", Align::Left),
+        ("ON_HAND", Align::Right),
+        ("RESERVED", Align::Right),
+        ("SAFETY", Align::Right),
+        ("THRESHOLD", Align::Right),
+        ("AVAILABLE", Align::Right),
+    ]);
+    for row in rows {
+        // The server always sends the level; a row without one shows its SKU and dashes.
+        let Some(l) = &row.level else {
+            t.row([row.sku.as_str(), "-", "-", "-", "-", "-", "-"]);
+            continue;
+        };
+        t.row([
+            row.sku.clone(),
+            l.warehouse_id.clone(),
+            l.on_hand.to_string(),
+            l.reserved.to_string(),
+            l.safety_stock.to_string(),
+            l.low_stock_threshold.to_string(),
+            l.available.to_string(),
+        ]);
     }
     t.to_string()
 }
@@ -202,7 +267,34 @@ mod tests {
     use super::*;
 
     fn level(w: &str, on_hand: i32, reserved: i32) -> pb::StockLevel {
-        pb::StockLevel { warehouse_id: w.into(), on_hand, reserved, available: on_hand - reserved }
+        pb::StockLevel {
+            warehouse_id: w.into(),
+            on_hand,
+            reserved,
+            available: on_hand - reserved,
+            ..Default::default()
+        }
+    }
+
+    /// A level under a policy, with available and low worked out as the server does.
+    fn level_with_policy(
+        w: &str,
+        (on_hand, reserved): (i32, i32),
+        (safety_stock, low_stock_threshold): (i32, i32),
+    ) -> pb::StockLevel {
+        let available = (on_hand - reserved - safety_stock).max(0);
+        pb::StockLevel {
+            warehouse_id: w.into(),
+            on_hand,
+            reserved,
+            available,
+            safety_stock,
+            low_stock_threshold,
+            low_stock: low_stock_threshold > 0
+                && on_hand - reserved - safety_stock < low_stock_threshold,
+            in_stock: available,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -230,12 +322,81 @@ mod tests {
         assert_eq!(
             items_text(&items),
             "\
-SKU           PRODUCT      VARIANT  WAREHOUSE  ON_HAND  RESERVED  AVAILABLE
-MUG-CLASSIC   prod-mug     -        default        100         0        100
+SKU           PRODUCT      VARIANT  WAREHOUSE  ON_HAND  RESERVED  AVAILABLE  SAFETY  THRESHOLD  LOW
+MUG-CLASSIC   prod-mug     -        default        100         0        100       0          0  no
 TSHIRT-RED-M  prod-tshirt  red-m    *               35         2         33
-                                      default       25         2         23
-                                      east          10         0         10
+                                      default       25         2         23       0          0  no
+                                      east          10         0         10       0          0  no
 "
         );
+    }
+
+    #[test]
+    fn an_item_shows_each_warehouse_s_policy_and_no_total_of_it() {
+        let item = pb::InventoryItem {
+            sku: "MUG".into(),
+            product_id: "prod-mug".into(),
+            id: "i1".into(),
+            on_hand: 110,
+            reserved: 2,
+            available: 103,
+            levels: vec![
+                level_with_policy("default", (100, 0), (0, 0)),
+                level_with_policy("east", (10, 2), (5, 4)),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            item_text(&item),
+            "\
+sku:      MUG
+product:  prod-mug
+variant:  -
+id:       i1
+
+WAREHOUSE  ON_HAND  RESERVED  AVAILABLE  SAFETY  THRESHOLD  LOW
+default        100         0        100       0          0  no
+east            10         2          3       5          4  yes
+TOTAL          110         2        103
+"
+        );
+        // One warehouse: the item's row carries its policy.
+        let single = pb::InventoryItem {
+            on_hand: 10,
+            reserved: 2,
+            available: 3,
+            levels: vec![item.levels[1].clone()],
+            ..item
+        };
+        assert_eq!(
+            items_text(&[single]),
+            "\
+SKU  PRODUCT   VARIANT  WAREHOUSE  ON_HAND  RESERVED  AVAILABLE  SAFETY  THRESHOLD  LOW
+MUG  prod-mug  -        east            10         2          3       5          4  yes
+"
+        );
+    }
+
+    #[test]
+    fn low_stock_rows_show_their_policy_before_what_is_available() {
+        let rows = [
+            pb::LowStockRow {
+                sku: "MUG-CLASSIC".into(),
+                level: Some(level_with_policy("east", (10, 2), (5, 4))),
+            },
+            pb::LowStockRow {
+                sku: "POSTER".into(),
+                level: Some(level_with_policy("default", (1, 0), (0, 2))),
+            },
+        ];
+        assert_eq!(
+            low_stock_text(&rows),
+            "\
+SKU          WAREHOUSE  ON_HAND  RESERVED  SAFETY  THRESHOLD  AVAILABLE
+MUG-CLASSIC  east            10         2       5          4          3
+POSTER       default          1         0       0          2          1
+"
+        );
+        assert_eq!(low_stock_text(&[]), "no low-stock rows\n");
     }
 }

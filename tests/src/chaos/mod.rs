@@ -229,7 +229,37 @@ async fn stock(stack: &Stack, plan: &Plan, config: &ChaosConfig) -> anyhow::Resu
             })
             .await?;
     }
+    // Policies on some rows (issue 19): the first hot SKU keeps a tenth back, the second sells
+    // a fifth of its stock again on backorder, every hot SKU has a low-stock threshold, and
+    // one cold SKU keeps half back. The checker replays the ledger and finds any reserve that
+    // sold into safety stock or beyond the backorder limit; the CHECK and the reconciler's
+    // impossible_level hold the bound.
+    for (k, sku) in plan.hot.iter().enumerate() {
+        let policy = inv::SetStockPolicyRequest {
+            safety_stock: (k == 0).then_some(config.hot_stock / 10),
+            low_stock_threshold: Some(config.hot_stock / 4),
+            backorder_limit: (k == 1).then_some(config.hot_stock / 5),
+            ..policy(sku)
+        };
+        admin.set_stock_policy(policy).await?;
+    }
+    if let Some(cold) = plan.cold.first() {
+        let policy = inv::SetStockPolicyRequest {
+            safety_stock: Some(config.cold_stock / 2),
+            ..policy(cold)
+        };
+        admin.set_stock_policy(policy).await?;
+    }
     Baseline::capture(&stack.db.pool).await
+}
+
+/// A policy request for `sku` that changes nothing yet.
+fn policy(sku: &str) -> inv::SetStockPolicyRequest {
+    inv::SetStockPolicyRequest {
+        sku: sku.to_owned(),
+        reason: "chaos: a merchant's policy".to_owned(),
+        ..Default::default()
+    }
 }
 
 /// The fault phase: the clients place, retry and cancel orders while one task per lane

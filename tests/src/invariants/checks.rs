@@ -77,7 +77,8 @@ pub(super) fn stock_adds_up(baseline: &Baseline, db: &Snapshot) -> Vec<Violation
 }
 
 /// Each stock row agrees with its holds and its ledger: reserved = the PENDING holds'
-/// lines, on_hand and reserved = the sums of its movements, 0 <= reserved <= on_hand.
+/// lines, on_hand and reserved = the sums of its movements, 0 <= reserved <= on_hand +
+/// backorder_limit (on_hand - reserved never below -backorder_limit).
 pub(super) fn stock_rows_agree(db: &Snapshot) -> Vec<Violation> {
     let mut violations = Vec::new();
     for l in &db.levels {
@@ -101,7 +102,7 @@ pub(super) fn stock_rows_agree(db: &Snapshot) -> Vec<Violation> {
                 ledger_reserved: l.ledger_reserved,
             });
         }
-        if l.reserved < 0 || l.reserved > l.on_hand {
+        if l.reserved < 0 || l.on_hand - l.reserved < -l.backorder_limit {
             violations.push(Violation::ImpossibleLevel {
                 level: l.id,
                 sku: l.sku.clone(),
@@ -112,6 +113,24 @@ pub(super) fn stock_rows_agree(db: &Snapshot) -> Vec<Violation> {
         }
     }
     violations
+}
+
+/// No reserve ever sold into a row's safety stock.
+pub(super) fn safety_stock_kept(db: &Snapshot) -> Vec<Violation> {
+    db.safety_breaches
+        .iter()
+        .map(|(movement, level, sku, warehouse, on_hand, reserved, safety_stock)| {
+            Violation::SafetyStockSold {
+                level: *level,
+                sku: sku.clone(),
+                warehouse: warehouse.clone(),
+                movement: *movement,
+                on_hand: *on_hand,
+                reserved: *reserved,
+                safety_stock: *safety_stock,
+            }
+        })
+        .collect()
 }
 
 /// No hold is PENDING past its expiry plus one sweep.

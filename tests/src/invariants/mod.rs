@@ -73,6 +73,7 @@ pub async fn check(
         checks::orders_are_terminal(&db),
         checks::stock_adds_up(baseline, &db),
         checks::stock_rows_agree(&db),
+        checks::safety_stock_kept(&db),
         checks::no_hold_outlives_its_expiry(&db),
         checks::confirmed_orders_are_paid_and_held(&db, &index),
         checks::settled_orders_keep_nothing(&db, &index),

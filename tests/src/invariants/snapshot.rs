@@ -39,6 +39,8 @@ pub(super) struct LevelRow {
     pub(super) ledger_on_hand: i64,
     pub(super) ledger_reserved: i64,
     pub(super) pending: i64,
+    /// How far on_hand may go below zero (0 without a backorder policy).
+    pub(super) backorder_limit: i64,
 }
 
 /// A return of an order, as the order side records it.
@@ -67,6 +69,10 @@ pub(super) type Returned = BTreeMap<(String, bool), i64>;
 /// status, ms between the order's settling and the hold).
 pub(super) type LateHold = (Uuid, Uuid, String, String, i64);
 
+/// A reserve that sold into safety stock: (movement, row, SKU, warehouse, on_hand, reserved,
+/// safety_stock) just after it.
+pub(super) type SafetyBreach = (i64, i64, String, String, i64, i64, i64);
+
 /// Units per SKU (of an order, or of a hold).
 pub(super) type Lines = BTreeMap<String, i64>;
 
@@ -94,6 +100,8 @@ pub(super) struct Snapshot {
     pub(super) return_items: HashMap<Uuid, Vec<ReturnItem>>,
     /// What the inventory took back per hold (ReturnStock), by (SKU, restocked).
     pub(super) stock_returned: HashMap<Uuid, Returned>,
+    /// Reserves that left a row below its safety stock.
+    pub(super) safety_breaches: Vec<SafetyBreach>,
 }
 
 impl Snapshot {
@@ -116,6 +124,7 @@ impl Snapshot {
             returns: returns(pool).await?,
             return_items: return_items(pool).await?,
             stock_returned: stock_returned(pool).await?,
+            safety_breaches: safety_breaches(pool).await?,
         })
     }
 }
@@ -216,7 +225,7 @@ async fn levels(pool: &PgPool) -> sqlx::Result<Vec<LevelRow>> {
         "select sl.id, i.sku, sl.warehouse_id, sl.on_hand::bigint, sl.reserved::bigint,
                 coalesce(m.oh, 0)::bigint as ledger_on_hand,
                 coalesce(m.rs, 0)::bigint as ledger_reserved,
-                coalesce(p.q, 0)::bigint as pending
+                coalesce(p.q, 0)::bigint as pending, sl.backorder_limit::bigint
            from inventory.stock_levels sl
            join inventory.items i on i.id = sl.item_id
            left join ",
@@ -261,6 +270,32 @@ async fn late_holds(pool: &PgPool) -> sqlx::Result<Vec<LateHold>> {
           where o.next_action is null and r.created_at > o.updated_at
             and r.status <> 'CANCELLED'
           order by r.created_at",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Replays each row's ledger in movement order (a row's movements are numbered under its
+/// lock, so their order is the order they were applied; a movement numbered before its lock
+/// only frees units and can hide a breach, never invent one) and keeps every RESERVE after
+/// which the row had fewer unreserved units than its safety stock allows (less its backorder
+/// limit: a row may sell that far beyond on_hand). Policies are read as they are now: the runs
+/// that check this set them before they start.
+async fn safety_breaches(pool: &PgPool) -> sqlx::Result<Vec<SafetyBreach>> {
+    sqlx::query_as(
+        "select r.id, r.level, i.sku, sl.warehouse_id, r.on_hand, r.reserved,
+                sl.safety_stock::bigint
+           from (select m.id, m.kind, m.stock_level_id as level,
+                        coalesce(b.on_hand, 0) + sum(m.on_hand_delta) over w as on_hand,
+                        coalesce(b.reserved, 0) + sum(m.reserved_delta) over w as reserved
+                   from inventory.movements m
+                   left join inventory.ledger_base b on b.stock_level_id = m.stock_level_id
+                 window w as (partition by m.stock_level_id order by m.id)) r
+           join inventory.stock_levels sl on sl.id = r.level
+           join inventory.items i on i.id = sl.item_id
+          where r.kind = 'RESERVE' and (sl.safety_stock > 0 or sl.backorder_limit > 0)
+            and r.on_hand - r.reserved < sl.safety_stock - sl.backorder_limit
+          order by r.id",
     )
     .fetch_all(pool)
     .await

@@ -153,6 +153,15 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
     .await?;
     exec("delete from inventory.stock_return_lines").execute(pool).await?;
 
+    // k. GADGET's row keeps 5 back after the declined order's reserve took 1 of its 5: as if
+    //    that reserve had sold into safety stock.
+    exec(
+        "update inventory.stock_levels set safety_stock = 5
+          where item_id = (select id from inventory.items where sku = 'GADGET')",
+    )
+    .execute(pool)
+    .await?;
+
     let found = check(pool, &baseline, &sys.ledger, SWEEP).await?;
     println!("{}", report(&found));
     has(
@@ -192,6 +201,10 @@ async fn reports_every_corruption() -> anyhow::Result<()> {
     has(&found, "declined order holds stock", |v| {
         matches!(v, Violation::SettledOrderHoldsStock { order_id, reservation_id, .. }
             if *order_id == declined_id && *reservation_id == stale)
+    });
+    has(&found, "GADGET sold into safety stock", |v| {
+        matches!(v, Violation::SafetyStockSold { sku, on_hand: 5, reserved: 1, safety_stock: 5, .. }
+            if sku == "GADGET")
     });
     has(
         &found,

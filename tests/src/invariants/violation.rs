@@ -32,8 +32,20 @@ pub enum Violation {
         reserved: i64,
         ledger_reserved: i64,
     },
-    /// `0 <= reserved <= on_hand` does not hold for a stock row.
+    /// `0 <= reserved` and `on_hand - reserved >= -backorder_limit` do not both hold for a
+    /// stock row (without a backorder limit: `0 <= reserved <= on_hand`).
     ImpossibleLevel { level: i64, sku: String, warehouse: String, on_hand: i64, reserved: i64 },
+    /// A reserve left a stock row with fewer unreserved units than its safety stock (the ledger
+    /// replayed in movement order, checked after each RESERVE).
+    SafetyStockSold {
+        level: i64,
+        sku: String,
+        warehouse: String,
+        movement: i64,
+        on_hand: i64,
+        reserved: i64,
+        safety_stock: i64,
+    },
     /// A hold is still PENDING more than one sweep after its expiry.
     StaleHold { reservation_id: Uuid, reference: String, overdue_ms: i64 },
     /// A CONFIRMED order does not have exactly one successful, unrefunded charge of its total.
@@ -89,6 +101,7 @@ impl Violation {
             Self::ReservedDrift { .. } => "reserved_drift",
             Self::LedgerDrift { .. } => "ledger_drift",
             Self::ImpossibleLevel { .. } => "impossible_level",
+            Self::SafetyStockSold { .. } => "safety_stock_sold",
             Self::StaleHold { .. } => "stale_hold",
             Self::ConfirmedPayment { .. } => "confirmed_payment",
             Self::ConfirmedHold { .. } => "confirmed_hold",
@@ -142,6 +155,19 @@ impl fmt::Display for Violation {
                 f,
                 "stock row {level} ({sku}@{warehouse}): 0 <= reserved {reserved} <= on_hand \
                  {on_hand} does not hold"
+            ),
+            Self::SafetyStockSold {
+                level,
+                sku,
+                warehouse,
+                movement,
+                on_hand,
+                reserved,
+                safety_stock,
+            } => write!(
+                f,
+                "stock row {level} ({sku}@{warehouse}): the reserve of movement {movement} left \
+                 on_hand {on_hand} - reserved {reserved} below its safety stock {safety_stock}"
             ),
             Self::StaleHold { reservation_id, reference, overdue_ms } => write!(
                 f,

@@ -145,6 +145,9 @@ async fn mixed_sku_batches_in_opposite_orders_never_deadlock() -> anyhow::Result
                         ReserveOutcome::Reserved(_) => held += 1,
                         ReserveOutcome::Existing(..) => {}
                         ReserveOutcome::Short(s) => anyhow::bail!("short: {s:?}"),
+                        ReserveOutcome::ReservedOnBackorder(id) => {
+                            anyhow::bail!("{id} on backorder without a policy")
+                        }
                     }
                 }
             }
@@ -272,6 +275,9 @@ async fn a_batching_store_answers_each_caller() -> anyhow::Result<()> {
                 anyhow::ensure!(*first == id, "{reference}: two holds");
             }
             ReserveOutcome::Short(_) => {}
+            ReserveOutcome::ReservedOnBackorder(id) => {
+                anyhow::bail!("{id} on backorder without a policy")
+            }
         }
     }
     assert_eq!(reserved, 30);

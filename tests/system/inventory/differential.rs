@@ -1,11 +1,16 @@
-//! The SQL allocation (`inventory.reserve_many`) against its reference model
-//! (`domain::allocation::allocate`): random small scenarios through both, same answers.
+//! The SQL allocation (`inventory.reserve_holds`: its fast path and its general algorithm)
+//! against its reference model (`domain::allocation::allocate`): random small scenarios
+//! through both, same answers; with and without stock policies (safety stock, backorder
+//! limits: the model is given what each row offers and has in stock, the SQL reads the row's
+//! policy itself), including which units each hold took on backorder.
 //!
 //! Each run draws a new seed (printed on failure); `DIFF_SEED=<n>` replays one.
 
 use std::collections::BTreeMap;
 
-use inventory_service::domain::allocation::{Allocation, LevelSnapshot, Line, Refusal, allocate};
+use inventory_service::domain::allocation::{
+    Allocation, LevelSnapshot, Line, Refusal, allocate, backordered,
+};
 use inventory_service::domain::commands::Reserve;
 use inventory_service::domain::{HoldCaller, ItemRef, Quantity, Reference, WarehouseId};
 use inventory_service::error::InventoryError;
@@ -68,8 +73,16 @@ enum Shape {
 
 /// Creates 1-3 items with 0-3 stock rows each (random on_hand and reserved, rows inserted
 /// in random warehouse order so row ids and warehouse names disagree); with
-/// `Shape::OneRowBySku` every item has one row (rarely none) and a plain SKU.
-async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str, shape: Shape) -> anyhow::Result<Vec<Item>> {
+/// `Shape::OneRowBySku` every item has one row (rarely none) and a plain SKU. With `policies`,
+/// about 40% of the rows keep a random safety stock back (now and then more than is free), and
+/// about half may sell a few units beyond on_hand (a backorder limit).
+async fn stock(
+    pool: &PgPool,
+    rng: &mut Rng,
+    tag: &str,
+    shape: Shape,
+    policies: bool,
+) -> anyhow::Result<Vec<Item>> {
     let mut items: Vec<Item> = Vec::new();
     for i in 0..1 + rng.below(3) {
         // Now and then a UUID-shaped SKU: another item's id (a line naming it resolves to
@@ -100,14 +113,23 @@ async fn stock(pool: &PgPool, rng: &mut Rng, tag: &str, shape: Shape) -> anyhow:
                 _ => rng.below(12) as i32,
             };
             let reserved = if rng.chance(30) { rng.below(on_hand as usize + 1) as i32 } else { 0 };
+            let safety_stock = if policies && rng.chance(40) {
+                rng.below(on_hand as usize / 2 + 3) as i32
+            } else {
+                0
+            };
+            let backorder_limit = if policies && rng.chance(50) { rng.below(9) as i32 } else { 0 };
             sqlx::query(
-                "insert into inventory.stock_levels (item_id, warehouse_id, on_hand, reserved)
-                 values ($1, $2, $3, $4)",
+                "insert into inventory.stock_levels
+                        (item_id, warehouse_id, on_hand, reserved, safety_stock, backorder_limit)
+                 values ($1, $2, $3, $4, $5, $6)",
             )
             .bind(item.id)
             .bind(wh)
             .bind(on_hand)
             .bind(reserved)
+            .bind(safety_stock)
+            .bind(backorder_limit)
             .execute(pool)
             .await?;
         }
@@ -160,11 +182,14 @@ fn reserve(lines: Vec<Line>, reference: &str) -> anyhow::Result<Reserve> {
     })
 }
 
-/// The stock rows of `items` as the store locks them: by ascending id.
+/// The stock rows of `items` as the store locks them: by ascending id, each offering what it
+/// does not hold or keep back, and what it may sell on backorder (negative when safety stock
+/// exceeds both).
 async fn snapshot(pool: &PgPool, items: &[Item]) -> anyhow::Result<Vec<LevelSnapshot>> {
     let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
     let rows = sqlx::query_as::<_, (i64, Uuid, String, String, i32)>(
-        "select sl.id, i.id, i.sku, sl.warehouse_id, sl.on_hand - sl.reserved
+        "select sl.id, i.id, i.sku, sl.warehouse_id,
+                sl.on_hand - sl.reserved - sl.safety_stock + sl.backorder_limit
            from inventory.stock_levels sl join inventory.items i on i.id = sl.item_id
           where i.id = any($1) order by sl.id",
     )
@@ -183,21 +208,39 @@ async fn snapshot(pool: &PgPool, items: &[Item]) -> anyhow::Result<Vec<LevelSnap
         .collect())
 }
 
-/// What a hold took, per stock row.
-async fn taken(pool: &PgPool, hold: Uuid) -> anyhow::Result<Allocation> {
-    let rows = sqlx::query_as::<_, (i64, i32)>(
-        "select stock_level_id, quantity from inventory.reservation_items where reservation_id = $1",
+/// What each row of `levels` has in stock (on_hand - reserved - safety_stock, maybe negative).
+async fn in_stock(pool: &PgPool, levels: &[LevelSnapshot]) -> anyhow::Result<BTreeMap<i64, i64>> {
+    let ids: Vec<i64> = levels.iter().map(|l| l.level_id).collect();
+    let rows = sqlx::query_as::<_, (i64, i64)>(
+        "select id, (on_hand - reserved - safety_stock)::bigint from inventory.stock_levels
+          where id = any($1)",
     )
-    .bind(hold)
+    .bind(&ids)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
+/// What a hold took, per stock row, and of that the units on backorder.
+async fn taken(pool: &PgPool, hold: Uuid) -> anyhow::Result<(Allocation, BTreeMap<i64, i32>)> {
+    let rows = sqlx::query_as::<_, (i64, i32, i32)>(
+        "select stock_level_id, quantity, backordered from inventory.reservation_items
+          where reservation_id = $1",
+    )
+    .bind(hold)
+    .fetch_all(pool)
+    .await?;
+    Ok((
+        rows.iter().map(|(row, q, _)| (*row, *q)).collect(),
+        rows.iter().map(|(row, _, bo)| (*row, *bo)).collect(),
+    ))
+}
+
 /// The model's answer to one request, as the store's answer should look.
 #[derive(Debug, PartialEq, Eq)]
 enum Expected {
-    Took(Allocation),
+    /// The rows' units, and of them the units on backorder.
+    Took(Allocation, BTreeMap<i64, i32>),
     Unknown(String),
     Short(Vec<inventory_service::domain::allocation::Shortage>),
     /// A retry of a reference an earlier request of the batch holds (index of that request).
@@ -215,9 +258,22 @@ async fn check(
     holds: &[Option<Uuid>],
 ) -> anyhow::Result<Option<Uuid>> {
     match (got, want) {
-        (Ok(ReserveOutcome::Reserved(id)), Expected::Took(allocation)) => {
-            let took = taken(pool, id.uuid()).await?;
+        (
+            Ok(ReserveOutcome::Reserved(id) | ReserveOutcome::ReservedOnBackorder(id)),
+            Expected::Took(allocation, backordered),
+        ) => {
+            let (took, on_backorder) = taken(pool, id.uuid()).await?;
             anyhow::ensure!(&took == allocation, "{context}: took {took:?}, model {allocation:?}");
+            anyhow::ensure!(
+                &on_backorder == backordered,
+                "{context}: backordered {on_backorder:?}, model {backordered:?}"
+            );
+            // The answer says whether any unit is on backorder.
+            let flagged = matches!(got, Ok(ReserveOutcome::ReservedOnBackorder(_)));
+            anyhow::ensure!(
+                flagged == backordered.values().any(|&n| n > 0),
+                "{context}: answered {got:?} for backordered {backordered:?}"
+            );
             Ok(Some(id.uuid()))
         }
         (Ok(ReserveOutcome::Existing(id, _)), Expected::Same(k)) => {
@@ -237,8 +293,13 @@ async fn check(
     }
 }
 
-/// Runs the model over `reqs` one after the other on `levels`, as a batch must behave.
-fn model(reqs: &[Reserve], levels: &mut [LevelSnapshot]) -> Vec<Expected> {
+/// Runs the model over `reqs` one after the other on `levels` (and what each row has in
+/// stock), as a batch must behave.
+fn model(
+    reqs: &[Reserve],
+    levels: &mut [LevelSnapshot],
+    in_stock: &mut BTreeMap<i64, i64>,
+) -> Vec<Expected> {
     let mut holders: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (k, req) in reqs.iter().enumerate() {
@@ -249,11 +310,14 @@ fn model(reqs: &[Reserve], levels: &mut [LevelSnapshot]) -> Vec<Expected> {
         }
         out.push(match allocate(&req.lines, levels) {
             Ok(allocation) => {
+                let on_backorder = backordered(&allocation, in_stock);
                 for level in levels.iter_mut() {
-                    level.available -= allocation.get(&level.level_id).copied().unwrap_or(0);
+                    let units = allocation.get(&level.level_id).copied().unwrap_or(0);
+                    level.available -= units;
+                    *in_stock.entry(level.level_id).or_default() -= i64::from(units);
                 }
                 holders.insert(req.reference.id.as_str(), k);
-                Expected::Took(allocation)
+                Expected::Took(allocation, on_backorder)
             }
             Err(Refusal::UnknownItems(refs)) => Expected::Unknown(refs.join(", ")),
             Err(Refusal::Short(shortages)) => Expected::Short(shortages),
@@ -275,7 +339,7 @@ async fn check_totals(
     let model: Vec<(i64, i32)> = after.iter().map(|l| (l.level_id, l.available)).collect();
     let items: Vec<Uuid> = before.iter().map(|l| l.item_id).collect();
     let rows = sqlx::query_as::<_, (i64, i32)>(
-        "select id, on_hand - reserved from inventory.stock_levels
+        "select id, on_hand - reserved - safety_stock + backorder_limit from inventory.stock_levels
           where item_id = any($1) order by id",
     )
     .bind(&items)
@@ -295,29 +359,42 @@ async fn check_totals(
 
 #[tokio::test]
 async fn sql_allocation_matches_the_model_one_request_at_a_time() -> anyhow::Result<()> {
-    one_request_at_a_time(Shape::Any, "s").await
+    one_request_at_a_time(Shape::Any, "s", false).await
 }
 
 #[tokio::test]
 async fn sql_fast_path_matches_the_model() -> anyhow::Result<()> {
-    one_request_at_a_time(Shape::OneRowBySku, "f").await
+    one_request_at_a_time(Shape::OneRowBySku, "f", false).await
 }
 
-async fn one_request_at_a_time(shape: Shape, prefix: &str) -> anyhow::Result<()> {
+#[tokio::test]
+async fn sql_allocation_with_stock_policies_matches_the_model() -> anyhow::Result<()> {
+    one_request_at_a_time(Shape::Any, "ps", true).await
+}
+
+#[tokio::test]
+async fn sql_fast_path_with_stock_policies_matches_the_model() -> anyhow::Result<()> {
+    one_request_at_a_time(Shape::OneRowBySku, "pf", true).await
+}
+
+async fn one_request_at_a_time(shape: Shape, prefix: &str, policies: bool) -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
     let pool = inv.db.pool.clone();
     let store = Store::new(pool.clone());
     let seed = seed();
     let mut rng = Rng(seed);
     let mut seen = BTreeMap::new();
-    for n in 0..250 {
+    // Backordered holds are rarer on the fast path's shape: more scenarios with policies.
+    let rounds = if policies { 400 } else { 250 };
+    for n in 0..rounds {
         let tag = format!("{prefix}{n}");
         let context = format!("seed {seed}, scenario {n}");
-        let items = stock(&pool, &mut rng, &tag, shape).await?;
+        let items = stock(&pool, &mut rng, &tag, shape, policies).await?;
         let req = reserve(lines(&mut rng, &items, &tag, shape)?, &tag)?;
         let before = snapshot(&pool, &items).await?;
         let mut after = before.clone();
-        let want = model(std::slice::from_ref(&req), &mut after);
+        let mut stocked = in_stock(&pool, &before).await?;
+        let want = model(std::slice::from_ref(&req), &mut after, &mut stocked);
         let got = store.reserve(&req).await;
         let context = format!("{context}, lines {:?}, levels {before:?}", req.lines);
         let hold = check(&pool, &context, &got, &want[0], &[]).await?;
@@ -336,13 +413,19 @@ async fn one_request_at_a_time(shape: Shape, prefix: &str) -> anyhow::Result<()>
     for k in ["took", "short", "unknown"] {
         assert!(seen.get(k).copied().unwrap_or(0) >= 10, "seed {seed}: {seen:?}");
     }
+    if policies {
+        assert!(seen.get("took_on_backorder").copied().unwrap_or(0) >= 3, "seed {seed}: {seen:?}");
+    }
     eprintln!("seed {seed}: {seen:?}");
     Ok(())
 }
 
 fn kind(e: &Expected) -> &'static str {
     match e {
-        Expected::Took(_) => "took",
+        Expected::Took(_, on_backorder) if on_backorder.values().any(|&n| n > 0) => {
+            "took_on_backorder"
+        }
+        Expected::Took(..) => "took",
         Expected::Unknown(_) => "unknown",
         Expected::Short(_) => "short",
         Expected::Same(_) => "same",
@@ -352,24 +435,37 @@ fn kind(e: &Expected) -> &'static str {
 
 #[tokio::test]
 async fn sql_batches_match_the_model_run_one_after_the_other() -> anyhow::Result<()> {
-    batches(Shape::Any, "b").await
+    batches(Shape::Any, "b", false).await
 }
 
 #[tokio::test]
 async fn sql_fast_path_batches_match_the_model() -> anyhow::Result<()> {
-    batches(Shape::OneRowBySku, "fb").await
+    batches(Shape::OneRowBySku, "fb", false).await
 }
 
-async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
+#[tokio::test]
+async fn sql_batches_with_stock_policies_match_the_model() -> anyhow::Result<()> {
+    batches(Shape::Any, "pb", true).await
+}
+
+#[tokio::test]
+async fn sql_fast_path_batches_with_stock_policies_match_the_model() -> anyhow::Result<()> {
+    batches(Shape::OneRowBySku, "pfb", true).await
+}
+
+async fn batches(shape: Shape, prefix: &str, policies: bool) -> anyhow::Result<()> {
     let inv = TestInventory::start().await?;
     let pool = inv.db.pool.clone();
     let store = Store::new(pool.clone());
     let seed = seed();
     let mut rng = Rng(seed);
     let mut seen = BTreeMap::new();
-    for n in 0..120 {
+    // Safety stock refuses more, so fewer holds to retry: more batches keep every answer
+    // common enough to count.
+    let rounds = if policies { 180 } else { 120 };
+    for n in 0..rounds {
         let tag = format!("{prefix}{n}");
-        let items = stock(&pool, &mut rng, &tag, shape).await?;
+        let items = stock(&pool, &mut rng, &tag, shape, policies).await?;
         // 1-6 requests on the same items; some retry an earlier reference of the batch.
         let mut refs: Vec<String> = Vec::new();
         let mut reqs = Vec::new();
@@ -393,7 +489,8 @@ async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
         }
         let before = snapshot(&pool, &items).await?;
         let mut after = before.clone();
-        let want = model(&reqs, &mut after);
+        let mut stocked = in_stock(&pool, &before).await?;
+        let want = model(&reqs, &mut after, &mut stocked);
         let got = store.reserve_batch(&reqs).await?;
         anyhow::ensure!(got.len() == reqs.len(), "one answer per request");
         let context = format!("seed {seed}, batch {n}, levels {before:?}");
@@ -409,6 +506,9 @@ async fn batches(shape: Shape, prefix: &str) -> anyhow::Result<()> {
     }
     for k in ["took", "short", "unknown", "same", "in_use"] {
         assert!(seen.get(k).copied().unwrap_or(0) >= 5, "seed {seed}: {seen:?}");
+    }
+    if policies {
+        assert!(seen.get("took_on_backorder").copied().unwrap_or(0) >= 3, "seed {seed}: {seen:?}");
     }
     eprintln!("seed {seed}: {seen:?}");
     Ok(())

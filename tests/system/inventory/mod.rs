@@ -1,6 +1,7 @@
 //! The inventory server, driven through its gRPC contract only.
 
 mod admin;
+mod backorders;
 mod batching;
 mod check;
 mod concurrency;
@@ -8,6 +9,7 @@ mod differential;
 mod expiry;
 mod history;
 mod operations;
+mod policy;
 mod reconcile;
 mod reserve;
 mod returns;

@@ -112,8 +112,10 @@ async fn reflection_serves_every_rpc_by_symbol() -> anyhow::Result<()> {
             "GetInventoryItem",
             "GetReservation",
             "ListInventoryItems",
+            "ListLowStock",
             "ReserveInventory",
             "ReturnStock",
+            "SetStockPolicy",
             "UpsertInventoryItem",
             "VerifyLedger",
             "WatchEvents",
@@ -223,5 +225,69 @@ async fn shopctl_stock_set_keeps_the_item_s_product_and_variant() -> anyhow::Res
         (new.product_id.as_str(), new.variant_id.as_deref(), new.on_hand),
         ("NEW-SKU", None, 2)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn shopctl_stock_policy_sets_a_row_s_policy_and_stock_low_lists_low_rows()
+-> anyhow::Result<()> {
+    use clap::Parser;
+    let inv = TestInventory::start().await?;
+    inv.stock("MUG", 10).await?;
+    inv.stock_in("MUG", "east", 1).await?;
+    let url = format!("http://{}", inv.addr);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["shopctl", "--inventory-url", url.as_str(), "stock"];
+        all.extend_from_slice(args);
+        shopctl::cli::Cli::try_parse_from(all)
+    };
+    let run = |cli: shopctl::cli::Cli| async move {
+        shopctl::run(cli).await.map_err(|e| anyhow::anyhow!(e.report()))
+    };
+    // One value at a time: the other keeps its value.
+    run(cli(&["policy", "MUG", "--low-stock-threshold", "12", "--reason", "watch"])?).await?;
+    run(cli(&["policy", "MUG", "--safety-stock", "3", "--reason", "shop floor"])?).await?;
+    let level = &inv.item("MUG").await?.levels[0];
+    assert_eq!(
+        (level.warehouse_id.as_str(), level.safety_stock, level.low_stock_threshold),
+        ("default", 3, 12)
+    );
+    assert_eq!((level.available, level.low_stock), (7, true));
+    run(cli(&[
+        "policy",
+        "MUG",
+        "--warehouse",
+        "east",
+        "--low-stock-threshold",
+        "5",
+        "--reason",
+        "x",
+    ])?)
+    .await?;
+    // Neither value: refused before any call; a row that does not exist: NOT_FOUND, exit 2.
+    assert!(cli(&["policy", "MUG", "--reason", "x"]).is_err());
+    let missing = shopctl::run(cli(&[
+        "policy",
+        "MUG",
+        "--warehouse",
+        "nowhere",
+        "--safety-stock",
+        "1",
+        "--reason",
+        "x",
+    ])?)
+    .await
+    .expect_err("no such row");
+    assert_eq!(missing.exit_code(), 2);
+    // Two low rows, one per page: the command follows the pages (its output goes to stdout).
+    run(cli(&["low", "--page-size", "1"])?).await?;
+    run(cli(&["low", "--warehouse", "east", "--json"])?).await?;
+    let low: i64 = sqlx::query_scalar(
+        "select count(*) from inventory.stock_levels
+          where low_stock_threshold > 0 and on_hand - reserved - safety_stock < low_stock_threshold",
+    )
+    .fetch_one(&inv.db.pool)
+    .await?;
+    assert_eq!(low, 2);
     Ok(())
 }

@@ -190,3 +190,37 @@ async fn a_happy_order_is_written_twice_and_answered_as_stored() -> anyhow::Resu
     assert_eq!(order, sys.get(&order.id).await?);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_order_records_the_units_sold_on_backorder_and_their_restock_date() -> anyhow::Result<()>
+{
+    let sys = TestSystem::start().await?;
+    sys.stock("WIDGET", 1).await?;
+    sys.stock("GADGET", 5).await?;
+    let policy = proto::inventory::v1::SetStockPolicyRequest {
+        sku: "WIDGET".into(),
+        backorder_limit: Some(10),
+        expected_restock_date: Some("2027-03-01".into()),
+        reason: "pre-order the spring delivery".into(),
+        ..Default::default()
+    };
+    sys.inventory()?.client.clone().set_stock_policy(policy).await?;
+
+    // 1 WIDGET in stock, 2 on backorder; the GADGETs are all in stock.
+    let order = sys.order("bo", &[("p-widget", 3), ("p-gadget", 1)]).await??;
+    assert_eq!(order.status, "CONFIRMED", "{order:?}");
+    let expected = vec![pb::BackorderedItem {
+        sku: "WIDGET".into(),
+        quantity: 2,
+        expected_restock_date: "2027-03-01".into(),
+    }];
+    assert_eq!(order.backordered, expected, "the CreateOrder answer");
+    assert_eq!(sys.get(&order.id).await?.backordered, expected, "GetOrder");
+    let widget = sys.item("WIDGET").await?;
+    assert_eq!((widget.on_hand, widget.reserved), (-2, 0));
+
+    // In stock only: nothing recorded.
+    let plain = sys.order("plain", &[("p-gadget", 1)]).await??;
+    assert!(plain.backordered.is_empty() && sys.get(&plain.id).await?.backordered.is_empty());
+    Ok(())
+}

@@ -24,6 +24,18 @@ fn adjust(sku: &str, delta: i32) -> pb::AdjustStockRequest {
     }
 }
 
+fn policy(sku: &str) -> pb::SetStockPolicyRequest {
+    pb::SetStockPolicyRequest {
+        sku: sku.into(),
+        warehouse_id: String::new(),
+        safety_stock: None,
+        // A threshold alone: what the rest of a test reserves is left as it was.
+        low_stock_threshold: Some(1),
+        reason: "watch it".into(),
+        ..Default::default()
+    }
+}
+
 /// `message` carrying `authorization: <value>` when set.
 fn with_auth<T>(message: T, value: Option<&str>) -> anyhow::Result<Request<T>> {
     let mut request = Request::new(message);
@@ -33,13 +45,16 @@ fn with_auth<T>(message: T, value: Option<&str>) -> anyhow::Result<Request<T>> {
     Ok(request)
 }
 
-/// The code of an upsert and of an adjust carrying `auth`.
-async fn admin_codes(client: &InventoryClient, auth: Option<&str>) -> anyhow::Result<[Code; 2]> {
-    let code = |r: Result<_, tonic::Status>| r.map_or_else(|s| s.code(), |_| Code::Ok);
+/// The code of an upsert, an adjust and a policy change carrying `auth`.
+async fn admin_codes(client: &InventoryClient, auth: Option<&str>) -> anyhow::Result<[Code; 3]> {
+    fn code<T>(r: Result<T, tonic::Status>) -> Code {
+        r.map_or_else(|s| s.code(), |_| Code::Ok)
+    }
     let mut client = client.clone();
     Ok([
         code(client.upsert_inventory_item(with_auth(upsert("WIDGET", 10), auth)?).await),
         code(client.adjust_stock(with_auth(adjust("WIDGET", 2), auth)?).await),
+        code(client.set_stock_policy(with_auth(policy("WIDGET"), auth)?).await),
     ])
 }
 
@@ -51,9 +66,9 @@ async fn an_admin_token_guards_upsert_and_adjust_only() -> anyhow::Result<()> {
     let inventory = TestInventory::start_with(db, settings).await?;
     let client = inventory.client.clone();
 
-    assert_eq!(admin_codes(&client, None).await?, [Code::Unauthenticated; 2]);
-    assert_eq!(admin_codes(&client, Some("Bearer wrong")).await?, [Code::Unauthenticated; 2]);
-    assert_eq!(admin_codes(&client, Some("adm1n-t0ken")).await?, [Code::Unauthenticated; 2]);
+    assert_eq!(admin_codes(&client, None).await?, [Code::Unauthenticated; 3]);
+    assert_eq!(admin_codes(&client, Some("Bearer wrong")).await?, [Code::Unauthenticated; 3]);
+    assert_eq!(admin_codes(&client, Some("adm1n-t0ken")).await?, [Code::Unauthenticated; 3]);
     // Refused calls changed nothing.
     let missing = client
         .clone()
@@ -62,7 +77,7 @@ async fn an_admin_token_guards_upsert_and_adjust_only() -> anyhow::Result<()> {
         .expect_err("no item yet");
     assert_eq!(missing.code(), Code::NotFound);
 
-    assert_eq!(admin_codes(&client, Some("Bearer adm1n-t0ken")).await?, [Code::Ok; 2]);
+    assert_eq!(admin_codes(&client, Some("Bearer adm1n-t0ken")).await?, [Code::Ok; 3]);
     assert_eq!(inventory.item("WIDGET").await?.on_hand, 12);
 
     // Everything else needs no token: the order service and the mesh keep working.
@@ -111,13 +126,13 @@ async fn an_allowed_client_certificate_may_call_admin_rpcs() -> anyhow::Result<(
         Ok(InventoryClient::new(pki.client_tls(Some(name))?.endpoint(&https)?.connect_lazy()))
     };
 
-    assert_eq!(admin_codes(&as_client("ops-admin")?, None).await?, [Code::Ok; 2]);
+    assert_eq!(admin_codes(&as_client("ops-admin")?, None).await?, [Code::Ok; 3]);
 
     // Signed by the same CA, so the connection is fine, but not on the list.
     let other = as_client("storefront")?;
-    assert_eq!(admin_codes(&other, None).await?, [Code::PermissionDenied; 2]);
+    assert_eq!(admin_codes(&other, None).await?, [Code::PermissionDenied; 3]);
     // ... and no token is configured, so a bearer token does not help it.
-    assert_eq!(admin_codes(&other, Some("Bearer anything")).await?, [Code::Unauthenticated; 2]);
+    assert_eq!(admin_codes(&other, Some("Bearer anything")).await?, [Code::Unauthenticated; 3]);
     // Its other calls are served.
     let hold =
         other.clone().reserve_inventory(reserve_request("order-1", &[("WIDGET", 2)])).await?;

@@ -19,7 +19,7 @@ const POLICY: &str = r#"{ "callers": [
       "reference_types": ["ORDER", "CART"] },
     { "identity": "ops-console", "rpcs": ["*"], "reference_types": ["*"],
       "settle_any_hold": true },
-    { "identity": "dashboard", "rpcs": ["GetInventoryItem", "ListInventoryItems"] } ] }"#;
+    { "identity": "dashboard", "rpcs": ["GetInventoryItem", "ListInventoryItems", "ListLowStock"] } ] }"#;
 
 /// An inventory under mutual TLS (with `policy` when set), whose admin RPCs take the
 /// `ops-console` certificate, and a way to call it as any identity.
@@ -79,7 +79,7 @@ fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Code {
 
 /// Calls every RPC once as `client` with a harmless request; the code of each, in the order
 /// of `access::RPCS`.
-async fn every_rpc(client: &InventoryClient, reference: &str) -> [Code; 9] {
+async fn every_rpc(client: &InventoryClient, reference: &str) -> [Code; 11] {
     let mut c = client.clone();
     let unknown_id = uuid::Uuid::new_v4().to_string();
     [
@@ -131,6 +131,18 @@ async fn every_rpc(client: &InventoryClient, reference: &str) -> [Code; 9] {
             .await,
         ),
         code(c.get_reservation(pb::GetReservationRequest::by_id(unknown_id)).await),
+        code(
+            c.set_stock_policy(pb::SetStockPolicyRequest {
+                sku: "WIDGET".into(),
+                warehouse_id: String::new(),
+                safety_stock: None,
+                low_stock_threshold: Some(1),
+                reason: "watch it".into(),
+                ..Default::default()
+            })
+            .await,
+        ),
+        code(c.list_low_stock(pb::ListLowStockRequest::default()).await),
     ]
 }
 
@@ -141,13 +153,20 @@ async fn the_policy_decides_who_calls_which_rpc() -> anyhow::Result<()> {
     // The harness calls as the operator (the policy's "*" and an admin identity).
     secured.inventory.stock("WIDGET", 10).await?;
     let ops = secured.client("ops-console")?;
-    assert_eq!(every_rpc(&ops, "ops-1").await, [ok, ok, missing, missing, ok, ok, ok, ok, missing]);
+    let every = [ok, ok, missing, missing, ok, ok, ok, ok, missing, ok, ok];
+    assert_eq!(every_rpc(&ops, "ops-1").await, every);
     let expected = [
-        ("order-service", [ok, ok, missing, missing, denied, denied, denied, denied, missing]),
-        ("storefront", [denied, ok, missing, missing, denied, denied, ok, denied, missing]),
-        ("dashboard", [denied, denied, denied, denied, denied, denied, ok, ok, denied]),
+        (
+            "order-service",
+            [ok, ok, missing, missing, denied, denied, denied, denied, missing, denied, denied],
+        ),
+        (
+            "storefront",
+            [denied, ok, missing, missing, denied, denied, ok, denied, missing, denied, denied],
+        ),
+        ("dashboard", [denied, denied, denied, denied, denied, denied, ok, ok, denied, denied, ok]),
         // Signed by the same CA, so the connection is fine, but the policy does not know it.
-        ("intruder", [denied; 9]),
+        ("intruder", [denied; 11]),
     ];
     for (identity, codes) in expected {
         let got = every_rpc(&secured.client(identity)?, &format!("{identity}-1")).await;

@@ -62,6 +62,7 @@ pub const INVENTORY_TYPES: &[&str] = &[
     "reservation.cancelled",
     "reservation.expired",
     "stock.returned",
+    "stock.low",
 ];
 
 /// The types the order service's outbox writes.

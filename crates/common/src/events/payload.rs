@@ -24,14 +24,19 @@ pub fn to_event(stored: &StoredEvent) -> Result<pb::Event, PayloadError> {
     };
     let json = |err: serde_json::Error| fail(err.to_string());
     let payload = match stored.event_type.as_str() {
-        "stock.changed" => {
+        "stock.changed" | "stock.low" => {
             let p: Stock = serde_json::from_str(&stored.payload).map_err(json)?;
+            let free = i64::from(p.on_hand) - i64::from(p.reserved) - i64::from(p.safety_stock)
+                + i64::from(p.backorder_limit);
             pb::event::Payload::StockChanged(pb::StockChanged {
-                available: p.on_hand - p.reserved,
+                available: i32::try_from(free.max(0)).unwrap_or(i32::MAX),
                 sku: p.sku,
                 warehouse_id: p.warehouse_id,
                 on_hand: p.on_hand,
                 reserved: p.reserved,
+                safety_stock: p.safety_stock,
+                low_stock_threshold: p.low_stock_threshold,
+                backorder_limit: p.backorder_limit,
             })
         }
         "stock.returned" => {
@@ -142,6 +147,14 @@ struct Stock {
     warehouse_id: String,
     on_hand: i32,
     reserved: i32,
+    // Absent from events written before stock policies (and from a new row's first event):
+    // a row without a policy.
+    #[serde(default)]
+    safety_stock: i32,
+    #[serde(default)]
+    low_stock_threshold: i32,
+    #[serde(default)]
+    backorder_limit: i32,
 }
 
 #[derive(Deserialize)]

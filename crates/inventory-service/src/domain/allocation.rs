@@ -122,6 +122,21 @@ pub fn allocate(lines: &[Line], levels: &[LevelSnapshot]) -> Result<Allocation, 
     Ok(taken)
 }
 
+/// Of what a hold took from each row, the units on backorder: beyond what the row had in
+/// stock (`in_stock`: on_hand - reserved - safety_stock before the hold, which may be
+/// negative; a row missing from it has nothing in stock). A row's units count as one: which
+/// of the hold's lines took them does not change how many were beyond the row's stock.
+pub fn backordered(taken: &Allocation, in_stock: &BTreeMap<i64, i64>) -> BTreeMap<i64, i32> {
+    taken
+        .iter()
+        .map(|(&row, &units)| {
+            let from_stock = in_stock.get(&row).copied().unwrap_or(0).clamp(0, i64::from(units));
+            // from_stock is within 0..=units, an i32.
+            (row, units - from_stock as i32)
+        })
+        .collect()
+}
+
 /// The one item a line names: the item with that id when the ref is an item's id, else the
 /// item with that SKU. A UUID-shaped SKU of one item can equal another item's id; the id wins,
 /// so a line never draws on two items.
@@ -208,6 +223,13 @@ mod tests {
         let levels = [level(1, 7, "A", "default", 5)];
         let id = Uuid::from_u128(7).to_string();
         assert_eq!(allocate(&[line(&id, None, 2)], &levels).unwrap(), Allocation::from([(1, 2)]));
+    }
+
+    #[test]
+    fn backordered_units_are_those_beyond_the_row_s_stock() {
+        let taken = Allocation::from([(1, 5), (2, 3), (3, 4)]);
+        let in_stock = BTreeMap::from([(1, 2), (2, 10), (3, -6)]);
+        assert_eq!(backordered(&taken, &in_stock), BTreeMap::from([(1, 3), (2, 0), (3, 4)]));
     }
 
     #[test]

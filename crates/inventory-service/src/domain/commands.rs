@@ -91,6 +91,30 @@ pub struct Adjust {
     pub key: Option<IdempotencyKey>,
 }
 
+/// Sets a stock row's policy; a `None` keeps that value as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPolicy {
+    pub sku: Sku,
+    pub warehouse: WarehouseId,
+    pub safety_stock: Option<i32>,
+    pub low_stock_threshold: Option<i32>,
+    pub backorder_limit: Option<i32>,
+    /// `Some(None)` clears the date.
+    pub restock_date: Option<Option<chrono::NaiveDate>>,
+    pub reason: Reason,
+    /// The identity the change is recorded under (mutual TLS), if any.
+    pub changed_by: Option<String>,
+}
+
+/// One page of low-stock rows ordered by (SKU, warehouse), after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowStockPage {
+    pub warehouse: Option<WarehouseId>,
+    pub size: PageSize,
+    /// The (SKU, warehouse) of the previous page's last row.
+    pub after: Option<(String, String)>,
+}
+
 /// One page of items ordered by SKU, starting after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {

@@ -8,7 +8,8 @@ pub enum InconsistencyKind {
     ReservedMismatch,
     /// A stock row whose `on_hand` or `reserved` differs from the sum of its movements.
     LedgerMismatch,
-    /// A stock row with `on_hand < 0`, `reserved < 0` or `reserved > on_hand`.
+    /// A stock row with `reserved < 0` or `on_hand - reserved < -backorder_limit` (without a
+    /// backorder limit: `on_hand < 0` or `reserved > on_hand`).
     ImpossibleLevel,
     /// A PENDING hold whose expiry passed longer ago than the grace allows.
     LapsedPendingHold,

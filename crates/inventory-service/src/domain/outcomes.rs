@@ -8,6 +8,9 @@ use super::{ReservationId, ReservationStatus};
 pub enum ReserveOutcome {
     /// A new hold was taken.
     Reserved(ReservationId),
+    /// A new hold was taken, some of its units on backorder (beyond what their rows had in
+    /// stock): the reply lists them.
+    ReservedOnBackorder(ReservationId),
     /// The reference already had a live hold; nothing new was taken.
     Existing(ReservationId, ReservationStatus),
     /// Not enough stock; nothing was taken.

@@ -2,18 +2,20 @@
 //! field on failure), store views are turned into replies. Protobuf types stop here.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::NaiveDate;
 use proto::inventory::v1 as pb;
 
 use crate::domain::{
     AvailabilityStatus, FieldViolation, HoldCaller, IdempotencyKey, ItemRef, PageSize, Quantity,
     Reason, Reference, ReservationId, ReservationStatus, Sku, WarehouseId,
     allocation::{Line, Shortage},
-    commands::{Adjust, CheckLine, ListPage, Reserve, Settle, Upsert},
+    commands::{Adjust, CheckLine, ListPage, LowStockPage, Reserve, SetPolicy, Settle, Upsert},
     returns::{ReturnLine, ReturnStock},
 };
 use crate::error::InventoryError;
 use crate::store::{
-    ItemView, ReservationView, ReserveOutcome, ReturnView, SettleOutcome, SkuAvailability,
+    BackorderedView, ItemView, LevelView, LowStockView, ReservationView, ReserveOutcome,
+    ReturnView, SettleOutcome, SkuAvailability,
 };
 
 /// The most lines one return may carry: bounds one request's work and its transaction.
@@ -306,6 +308,102 @@ pub fn adjust(req: &pb::AdjustStockRequest) -> Result<Adjust, InventoryError> {
     })
 }
 
+/// Parses a policy request; `changed_by` is the caller's identity, recorded with the change.
+pub fn set_policy(
+    req: &pb::SetStockPolicyRequest,
+    changed_by: Option<String>,
+) -> Result<SetPolicy, InventoryError> {
+    let mut v = Violations::default();
+    let sku = v.take(Sku::parse("sku", &req.sku));
+    let warehouse = v.take(WarehouseId::parse_or_default("warehouse_id", &req.warehouse_id));
+    for (field, value) in [
+        ("safety_stock", req.safety_stock),
+        ("low_stock_threshold", req.low_stock_threshold),
+        ("backorder_limit", req.backorder_limit),
+    ] {
+        if value.is_some_and(|n| n < 0) {
+            v.0.push(FieldViolation::new(field, "must not be negative"));
+        }
+    }
+    let restock_date = match req.expected_restock_date.as_deref() {
+        None => Some(None),
+        Some("") => Some(Some(None)),
+        Some(text) => {
+            v.take(NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| Some(Some(d))).map_err(
+                |_| FieldViolation::new("expected_restock_date", "must be a date, YYYY-MM-DD"),
+            ))
+        }
+    };
+    if req.safety_stock.is_none()
+        && req.low_stock_threshold.is_none()
+        && req.backorder_limit.is_none()
+        && req.expected_restock_date.is_none()
+    {
+        v.0.push(FieldViolation::new(
+            "safety_stock",
+            "set at least one of safety_stock, low_stock_threshold, backorder_limit and \
+             expected_restock_date: the request changes nothing",
+        ));
+    }
+    let reason = v.take(Reason::parse("reason", &req.reason));
+    v.finish(|| {
+        Some(SetPolicy {
+            sku: sku?,
+            warehouse: warehouse?,
+            safety_stock: req.safety_stock,
+            low_stock_threshold: req.low_stock_threshold,
+            backorder_limit: req.backorder_limit,
+            restock_date: restock_date?,
+            reason: reason?,
+            changed_by,
+        })
+    })
+}
+
+/// Parses a low-stock list request; the page token is the last row's SKU and warehouse.
+pub fn low_stock_page(req: &pb::ListLowStockRequest) -> Result<LowStockPage, InventoryError> {
+    let mut v = Violations::default();
+    let warehouse = if req.warehouse_id.is_empty() {
+        Some(None)
+    } else {
+        v.take(WarehouseId::parse("warehouse_id", &req.warehouse_id).map(Some))
+    };
+    let size = v.take(PageSize::parse("page_size", req.page_size));
+    let after = if req.page_token.is_empty() {
+        Some(None)
+    } else {
+        // Text of either part never holds a NUL (both are validated), so it separates them.
+        let row = URL_SAFE_NO_PAD
+            .decode(&req.page_token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| {
+                let (sku, wh) = text.split_once('\0')?;
+                Sku::parse("page_token", sku).ok()?;
+                WarehouseId::parse("page_token", wh).ok()?;
+                Some((sku.to_owned(), wh.to_owned()))
+            });
+        match row {
+            Some(row) => Some(Some(row)),
+            None => {
+                v.0.push(FieldViolation::new("page_token", "is not a token this server issued"));
+                None
+            }
+        }
+    };
+    v.finish(|| Some(LowStockPage { warehouse: warehouse?, size: size?, after: after? }))
+}
+
+/// The page token that continues after the low-stock row (sku, warehouse).
+pub fn low_stock_token(sku: &str, warehouse: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{sku}\0{warehouse}"))
+}
+
+/// A low-stock row as the wire shows it.
+pub fn low_stock_row(view: LowStockView) -> pb::LowStockRow {
+    pb::LowStockRow { sku: view.sku, level: Some(level(view.level)) }
+}
+
 /// Parses the SKU of a get request.
 pub fn sku(value: &str) -> Result<Sku, InventoryError> {
     Ok(Sku::parse("sku", value)?)
@@ -340,11 +438,19 @@ pub fn page_token(last_sku: &str) -> String {
     URL_SAFE_NO_PAD.encode(last_sku)
 }
 
-/// The reply to a reserve request.
-pub fn reserve_reply(outcome: ReserveOutcome) -> pb::ReservationResponse {
+/// The reply to a reserve request; `backordered`: the hold's units on backorder, if any.
+pub fn reserve_reply(
+    outcome: ReserveOutcome,
+    backordered: Vec<BackorderedView>,
+) -> pb::ReservationResponse {
     let (reservation_id, success, message, status) = match outcome {
         ReserveOutcome::Reserved(id) => {
             (id.to_string(), true, "reserved".to_owned(), ReservationStatus::Pending.as_str())
+        }
+        ReserveOutcome::ReservedOnBackorder(id) => {
+            let units: i64 = backordered.iter().map(|b| i64::from(b.quantity)).sum();
+            let message = format!("reserved, {units} unit(s) on backorder");
+            (id.to_string(), true, message, ReservationStatus::Pending.as_str())
         }
         ReserveOutcome::Existing(id, status) => (
             id.to_string(),
@@ -370,6 +476,7 @@ pub fn reserve_reply(outcome: ReserveOutcome) -> pb::ReservationResponse {
                         available_quantity: available_for_wire(s.available),
                     })
                     .collect(),
+                backordered: Vec::new(),
             };
         }
     };
@@ -379,7 +486,21 @@ pub fn reserve_reply(outcome: ReserveOutcome) -> pb::ReservationResponse {
         message,
         status: status.to_owned(),
         shortages: Vec::new(),
+        backordered: backordered
+            .into_iter()
+            .map(|b| pb::BackorderedLine {
+                sku: b.sku,
+                warehouse_id: b.warehouse_id,
+                quantity: b.quantity,
+                expected_restock_date: date(b.restock_date),
+            })
+            .collect(),
     }
+}
+
+/// A date as the wire spells it: YYYY-MM-DD, empty for none.
+fn date(day: Option<NaiveDate>) -> String {
+    day.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default()
 }
 
 /// The reply to a commit or cancel: success unless the hold's status refused it; the status
@@ -406,6 +527,7 @@ pub fn settle_reply(op: Settle, outcome: SettleOutcome) -> pb::ReservationRespon
         message,
         status: status.as_str().to_owned(),
         shortages: Vec::new(),
+        backordered: Vec::new(),
     }
 }
 
@@ -417,7 +539,8 @@ pub fn item_availability(
     known: Option<&SkuAvailability>,
 ) -> pb::ItemAvailability {
     let available = known.map(|k| k.available);
-    let status = AvailabilityStatus::classify(line.quantity.get(), available);
+    let in_stock = known.map_or(0, |k| k.in_stock);
+    let status = AvailabilityStatus::classify(line.quantity.get(), available, in_stock);
     pb::ItemAvailability {
         product_id: if asked.product_id.is_empty() {
             known.map(|k| k.product_id.clone()).unwrap_or_default()
@@ -428,8 +551,17 @@ pub fn item_availability(
         sku: asked.sku,
         requested_quantity: line.quantity.get(),
         available_quantity: available_for_wire(available.unwrap_or(0)),
-        is_available: status == AvailabilityStatus::InStock,
+        is_available: matches!(
+            status,
+            AvailabilityStatus::InStock | AvailabilityStatus::AvailableOnBackorder
+        ),
         status: status.as_str().to_owned(),
+        in_stock_quantity: available_for_wire(in_stock),
+        expected_restock_date: if status == AvailabilityStatus::AvailableOnBackorder {
+            date(known.and_then(|k| k.restock_date))
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -455,6 +587,7 @@ fn clamp(n: i64) -> i32 {
 pub fn item(view: ItemView) -> pb::InventoryItem {
     let on_hand: i64 = view.levels.iter().map(|l| i64::from(l.on_hand)).sum();
     let reserved: i64 = view.levels.iter().map(|l| i64::from(l.reserved)).sum();
+    let available: i64 = view.levels.iter().map(|l| i64::from(l.available())).sum();
     pb::InventoryItem {
         id: view.id.to_string(),
         sku: view.sku,
@@ -462,17 +595,23 @@ pub fn item(view: ItemView) -> pb::InventoryItem {
         variant_id: view.variant_id,
         on_hand: clamp(on_hand),
         reserved: clamp(reserved),
-        available: clamp(on_hand - reserved),
-        levels: view
-            .levels
-            .into_iter()
-            .map(|l| pb::StockLevel {
-                warehouse_id: l.warehouse_id,
-                on_hand: l.on_hand,
-                reserved: l.reserved,
-                available: l.on_hand - l.reserved,
-            })
-            .collect(),
+        available: clamp(available),
+        levels: view.levels.into_iter().map(level).collect(),
+    }
+}
+
+fn level(l: LevelView) -> pb::StockLevel {
+    pb::StockLevel {
+        available: l.available(),
+        low_stock: l.is_low(),
+        safety_stock: l.policy.safety_stock,
+        low_stock_threshold: l.policy.low_stock_threshold,
+        backorder_limit: l.policy.backorder_limit,
+        expected_restock_date: date(l.policy.restock_date),
+        in_stock: l.in_stock(),
+        warehouse_id: l.warehouse_id,
+        on_hand: l.on_hand,
+        reserved: l.reserved,
     }
 }
 
@@ -496,6 +635,12 @@ pub fn reservation(view: ReservationView) -> pb::Reservation {
                 quantity: l.quantity,
                 returned_quantity: l.returned,
                 not_restocked_quantity: l.not_restocked,
+                backordered_quantity: l.backordered,
+                expected_restock_date: if l.backordered > 0 {
+                    date(l.restock_date)
+                } else {
+                    String::new()
+                },
             })
             .collect(),
     }

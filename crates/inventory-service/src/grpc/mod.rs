@@ -15,7 +15,7 @@ use crate::domain::{ReservationId, commands::Settle};
 use crate::error::InventoryError;
 use crate::metrics;
 use crate::reconciler;
-use crate::store::Store;
+use crate::store::{ReserveOutcome, Store};
 use convert::{HoldName, Limits};
 
 /// The gRPC face of the inventory store.
@@ -23,7 +23,8 @@ use convert::{HoldName, Limits};
 pub struct InventoryApi {
     store: Store,
     limits: Limits,
-    /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock, VerifyLedger); open by default.
+    /// Guards the admin RPCs (UpsertInventoryItem, AdjustStock, SetStockPolicy, VerifyLedger);
+    /// open by default.
     admin: AdminGuard,
     /// Who may call which RPC, and whose holds; open by default.
     access: Access,
@@ -73,9 +74,10 @@ impl InventoryApi {
     }
 
     /// An admin RPC: the caller policy's permission, then the admin guard.
-    fn authorize_admin<T>(&self, request: &Request<T>, rpc: &str) -> Result<(), Status> {
-        self.authorize(request, rpc)?;
-        self.admin.check(request)
+    fn authorize_admin<T>(&self, request: &Request<T>, rpc: &str) -> Result<Authorized, Status> {
+        let caller = self.authorize(request, rpc)?;
+        self.admin.check(request)?;
+        Ok(caller)
     }
 
     /// The id of the hold `name` names: as given, or the live hold of the reference (NOT_FOUND
@@ -186,7 +188,16 @@ impl InventoryService for InventoryApi {
             Err(e) => metrics::error_outcome(e),
         };
         metrics::RESERVATIONS.with_label_values(&[outcome]).inc();
-        Ok(Response::new(convert::reserve_reply(result?)))
+        let outcome = result?;
+        // The lines on backorder: read only for a hold that took some, or one found again (a
+        // retry answers what the first call answered).
+        let backordered = match &outcome {
+            ReserveOutcome::ReservedOnBackorder(id) | ReserveOutcome::Existing(id, _) => {
+                self.store.backordered(*id).await?
+            }
+            ReserveOutcome::Reserved(_) | ReserveOutcome::Short(_) => Vec::new(),
+        };
+        Ok(Response::new(convert::reserve_reply(outcome, backordered)))
     }
 
     async fn commit_reservation(
@@ -256,6 +267,33 @@ impl InventoryService for InventoryApi {
         self.authorize_admin(&request, "AdjustStock")?;
         let cmd = convert::adjust(request.get_ref())?;
         Ok(Response::new(convert::item(self.store.adjust(&cmd).await?)))
+    }
+
+    async fn set_stock_policy(
+        &self,
+        request: Request<pb::SetStockPolicyRequest>,
+    ) -> Result<Response<pb::SetStockPolicyResponse>, Status> {
+        let caller = self.authorize_admin(&request, "SetStockPolicy")?;
+        let cmd = convert::set_policy(request.get_ref(), caller.hold.principal)?;
+        let item = convert::item(self.store.set_policy(&cmd).await?);
+        Ok(Response::new(pb::SetStockPolicyResponse { item: Some(item) }))
+    }
+
+    async fn list_low_stock(
+        &self,
+        request: Request<pb::ListLowStockRequest>,
+    ) -> Result<Response<pb::ListLowStockResponse>, Status> {
+        self.authorize(&request, "ListLowStock")?;
+        let page = convert::low_stock_page(request.get_ref())?;
+        let (rows, more) = self.store.low_stock(&page).await?;
+        let next_page_token = match rows.last() {
+            Some(last) if more => convert::low_stock_token(&last.sku, &last.level.warehouse_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListLowStockResponse {
+            rows: rows.into_iter().map(convert::low_stock_row).collect(),
+            next_page_token,
+        }))
     }
 
     async fn verify_ledger(

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use chrono::NaiveDate;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -10,7 +11,7 @@ use super::{
     ledger::{MovementKind, move_on_hand},
 };
 use crate::domain::{
-    Sku, WarehouseId,
+    Sku, StockPolicy, WarehouseId,
     commands::{Adjust, ListPage, Upsert},
 };
 use crate::error::InventoryError;
@@ -20,6 +21,24 @@ struct LockedLevel {
     id: i64,
     on_hand: i32,
     reserved: i32,
+    backorder_limit: i32,
+}
+
+impl LockedLevel {
+    /// Whether the row may have `on_hand`: its reserved units covered, but for what its
+    /// backorder limit lets it owe (the rule of the row's CHECK constraint).
+    fn allows(&self, on_hand: i64) -> bool {
+        on_hand - i64::from(self.reserved) >= -i64::from(self.backorder_limit)
+    }
+
+    /// What a refusal adds about the backorder limit, when the row has one.
+    fn beyond_note(&self) -> String {
+        if self.backorder_limit > 0 {
+            format!(" beyond its backorder limit of {}", self.backorder_limit)
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl Store {
@@ -39,9 +58,15 @@ impl Store {
         &self,
         skus: &[&str],
     ) -> Result<Vec<SkuAvailability>, sqlx::Error> {
-        let rows = sqlx::query_as::<_, (String, String, Option<String>, i64)>(
+        type Row = (String, String, Option<String>, i64, i64, Option<NaiveDate>);
+        let rows = sqlx::query_as::<_, Row>(
             "select i.sku, i.product_id, i.variant_id,
-                    coalesce(sum(sl.on_hand - sl.reserved), 0)::bigint
+                    coalesce(sum(greatest(
+                        sl.on_hand - sl.reserved - sl.safety_stock + sl.backorder_limit, 0)), 0)
+                        ::bigint,
+                    coalesce(sum(greatest(sl.on_hand - sl.reserved - sl.safety_stock, 0)), 0)
+                        ::bigint,
+                    min(sl.restock_date) filter (where sl.backorder_limit > 0)
                from inventory.items i
                left join inventory.stock_levels sl on sl.item_id = i.id
               where i.sku = any($1)
@@ -52,11 +77,8 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(sku, product_id, variant_id, available)| SkuAvailability {
-                sku,
-                product_id,
-                variant_id,
-                available,
+            .map(|(sku, product_id, variant_id, available, in_stock, restock_date)| {
+                SkuAvailability { sku, product_id, variant_id, available, in_stock, restock_date }
             })
             .collect())
     }
@@ -79,13 +101,24 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let level = lock_level(&mut tx, item_id, &req.warehouse).await?;
-        if req.on_hand < level.reserved {
+        if !level.allows(i64::from(req.on_hand)) {
             return Err(InventoryError::FailedPrecondition(format!(
-                "on_hand {} for {} in {} is below the {} units currently reserved",
-                req.on_hand, req.sku, req.warehouse, level.reserved
+                "on_hand {} for {} in {} is below the {} units currently reserved{}",
+                req.on_hand,
+                req.sku,
+                req.warehouse,
+                level.reserved,
+                level.beyond_note()
             )));
         }
-        let delta = req.on_hand - level.on_hand;
+        // A row sold on backorder is below zero: the step up may not fit an i32.
+        let delta =
+            i32::try_from(i64::from(req.on_hand) - i64::from(level.on_hand)).map_err(|_| {
+                InventoryError::invalid(
+                    "on_hand",
+                    format!("is too far from the current {} to apply in one step", level.on_hand),
+                )
+            })?;
         move_on_hand(&mut tx, level.id, delta, MovementKind::Set, Some("set by upsert")).await?;
         let item = load_item(&mut tx, &req.sku).await?;
         tx.commit().await?;
@@ -147,10 +180,14 @@ impl Store {
                 format!("would take on_hand past {} (now {})", i32::MAX, level.on_hand),
             ));
         }
-        if new_on_hand < i64::from(level.reserved) {
+        if !level.allows(new_on_hand) {
             return Err(InventoryError::FailedPrecondition(format!(
-                "adjusting {} in {} by {} would leave on_hand {new_on_hand}, below the {} units reserved",
-                req.sku, req.warehouse, req.delta, level.reserved
+                "adjusting {} in {} by {} would leave on_hand {new_on_hand}, below the {} units reserved{}",
+                req.sku,
+                req.warehouse,
+                req.delta,
+                level.reserved,
+                level.beyond_note()
             )));
         }
         move_on_hand(&mut tx, level.id, req.delta, MovementKind::Adjust, Some(req.reason.as_str()))
@@ -214,18 +251,21 @@ async fn lock_level(
     .bind(warehouse.as_str())
     .execute(&mut *conn)
     .await?;
-    let (id, on_hand, reserved) = sqlx::query_as::<_, (i64, i32, i32)>(
-        "select id, on_hand, reserved from inventory.stock_levels
+    let (id, on_hand, reserved, backorder_limit) = sqlx::query_as::<_, (i64, i32, i32, i32)>(
+        "select id, on_hand, reserved, backorder_limit from inventory.stock_levels
           where item_id = $1 and warehouse_id = $2 for update",
     )
     .bind(item_id)
     .bind(warehouse.as_str())
     .fetch_one(conn)
     .await?;
-    Ok(LockedLevel { id, on_hand, reserved })
+    Ok(LockedLevel { id, on_hand, reserved, backorder_limit })
 }
 
-async fn load_item(conn: &mut PgConnection, sku: &Sku) -> Result<ItemView, InventoryError> {
+pub(super) async fn load_item(
+    conn: &mut PgConnection,
+    sku: &Sku,
+) -> Result<ItemView, InventoryError> {
     let (id, sku, product_id, variant_id) =
         sqlx::query_as::<_, (Uuid, String, String, Option<String>)>(
             "select id, sku, product_id, variant_id from inventory.items where sku = $1",
@@ -245,16 +285,29 @@ async fn levels_of<'c, E>(
 where
     E: sqlx::PgExecutor<'c>,
 {
-    let rows = sqlx::query_as::<_, (Uuid, String, i32, i32)>(
-        "select item_id, warehouse_id, on_hand, reserved from inventory.stock_levels
+    type Row = (Uuid, String, i32, i32, i32, i32, i32, Option<NaiveDate>);
+    let rows = sqlx::query_as::<_, Row>(
+        "select item_id, warehouse_id, on_hand, reserved, safety_stock, low_stock_threshold,
+                backorder_limit, restock_date
+           from inventory.stock_levels
           where item_id = any($1) order by item_id, warehouse_id",
     )
     .bind(items)
     .fetch_all(conn)
     .await?;
     let mut by_item: HashMap<Uuid, Vec<LevelView>> = HashMap::new();
-    for (item_id, warehouse_id, on_hand, reserved) in rows {
-        by_item.entry(item_id).or_default().push(LevelView { warehouse_id, on_hand, reserved });
+    for (item_id, warehouse_id, on_hand, reserved, safety, threshold, backorder, restock) in rows {
+        by_item.entry(item_id).or_default().push(LevelView {
+            warehouse_id,
+            on_hand,
+            reserved,
+            policy: StockPolicy {
+                safety_stock: safety,
+                low_stock_threshold: threshold,
+                backorder_limit: backorder,
+                restock_date: restock,
+            },
+        });
     }
     Ok(by_item)
 }

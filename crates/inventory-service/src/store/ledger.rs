@@ -41,7 +41,7 @@ pub(super) async fn lock_levels(conn: &mut PgConnection, ids: &[i64]) -> Result<
 }
 
 /// Changes one stock row's on_hand by `delta` and records why. The caller holds the row lock
-/// and has checked the result stays within `reserved..=i32::MAX`.
+/// and has checked the result stays within `reserved - backorder_limit..=i32::MAX`.
 pub(super) async fn move_on_hand(
     conn: &mut PgConnection,
     level_id: i64,

@@ -6,6 +6,7 @@ mod check_batcher;
 mod coalesce;
 mod items;
 mod ledger;
+mod policy;
 mod reconcile;
 mod reservations;
 mod retention;
@@ -14,12 +15,12 @@ mod returns;
 /// The schema this server owns (and keeps its migration history in).
 pub const SCHEMA: &str = "inventory";
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use common::replica::ReadPools;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{ReservationId, ReservationStatus};
+use crate::domain::{ReservationId, ReservationStatus, StockPolicy};
 
 pub use crate::domain::{ReserveOutcome, SettleOutcome};
 
@@ -92,6 +93,31 @@ pub struct LevelView {
     pub warehouse_id: String,
     pub on_hand: i32,
     pub reserved: i32,
+    pub policy: StockPolicy,
+}
+
+impl LevelView {
+    /// Units offered for sale.
+    pub fn available(&self) -> i32 {
+        self.policy.offered(self.on_hand, self.reserved)
+    }
+
+    /// Of them, the units in stock.
+    pub fn in_stock(&self) -> i32 {
+        self.policy.in_stock(self.on_hand, self.reserved)
+    }
+
+    /// Whether the row is below its low-stock threshold.
+    pub fn is_low(&self) -> bool {
+        self.policy.is_low(self.on_hand, self.reserved)
+    }
+}
+
+/// A stock row below its low-stock threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowStockView {
+    pub sku: String,
+    pub level: LevelView,
 }
 
 /// Availability of one SKU summed over its warehouses; None when the SKU is unknown.
@@ -101,6 +127,10 @@ pub struct SkuAvailability {
     pub product_id: String,
     pub variant_id: Option<String>,
     pub available: i64,
+    /// Of `available`, the units in stock (not on backorder).
+    pub in_stock: i64,
+    /// The earliest expected restock date of its rows that take backorders.
+    pub restock_date: Option<NaiveDate>,
 }
 
 /// A hold with its lines.
@@ -124,6 +154,19 @@ pub struct ReservedLine {
     pub returned: i32,
     /// Of `returned`, the units not put back on hand.
     pub not_restocked: i32,
+    /// Of `quantity`, the units still on backorder.
+    pub backordered: i32,
+    /// The row's expected restock date.
+    pub restock_date: Option<NaiveDate>,
+}
+
+/// Units of a hold on backorder on one stock row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackorderedView {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub quantity: i32,
+    pub restock_date: Option<NaiveDate>,
 }
 
 /// A return as applied (or found under its key).

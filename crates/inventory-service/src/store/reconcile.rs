@@ -178,13 +178,16 @@ const CHECKPOINT_MISMATCH: &str = named_rows!(
          or coalesce(c.reserved, 0) <> coalesce(b.reserved, 0) + coalesce(m.reserved, 0)"
 );
 
-/// Rows the CHECK constraint should make impossible; measured anyway, because a constraint
+/// Rows the CHECK constraint should make impossible (reserved below zero, or more sold and held
+/// than on_hand plus the backorder limit: never below zero without a policy that allows it);
+/// measured anyway, because a constraint
 /// can be dropped or bypassed (a restore, a manual fix) and the alert must still see it.
 const IMPOSSIBLE_LEVEL: &str = named_rows!(
     "select sl.id, sl.item_id, sl.warehouse_id,
-            format('on_hand %s, reserved %s', sl.on_hand, sl.reserved) as detail
+            format('on_hand %s, reserved %s, backorder_limit %s',
+                   sl.on_hand, sl.reserved, sl.backorder_limit) as detail
        from inventory.stock_levels sl
-      where sl.on_hand < 0 or sl.reserved < 0 or sl.reserved > sl.on_hand"
+      where sl.reserved < 0 or sl.on_hand::bigint - sl.reserved < -sl.backorder_limit"
 );
 
 /// Folds the tail below this snapshot's xmin into the checkpoints and moves the horizon

@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store, ledger::settle};
+use super::{
+    BackorderedView, ReservationView, ReserveOutcome, ReservedLine, SettleOutcome, Store,
+    ledger::settle,
+};
 use crate::domain::{
     HoldCaller, Reference, ReservationId, ReservationStatus,
     allocation::Shortage,
@@ -36,10 +39,40 @@ impl Store {
                 answers.into_iter().next().unwrap_or_else(|| Err(missing_answer()))
             }
         }?;
-        if let ReserveOutcome::Reserved(id) | ReserveOutcome::Existing(id, _) = &outcome {
+        if let ReserveOutcome::Reserved(id)
+        | ReserveOutcome::ReservedOnBackorder(id)
+        | ReserveOutcome::Existing(id, _) = &outcome
+        {
             tracing::Span::current().record("reservation_id", tracing::field::display(id));
         }
         Ok(outcome)
+    }
+
+    /// The hold's units still on backorder, per stock row (SKU, warehouse order).
+    pub async fn backordered(
+        &self,
+        id: ReservationId,
+    ) -> Result<Vec<BackorderedView>, InventoryError> {
+        let rows = sqlx::query_as::<_, (String, String, i32, Option<NaiveDate>)>(
+            "select i.sku, sl.warehouse_id, ri.backordered, sl.restock_date
+               from inventory.reservation_items ri
+               join inventory.stock_levels sl on sl.id = ri.stock_level_id
+               join inventory.items i on i.id = sl.item_id
+              where ri.reservation_id = $1 and ri.backordered > 0
+              order by i.sku, sl.warehouse_id",
+        )
+        .bind(id.uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(sku, warehouse_id, quantity, restock_date)| BackorderedView {
+                sku,
+                warehouse_id,
+                quantity,
+                restock_date,
+            })
+            .collect())
     }
 
     /// Runs `reqs` as one batch, in this order, in one transaction: each gets its own
@@ -144,10 +177,11 @@ impl Store {
         if !caller.may_touch(row.try_get::<Option<String>, _>("owner")?.as_deref()) {
             return Err(not_theirs(id, "read"));
         }
-        let items = sqlx::query_as::<_, (String, String, i32, i64, i64)>(
+        let items = sqlx::query_as::<_, (String, String, i32, i64, i64, i32, Option<NaiveDate>)>(
             "select i.sku, sl.warehouse_id, ri.quantity,
                     coalesce(sum(l.quantity), 0),
-                    coalesce(sum(l.quantity) filter (where not l.restock), 0)
+                    coalesce(sum(l.quantity) filter (where not l.restock), 0),
+                    ri.backordered, sl.restock_date
                from inventory.reservation_items ri
                join inventory.stock_levels sl on sl.id = ri.stock_level_id
                join inventory.items i on i.id = sl.item_id
@@ -155,19 +189,23 @@ impl Store {
                left join inventory.stock_return_lines l
                       on l.return_id = sr.id and l.stock_level_id = ri.stock_level_id
               where ri.reservation_id = $1
-              group by i.sku, sl.warehouse_id, ri.quantity
+              group by i.sku, sl.warehouse_id, ri.quantity, ri.backordered, sl.restock_date
               order by i.sku, sl.warehouse_id",
         )
         .bind(id.uuid())
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|(sku, warehouse_id, quantity, returned, not_restocked)| ReservedLine {
-            sku,
-            warehouse_id,
-            quantity,
-            returned: i32::try_from(returned).unwrap_or(i32::MAX),
-            not_restocked: i32::try_from(not_restocked).unwrap_or(i32::MAX),
+        .map(|(sku, warehouse_id, quantity, returned, not_restocked, backordered, restock_date)| {
+            ReservedLine {
+                sku,
+                warehouse_id,
+                quantity,
+                returned: i32::try_from(returned).unwrap_or(i32::MAX),
+                not_restocked: i32::try_from(not_restocked).unwrap_or(i32::MAX),
+                backordered,
+                restock_date,
+            }
         })
         .collect();
         Ok(ReservationView {
@@ -341,6 +379,10 @@ fn answers(
             "reserved" | "existing" => {
                 out[k] = Some(match hold {
                     None => Err(missing_answer()),
+                    // A reserved hold's o_requested: its backordered units (null or 0: none).
+                    Some(id) if outcome == "reserved" && requested.unwrap_or(0) > 0 => {
+                        Ok(ReserveOutcome::ReservedOnBackorder(id.into()))
+                    }
                     Some(id) if outcome == "reserved" => Ok(ReserveOutcome::Reserved(id.into())),
                     Some(id) => existing(
                         reqs[k],

@@ -10,9 +10,9 @@ use tonic_types::StatusExt;
 use uuid::Uuid;
 
 use super::{PeerChannel, PeerError, request, retrying, with_deadline};
-use crate::domain::OrderId;
 use crate::domain::pricing::SkuDemand;
 use crate::domain::returns::RestockLine;
+use crate::domain::{Backordered, OrderId};
 use crate::metrics::{self, InventoryOutcome};
 use crate::settings::CallPolicy;
 
@@ -38,8 +38,8 @@ pub struct Availability {
 /// What a reserve call achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReserveReply {
-    /// The order's hold (new, or the one it already had).
-    Held(Uuid),
+    /// The order's hold (new, or the one it already had), and its units on backorder.
+    Held(Uuid, Vec<Backordered>),
     /// Not enough stock; nothing held. The message names each short SKU; `lines` gives, per
     /// short SKU, what was asked and what was left.
     Short { message: String, lines: Vec<ShortLine> },
@@ -295,7 +295,27 @@ impl InventoryPeer {
                 reply.reservation_id
             )),
         })?;
-        Ok(ReserveReply::Held(id))
+        // Per SKU: the order asks for any warehouse, so a SKU may be backordered in several.
+        let mut backordered: Vec<Backordered> = Vec::new();
+        for line in reply.backordered {
+            match backordered.iter_mut().find(|b| b.sku == line.sku) {
+                Some(b) => {
+                    b.quantity = b.quantity.saturating_add(line.quantity);
+                    if b.expected_restock_date.is_empty()
+                        || (!line.expected_restock_date.is_empty()
+                            && line.expected_restock_date < b.expected_restock_date)
+                    {
+                        b.expected_restock_date = line.expected_restock_date;
+                    }
+                }
+                None => backordered.push(Backordered {
+                    sku: line.sku,
+                    quantity: line.quantity,
+                    expected_restock_date: line.expected_restock_date,
+                }),
+            }
+        }
+        Ok(ReserveReply::Held(id, backordered))
     }
 
     /// Commits the hold (repeating a commit is success).

@@ -1,5 +1,6 @@
 //! Order types and rules: no protobuf, no SQL. Values here are valid by construction.
 
+mod backorder;
 pub mod cancellation;
 pub mod commands;
 pub mod currency;
@@ -10,6 +11,7 @@ pub mod returns;
 mod status;
 mod values;
 
+pub use backorder::Backordered;
 pub use status::{NextAction, OrderStatus, PaymentStatus};
 pub use values::{
     Currency, FieldViolation, IdempotencyKey, OrderId, PageSize, PaymentMethod, ProductId,

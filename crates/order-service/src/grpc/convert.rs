@@ -345,6 +345,15 @@ pub fn order(view: OrderView) -> pb::Order {
         status_reason: view.status_reason,
         returns: view.returns.into_iter().map(order_return).collect(),
         refunded_amount_minor,
+        backordered: view
+            .backordered
+            .into_iter()
+            .map(|b| pb::BackorderedItem {
+                sku: b.sku,
+                quantity: b.quantity,
+                expected_restock_date: b.expected_restock_date,
+            })
+            .collect(),
         created_at: Some(timestamp(view.created_at)),
         updated_at: Some(timestamp(view.updated_at)),
     }

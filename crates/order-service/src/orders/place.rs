@@ -255,5 +255,6 @@ fn written_view(
         updated_at,
         // A return needs a confirmed order, and this request just placed it.
         returns: Vec::new(),
+        backordered: state.backordered.unwrap_or_default(),
     }
 }

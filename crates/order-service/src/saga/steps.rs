@@ -48,14 +48,15 @@ impl Engine {
     ) -> Step {
         let me = &self.inner;
         let reply = me.peers.inventory.reserve(state.id, demand, me.config.hold_minutes).await;
-        if charge_unrecorded && !matches!(reply, Ok(ReserveReply::Held(_))) && !is_retry(&reply) {
+        if charge_unrecorded && !matches!(reply, Ok(ReserveReply::Held(..))) && !is_retry(&reply) {
             return charge_unknown_without_stock(state, reply);
         }
         match reply {
-            Ok(ReserveReply::Held(reservation)) => {
+            Ok(ReserveReply::Held(reservation, backordered)) => {
                 tracing::Span::current().record("reservation_id", display(reservation));
                 let mut to = Transition::from_state(state);
                 to.reservation_id = Some(reservation);
+                to.backordered = Some(backordered);
                 if state.payment_status == PaymentStatus::Succeeded {
                     to.next_action = Some(NextAction::Commit);
                 } else {
@@ -331,7 +332,7 @@ fn is_retry(reply: &Result<ReserveReply, PeerError>) -> bool {
 fn charge_unknown_without_stock(state: &SagaState, reply: Result<ReserveReply, PeerError>) -> Step {
     let detail = match reply {
         Ok(ReserveReply::Short { message, .. }) => message,
-        Ok(ReserveReply::Held(reservation)) => format!("hold {reservation}"),
+        Ok(ReserveReply::Held(reservation, _)) => format!("hold {reservation}"),
         Err(err) => err.to_string(),
     };
     tracing::warn!(reason = %detail, "no hold for an order a lapsed driver may have charged; settling its payment first");

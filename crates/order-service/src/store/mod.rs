@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::pricing::PricedLine;
-use crate::domain::{NextAction, OrderId, OrderStatus, PaymentStatus};
+use crate::domain::{Backordered, NextAction, OrderId, OrderStatus, PaymentStatus};
 use crate::error::OrderError;
 
 pub use operator::ParkedView;
@@ -78,6 +78,8 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
     /// Its returns, oldest first.
     pub returns: Vec<ReturnView>,
+    /// Units taken on backorder, per SKU.
+    pub backordered: Vec<Backordered>,
 }
 
 impl OrderView {
@@ -140,6 +142,9 @@ pub struct SagaState {
     pub age: Duration,
     /// Parked for an operator: nothing drives it until it is resolved.
     pub parked: bool,
+    /// Units the hold took on backorder, when a reserve answered in this drive: saves write
+    /// them in place of what the order had (None: saves leave them as they are).
+    pub backordered: Option<Vec<Backordered>>,
 }
 
 impl SagaState {
@@ -162,6 +167,7 @@ impl SagaState {
             lease_left: Some(order.lease),
             age: Duration::ZERO,
             parked: false,
+            backordered: None,
         }
     }
 
@@ -173,6 +179,7 @@ impl SagaState {
         self.payment_id = to.payment_id;
         self.reservation_id = to.reservation_id;
         self.next_action = to.next_action;
+        self.backordered = to.backordered;
     }
 }
 
@@ -185,6 +192,8 @@ pub struct Transition {
     pub payment_id: Option<String>,
     pub reservation_id: Option<Uuid>,
     pub next_action: Option<NextAction>,
+    /// Units the hold took on backorder, set by a reserve's answer (see `SagaState`).
+    pub backordered: Option<Vec<Backordered>>,
 }
 
 impl Transition {
@@ -197,6 +206,7 @@ impl Transition {
             payment_id: state.payment_id.clone(),
             reservation_id: state.reservation_id,
             next_action: state.next_action,
+            backordered: state.backordered.clone(),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::domain::cancellation::{CancelDecision, decide};
 use crate::domain::commands::{CancelOrder, ListPage};
-use crate::domain::{NextAction, OrderId, OrderStatus};
+use crate::domain::{Backordered, NextAction, OrderId, OrderStatus};
 use crate::error::OrderError;
 
 const ORDER_COLUMNS: &str = "id, user_id, status, status_reason, total_amount_minor, currency, \
@@ -315,6 +315,21 @@ async fn with_items(pool: &PgPool, rows: Vec<OrderRow>) -> Result<Vec<OrderView>
     .fetch_all(pool)
     .await?;
     let mut returns = Store::returns_of(pool, &ids).await?;
+    let backorders: Vec<(Uuid, String, i32, String)> = sqlx::query_as(
+        "select order_id, sku, quantity, expected_restock_date
+           from orders.order_backorders where order_id = any($1) order by order_id, sku",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut backordered: HashMap<Uuid, Vec<Backordered>> = HashMap::new();
+    for (order_id, sku, quantity, expected_restock_date) in backorders {
+        backordered.entry(order_id).or_default().push(Backordered {
+            sku,
+            quantity,
+            expected_restock_date,
+        });
+    }
     let mut by_order: HashMap<Uuid, Vec<OrderItemView>> = HashMap::new();
     for item in items {
         by_order.entry(item.order_id).or_default().push(OrderItemView {
@@ -331,6 +346,7 @@ async fn with_items(pool: &PgPool, rows: Vec<OrderRow>) -> Result<Vec<OrderView>
                 id: OrderId::from(r.id),
                 items: by_order.remove(&r.id).unwrap_or_default(),
                 returns: returns.remove(&r.id).unwrap_or_default(),
+                backordered: backordered.remove(&r.id).unwrap_or_default(),
                 user_id: r.user_id,
                 status: parse_status(&r.status)?,
                 status_reason: r.status_reason,

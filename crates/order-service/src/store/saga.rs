@@ -154,6 +154,8 @@ impl Store {
                     .map(Duration::from_millis),
                 age: Duration::from_millis(u64::try_from(r.age_ms).unwrap_or(0)),
                 parked: r.parked,
+                // Written already: only a reserve's answer replaces them.
+                backordered: None,
             })
         })
         .transpose()
@@ -194,6 +196,7 @@ impl Store {
         let outcomes: Vec<&str> = save.steps.iter().map(|s| s.outcome).collect();
         let details: Vec<String> = save.steps.iter().map(|s| clip(&s.detail)).collect();
         let state = save.state;
+        let backordered = state.backordered.as_deref().unwrap_or_default();
         let (park_now, park_after) = match save.park {
             Park::No => (false, None),
             Park::Now => (true, None),
@@ -225,7 +228,18 @@ impl Store {
                    from saved,
                         unnest($15::text[], $16::text[], $17::text[]) with ordinality
                             as s(action, outcome, detail, n)
-                  order by s.n)
+                  order by s.n),
+             stale_backorders as (
+                 delete from orders.order_backorders
+                  where $23 and order_id = $1 and exists (select 1 from saved)
+                    and sku <> all($20::text[])),
+             backorders as (
+                 insert into orders.order_backorders (order_id, sku, quantity, expected_restock_date)
+                 select $1, b.sku, b.quantity, b.restock
+                   from saved, unnest($20::text[], $21::int[], $22::text[]) as b(sku, quantity, restock)
+                 on conflict (order_id, sku) do update
+                    set quantity = excluded.quantity,
+                        expected_restock_date = excluded.expected_restock_date)
              select version, updated_at, parked from saved",
         )
         .bind(state.id.uuid())
@@ -250,6 +264,10 @@ impl Store {
         .bind(&details)
         .bind(park_now)
         .bind(park_after)
+        .bind(backordered.iter().map(|b| b.sku.as_str()).collect::<Vec<_>>())
+        .bind(backordered.iter().map(|b| b.quantity).collect::<Vec<_>>())
+        .bind(backordered.iter().map(|b| b.expected_restock_date.as_str()).collect::<Vec<_>>())
+        .bind(state.backordered.is_some())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(version, updated_at, parked)| Saved { version, updated_at, parked }))

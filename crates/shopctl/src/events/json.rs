@@ -44,6 +44,8 @@ fn payload_field(payload: &Payload) -> (&'static str, Value) {
                 "onHand": p.on_hand,
                 "reserved": p.reserved,
                 "available": p.available,
+                "safetyStock": p.safety_stock,
+                "lowStockThreshold": p.low_stock_threshold,
             }),
         ),
         Payload::ReservationChanged(p) => (
@@ -132,6 +134,7 @@ mod tests {
                 on_hand: 10,
                 reserved: 3,
                 available: 7,
+                ..Default::default()
             })),
         };
         let line = event_line(&e);
@@ -146,6 +149,39 @@ mod tests {
                 "stockChanged": {
                     "sku": "MUG", "warehouseId": "default",
                     "onHand": 10, "reserved": 3, "available": 7,
+                    "safetyStock": 0, "lowStockThreshold": 0,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn stock_low_carries_the_stock_changed_payload_with_its_policy() {
+        let e = pb::Event {
+            position: 8,
+            r#type: "stock.low".into(),
+            aggregate_id: "MUG/east".into(),
+            occurred_at: None,
+            payload: Some(Payload::StockChanged(pb::StockChanged {
+                sku: "MUG".into(),
+                warehouse_id: "east".into(),
+                on_hand: 10,
+                reserved: 2,
+                available: 3,
+                safety_stock: 5,
+                low_stock_threshold: 4,
+                backorder_limit: 0,
+            })),
+        };
+        assert_eq!(
+            event(&e),
+            json!({
+                "position": "8", "type": "stock.low", "aggregateId": "MUG/east",
+                "occurredAt": null,
+                "stockChanged": {
+                    "sku": "MUG", "warehouseId": "east",
+                    "onHand": 10, "reserved": 2, "available": 3,
+                    "safetyStock": 5, "lowStockThreshold": 4,
                 },
             })
         );

@@ -34,13 +34,12 @@ fn line_of(cells: [&str; 5]) -> String {
     ])
 }
 
-/// What the payload says, short: the levels of a stock row, a status change with its reason,
-/// the lines of a hold or a return (`SKU=QTY@WAREHOUSE`, as `reserve` takes them).
+/// What the payload says, short: the levels of a stock row (stock.changed and stock.low, with
+/// its policy when it has one), a status change with its reason, the lines of a hold or a
+/// return (`SKU=QTY@WAREHOUSE`, as `reserve` takes them).
 pub fn summary(payload: &Payload) -> String {
     match payload {
-        Payload::StockChanged(p) => {
-            format!("on_hand={} reserved={} available={}", p.on_hand, p.reserved, p.available)
-        }
+        Payload::StockChanged(p) => stock_levels(p),
         Payload::ReservationChanged(p) => {
             let lines =
                 p.lines.iter().map(|l| format!("{}={}@{}", l.sku, l.quantity, l.warehouse_id));
@@ -95,6 +94,21 @@ pub fn summary(payload: &Payload) -> String {
     }
 }
 
+/// `on_hand=N reserved=N available=N`, then `safety_stock=N` and `low_stock_threshold=N`
+/// when they are not 0 (a row without a policy reads as before policies existed).
+fn stock_levels(p: &pb::StockChanged) -> String {
+    let mut text =
+        format!("on_hand={} reserved={} available={}", p.on_hand, p.reserved, p.available);
+    for (name, value) in
+        [("safety_stock", p.safety_stock), ("low_stock_threshold", p.low_stock_threshold)]
+    {
+        if value != 0 {
+            text.push_str(&format!(" {name}={value}"));
+        }
+    }
+    text
+}
+
 /// `head: line line ...`, or `head` alone without lines.
 fn with_lines(head: String, lines: impl Iterator<Item = String>) -> String {
     let lines: Vec<String> = lines.collect();
@@ -134,6 +148,44 @@ POSITION  TYPE                          AGGREGATE                             OC
       12  stock.changed                 MUG/default                           2023-11-14T22:13:20Z         on_hand=10 reserved=3 available=7
 "
         );
+    }
+
+    #[test]
+    fn stock_low_reads_as_stock_changed_with_the_policy_when_set() {
+        let e = pb::Event {
+            position: 13,
+            r#type: "stock.low".into(),
+            aggregate_id: "MUG/east".into(),
+            occurred_at: Some(Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+            payload: Some(Payload::StockChanged(pb::StockChanged {
+                sku: "MUG".into(),
+                warehouse_id: "east".into(),
+                on_hand: 10,
+                reserved: 2,
+                available: 3,
+                safety_stock: 5,
+                low_stock_threshold: 4,
+                backorder_limit: 0,
+            })),
+        };
+        assert_eq!(
+            event_line(&e),
+            "      13  stock.low                     MUG/east                              \
+             2023-11-14T22:13:20Z         on_hand=10 reserved=2 available=3 safety_stock=5 \
+             low_stock_threshold=4\n"
+        );
+        let levels = |safety_stock, low_stock_threshold| {
+            summary(&Payload::StockChanged(pb::StockChanged {
+                on_hand: 10,
+                available: 10 - safety_stock,
+                safety_stock,
+                low_stock_threshold,
+                ..Default::default()
+            }))
+        };
+        assert_eq!(levels(0, 0), "on_hand=10 reserved=0 available=10");
+        assert_eq!(levels(2, 0), "on_hand=10 reserved=0 available=8 safety_stock=2");
+        assert_eq!(levels(0, 12), "on_hand=10 reserved=0 available=10 low_stock_threshold=12");
     }
 
     #[test]

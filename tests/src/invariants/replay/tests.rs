@@ -18,6 +18,7 @@ fn stock(position: u64, sku: &str, on_hand: i32, reserved: i32) -> Event {
         on_hand,
         reserved,
         available: on_hand - reserved,
+        ..Default::default()
     };
     event(position, "stock.changed", Payload::StockChanged(changed))
 }
