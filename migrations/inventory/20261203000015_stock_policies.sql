@@ -1,28 +1,66 @@
--- Stock policies (issue 19): safety stock and a low-stock threshold per stock row.
+-- Stock policies (issue 19): per stock row, safety stock, a low-stock threshold, and bounded
+-- backorders with an expected restock date (pre-orders).
 --
--- safety_stock: units never offered for sale. Availability (CheckInventoryAvailability, the
--- `available` of reads and events) and every reservation path see
--- on_hand - reserved - safety_stock (never below zero), so a merchant can keep units back for
--- store damage or phone orders. It is a rule of what is offered, not of what the row may hold:
--- raising it above what is free leaves existing holds alone (they may still be committed or
--- cancelled), which is why it is no part of the row's CHECK constraint.
--- low_stock_threshold: the row is "low" while its available units are below it; 0 is no
--- threshold. Low rows are counted per warehouse (inventory_low_stock_rows), listed by
--- ListLowStock, and a row crossing below its threshold writes a stock.low event.
--- Defaults (0, 0) keep every row exactly as it behaved before.
+-- safety_stock: units never offered for sale. It is a rule of what is offered, not of what
+-- the row may hold: raising it above what is free leaves existing holds alone (they may still
+-- be committed or cancelled), which is why it is no part of the row's CHECK constraint.
+-- low_stock_threshold: the row is "low" while what it has in stock (on_hand - reserved -
+-- safety_stock) is below it; 0 is no threshold. Low rows are counted per warehouse
+-- (inventory_low_stock_rows), listed by ListLowStock, and a row crossing below its threshold
+-- writes a stock.low event.
+-- backorder_limit: how far below zero on_hand may go once the backordered units are
+-- committed (0: not at all, as before). The CHECK below is the bound itself, so no path,
+-- present or future, commits a unit beyond it: reserved >= 0 and on_hand - reserved >=
+-- -backorder_limit (with backorder_limit 0: 0 <= reserved <= on_hand, the seed's rule, under
+-- its old name).
+-- restock_date: when the next delivery is expected (a pre-order's date), or null.
+-- Defaults (0, 0, 0, null) keep every row exactly as it behaved before.
 --
--- The three allocation paths change in one line each (what a row has free): the fast path
--- and the general algorithm here, the Rust reference model through the snapshot it is given
--- (tests/system/inventory/differential.rs draws safety stock into its scenarios). The
--- functions are those of 20261202000006 (reserve_holds_general) and 20261203000013
--- (reserve_holds, settle_hold_as), and their stock.changed payloads carry the policy, so an
--- event's `available` is the one callers are offered.
+-- A row offers on_hand - reserved - safety_stock + backorder_limit (never below zero):
+-- availability (CheckInventoryAvailability, the `available` of reads and events) and every
+-- reservation path. The three allocation paths hold the same rule: the fast path and the
+-- general algorithm here, the Rust reference model through the snapshot it is given
+-- (tests/system/inventory/differential.rs draws policies into its scenarios).
+--
+-- reservation_items.backordered: of a hold's units on a row, those beyond what the row had in
+-- stock (on_hand - reserved - safety_stock) when they were taken, the batch's requests
+-- taking in arrival order. A restock (on_hand raised: UpsertInventoryItem, AdjustStock, a
+-- return) settles backorders first, in the ledger (movements of kind BACKORDER_FILL, no
+-- deltas): units owed to committed backorders (on_hand below zero) first, then the pending
+-- holds' backordered units, oldest hold first (reservation_items.backordered goes down).
+-- Committed holds keep their figure: it records what was sold on backorder. A cancelled
+-- in-stock hold does not move another hold's backordered units into stock: only restocks do.
+--
+-- The functions are those of 20261202000006 (reserve_holds_general) and 20261203000013
+-- (reserve_holds, settle_hold_as) with the rule written in, each (hold, row) recording its
+-- backordered units, and the policy in their stock.changed payloads. A 'reserved' answer's
+-- o_requested is the hold's backordered units (null or 0: none), so the server asks for the
+-- lines only when there are some.
 
 alter table inventory.stock_levels
     add column safety_stock integer not null default 0
         constraint stock_levels_safety_stock_not_negative check (safety_stock >= 0),
     add column low_stock_threshold integer not null default 0
         constraint stock_levels_low_stock_threshold_not_negative check (low_stock_threshold >= 0);
+
+alter table inventory.stock_levels
+    add column backorder_limit integer not null default 0
+        constraint stock_levels_backorder_limit_not_negative check (backorder_limit >= 0),
+    add column restock_date date;
+
+alter table inventory.stock_levels drop constraint stock_levels_reserved_within_on_hand;
+alter table inventory.stock_levels add constraint stock_levels_reserved_within_on_hand
+    check (reserved >= 0 and on_hand::bigint - reserved >= -backorder_limit);
+
+alter table inventory.reservation_items
+    add column backordered integer not null default 0,
+    add constraint reservation_items_backordered_within_quantity
+        check (backordered >= 0 and backordered <= quantity);
+
+alter table inventory.movements drop constraint movements_kind_check;
+alter table inventory.movements add constraint movements_kind_check check (kind in
+    ('SET', 'ADJUST', 'RESERVE', 'COMMIT', 'CANCEL', 'EXPIRE', 'RETURN', 'RETURN_NO_RESTOCK',
+     'BACKORDER_FILL'));
 
 -- The rows with a threshold: what the low-stock gauge and ListLowStock read, without a scan of
 -- every row.
@@ -38,6 +76,10 @@ create table inventory.stock_policy_changes (
     low_stock_threshold           integer not null,
     previous_safety_stock         integer not null,
     previous_low_stock_threshold  integer not null,
+    backorder_limit               integer,
+    previous_backorder_limit      integer,
+    restock_date                  date,
+    previous_restock_date         date,
     reason                        text not null,
     changed_by                    text,
     created_at                    timestamptz not null default now()
@@ -45,8 +87,56 @@ create table inventory.stock_policy_changes (
 
 create index stock_policy_changes_level on inventory.stock_policy_changes (stock_level_id, id);
 
--- stock.changed from the row trigger carries the policy too, and a policy change is a change
--- of what the row offers: it writes its event as a change of levels does.
+-- A restock settles backorders first (see above). Runs in the restock's own statement, under
+-- the row's lock, so no hold on the row can be committed or cancelled meanwhile.
+create function inventory.fill_backorders() returns trigger
+    language plpgsql as $$
+declare
+    units integer := new.on_hand - old.on_hand;
+    owed  integer := least(units, greatest(-old.on_hand, 0));
+    rest  integer := units - owed;
+begin
+    if owed > 0 then
+        insert into inventory.movements
+               (stock_level_id, kind, on_hand_delta, reserved_delta, reason)
+        values (new.id, 'BACKORDER_FILL', 0, 0,
+                format('%s units owed to committed backorders delivered', owed));
+    end if;
+    if rest > 0 then
+        with pending as (
+            select ri.reservation_id, ri.backordered,
+                   coalesce(sum(ri.backordered) over (
+                       order by r.created_at, r.id
+                       rows between unbounded preceding and 1 preceding), 0) as before
+              from inventory.reservation_items ri
+              join inventory.reservations r on r.id = ri.reservation_id
+             where ri.stock_level_id = new.id and ri.backordered > 0 and r.status = 'PENDING'
+        ), filled as (
+            select p.reservation_id, least(p.backordered, rest - p.before)::integer as n
+              from pending p
+             where p.before < rest
+        ), settled as (
+            update inventory.reservation_items ri
+               set backordered = ri.backordered - f.n
+              from filled f
+             where ri.reservation_id = f.reservation_id and ri.stock_level_id = new.id
+        )
+        insert into inventory.movements
+               (stock_level_id, kind, on_hand_delta, reserved_delta, reservation_id, reason)
+        select new.id, 'BACKORDER_FILL', 0, 0, f.reservation_id,
+               format('%s backordered units of the hold now in stock', f.n)
+          from filled f;
+    end if;
+    return null;
+end $$;
+
+create trigger stock_levels_fill_backorders after update of on_hand on inventory.stock_levels
+    for each row
+    when (new.on_hand > old.on_hand)
+    execute function inventory.fill_backorders();
+
+-- stock.changed carries the policy too (an event's `available` is what the row offers), and a
+-- policy change is a change of what the row offers: it writes its event as a change of levels does.
 create or replace function inventory.outbox_stock_row_changed() returns trigger
     language plpgsql as $$
 declare
@@ -64,7 +154,8 @@ begin
             jsonb_build_object('sku', item_sku, 'warehouse_id', new.warehouse_id,
                                'on_hand', new.on_hand, 'reserved', new.reserved,
                                'safety_stock', new.safety_stock,
-                               'low_stock_threshold', new.low_stock_threshold));
+                               'low_stock_threshold', new.low_stock_threshold,
+                               'backorder_limit', new.backorder_limit));
     return null;
 end $$;
 
@@ -73,7 +164,8 @@ create trigger stock_levels_outbox_update after update on inventory.stock_levels
     for each row
     when ((new.on_hand <> old.on_hand or new.reserved <> old.reserved or new.created_at = now()
            or new.safety_stock <> old.safety_stock
-           or new.low_stock_threshold <> old.low_stock_threshold)
+           or new.low_stock_threshold <> old.low_stock_threshold
+           or new.backorder_limit <> old.backorder_limit)
           and current_setting('inventory.events_inline', true) is distinct from 'on')
     execute function inventory.outbox_stock_row_changed();
 
@@ -93,7 +185,8 @@ begin
             jsonb_build_object('sku', item_sku, 'warehouse_id', new.warehouse_id,
                                'on_hand', new.on_hand, 'reserved', new.reserved,
                                'safety_stock', new.safety_stock,
-                               'low_stock_threshold', new.low_stock_threshold));
+                               'low_stock_threshold', new.low_stock_threshold,
+                               'backorder_limit', new.backorder_limit));
     return null;
 end $$;
 
@@ -150,7 +243,8 @@ declare
     s_sku    text[] := '{}';
     s_wh     text[] := '{}';
     s_init   bigint[] := '{}';
-    rem      bigint[] := '{}';  -- units of the row still free for this call
+    rem      bigint[] := '{}';  -- units of the row still offered to this call (backorders too)
+    s_free   bigint[] := '{}';  -- of them, units in stock (may be negative): the rest is backordered
     s_req    integer[] := '{}'; -- the request that last took from the row, and where
     s_at     integer[] := '{}';
     -- (line, row) candidate pairs: each line's list, in row id order
@@ -167,6 +261,7 @@ declare
     w_slot   integer[] := '{}';
     w_level  bigint[] := '{}';
     w_qty    integer[] := '{}';
+    w_bo     integer[] := '{}';  -- of w_qty, the units taken on backorder
     -- the request being evaluated: its unknown refs and short lines
     u_refs   text[];
     f_sku    text[];
@@ -179,6 +274,8 @@ declare
     v_wh     text;
     v_av     bigint;
     v_byid   boolean;
+    v_free   bigint;
+    bo       bigint;
     only_id  boolean;
     k        integer;
     j        integer := 1;
@@ -251,9 +348,10 @@ begin
     l_tail := l_head;
     l_byid := array_fill(false, array[greatest(n_line, 1)]);
     if n_claim > 0 then
-        for v_j, v_id, v_sku, v_wh, v_av, v_byid in
+        for v_j, v_id, v_sku, v_wh, v_av, v_byid, v_free in
             select l.j::integer, sl.id, it.sku, sl.warehouse_id,
-                   greatest(sl.on_hand - sl.reserved - sl.safety_stock, 0)::bigint, it.by_id
+                   greatest(sl.on_hand - sl.reserved - sl.safety_stock + sl.backorder_limit, 0)::bigint,
+                   it.by_id, (sl.on_hand - sl.reserved - sl.safety_stock)::bigint
               from unnest(p_line_req, p_line_refs, p_line_ids) with ordinality as l(rq, ref, iid, j)
              cross join lateral (
                    select i.id, i.sku, true as by_id
@@ -274,6 +372,7 @@ begin
                 s_wh[n_slot] := v_wh;
                 s_init[n_slot] := v_av;
                 rem[n_slot] := v_av;
+                s_free[n_slot] := v_free;
                 s_req[n_slot] := 0;
                 s_at[n_slot] := 0;
             end if;
@@ -372,15 +471,19 @@ begin
                 loop
                     take := least(want, rem[best]);
                     rem[best] := rem[best] - take;
+                    bo := take - greatest(0, least(take, s_free[best]));
+                    s_free[best] := s_free[best] - take;
                     want := want - take;
                     if s_req[best] = k then
                         w_qty[s_at[best]] := w_qty[s_at[best]] + take;
+                        w_bo[s_at[best]] := w_bo[s_at[best]] + bo;
                     else
                         n_w := n_w + 1;
                         w_res[n_w] := claim[k];
                         w_slot[n_w] := best;
                         w_level[n_w] := s_id[best];
                         w_qty[n_w] := take;
+                        w_bo[n_w] := bo;
                         s_req[best] := k;
                         s_at[best] := n_w;
                     end if;
@@ -406,6 +509,7 @@ begin
             -- Refused: give back what the request's lines took.
             for x in w_start + 1 .. n_w loop
                 rem[w_slot[x]] := rem[w_slot[x]] + w_qty[x];
+                s_free[w_slot[x]] := s_free[w_slot[x]] + w_qty[x];
                 s_req[w_slot[x]] := 0;
             end loop;
             n_w := w_start;
@@ -436,6 +540,10 @@ begin
              where id = claim[k];
         end if;
         o_outcome := 'reserved'; o_hold := claim[k]; o_status := 'PENDING';
+        o_requested := 0;
+        for x in w_start + 1 .. n_w loop
+            o_requested := o_requested + w_bo[x];
+        end loop;
         return next;
     end loop;
 
@@ -447,8 +555,9 @@ begin
               from unnest(s_id, s_init, rem) as t(id, init, rest)
              where sl.id = t.id and t.rest < t.init
         ), i as (
-            insert into inventory.reservation_items (reservation_id, stock_level_id, quantity)
-            select * from unnest(w_res[1:n_w], w_level[1:n_w], w_qty[1:n_w])
+            insert into inventory.reservation_items
+                   (reservation_id, stock_level_id, quantity, backordered)
+            select * from unnest(w_res[1:n_w], w_level[1:n_w], w_qty[1:n_w], w_bo[1:n_w])
         )
         insert into inventory.movements (stock_level_id, kind, on_hand_delta, reserved_delta, reservation_id)
         select t.lv, 'RESERVE', 0, t.q, t.r from unnest(w_level[1:n_w], w_qty[1:n_w], w_res[1:n_w]) as t(lv, q, r);
@@ -503,6 +612,8 @@ declare
     fresh   boolean;
     hold_events  boolean;
     stock_events boolean;
+    any_bo  boolean;
+    bos     integer[];
 begin
     if p_lock_timeout_ms is not null then
         -- Local to this transaction (autocommit: this statement); 0 would mean "no limit".
@@ -526,7 +637,8 @@ begin
     if n_claim = n_req and n_req > 0 then
         with c as (
             select l.j, l.rq, sl.id, sl.warehouse_id as row_wh, l.wh, l.q,
-                   sl.on_hand - sl.reserved - sl.safety_stock as available, sl.created_at
+                   sl.on_hand - sl.reserved - sl.safety_stock + sl.backorder_limit as available,
+                   sl.on_hand - sl.reserved - sl.safety_stock as in_stock, sl.created_at
               from unnest(p_line_req, p_line_refs, p_line_whs, p_line_qtys)
                    with ordinality as l(rq, ref, wh, q, j)
               join inventory.items i on i.sku = l.ref
@@ -534,28 +646,32 @@ begin
              order by sl.id, l.j
                for no key update of sl
         ), per_row as (
-            select c.id, sum(c.q) as wanted, min(c.available) as available from c group by c.id
+            select c.id, sum(c.q) as wanted, min(c.available) as available,
+                   min(c.in_stock) as in_stock
+              from c group by c.id
         )
         select (select count(*) = n_line and count(distinct (c.rq, c.id)) = n_line
                        and count(distinct c.j) = n_line from c),
                (select coalesce(bool_or(c.wh is not null and c.wh <> c.row_wh), false) from c)
                    or (select coalesce(bool_or(r.wanted > r.available), false) from per_row r),
                (select array_agg(c.id order by c.j) from c),
-               (select coalesce(bool_or(c.created_at = now()), false) from c)
-          into simple, short, levels, fresh;
+               (select coalesce(bool_or(c.created_at = now()), false) from c),
+               (select coalesce(bool_or(r.wanted > r.in_stock), false) from per_row r)
+          into simple, short, levels, fresh, any_bo;
 
         if simple and short and n_req = 1 then
             delete from inventory.reservations where id = mine[1];
             return query
             select 1, 'short', null::uuid, null::text, i.sku, l.wh, l.q,
                    case when l.wh is not null and l.wh <> sl.warehouse_id then 0
-                        else greatest(sl.on_hand - sl.reserved - sl.safety_stock, 0) end::bigint,
+                        else greatest(sl.on_hand - sl.reserved - sl.safety_stock
+                                      + sl.backorder_limit, 0) end::bigint,
                    null::text, null::text
               from unnest(p_line_whs, p_line_qtys, levels) with ordinality as l(wh, q, lv, j)
               join inventory.stock_levels sl on sl.id = l.lv
               join inventory.items i on i.id = sl.item_id
              where (l.wh is not null and l.wh <> sl.warehouse_id)
-                or sl.on_hand - sl.reserved - sl.safety_stock < l.q
+                or sl.on_hand - sl.reserved - sl.safety_stock + sl.backorder_limit < l.q
              order by l.wh is null, l.j;
             return;
         end if;
@@ -569,6 +685,22 @@ begin
                 'inventory.reservation_items', 'reservation_items_outbox');
             stock_events := not fresh and inventory.outbox_trigger_on(
                 'inventory.stock_levels', 'stock_levels_outbox_update');
+            if any_bo then
+                -- The units of each line beyond what its row has in stock, the batch's requests
+                -- taking in arrival order: only when some row may not cover its lines from stock
+                -- (the rows are locked and not yet raised, so they read as `c` read them).
+                select array_agg(b.bo order by b.k) into bos
+                  from (select t.k,
+                               (t.q - greatest(0, least(t.q,
+                                   sl.on_hand - sl.reserved - sl.safety_stock
+                                   - coalesce(sum(t.q) over (
+                                       partition by t.lv order by t.rq, t.k
+                                       rows between unbounded preceding and 1 preceding), 0))))
+                                   ::integer as bo
+                          from unnest(p_line_req, levels, p_line_qtys)
+                               with ordinality as t(rq, lv, q, k)
+                          join inventory.stock_levels sl on sl.id = t.lv) b;
+            end if;
             if not fresh then
                 perform set_config('inventory.events_inline', 'on', true);
             end if;
@@ -579,11 +711,12 @@ begin
                           from unnest(levels, p_line_qtys) as u(lv, q) group by lv) as t
                  where sl.id = t.lv
                 returning sl.id, sl.item_id, sl.warehouse_id, sl.on_hand, sl.reserved, sl.safety_stock,
-                          sl.low_stock_threshold, t.q
+                          sl.low_stock_threshold, sl.backorder_limit, t.q
             ), lines as (
-                insert into inventory.reservation_items (reservation_id, stock_level_id, quantity)
-                select p_ids[t.rq], t.lv, t.q
-                  from unnest(p_line_req, levels, p_line_qtys) as t(rq, lv, q)
+                insert into inventory.reservation_items
+                       (reservation_id, stock_level_id, quantity, backordered)
+                select p_ids[t.rq], t.lv, t.q, coalesce(bos[t.k], 0)
+                  from unnest(p_line_req, levels, p_line_qtys) with ordinality as t(rq, lv, q, k)
             ), ledger as (
                 insert into inventory.movements
                        (stock_level_id, kind, on_hand_delta, reserved_delta, reservation_id)
@@ -591,7 +724,7 @@ begin
                   from unnest(p_line_req, levels, p_line_qtys) as t(rq, lv, q)
             ), changed as (
                 select r.id, r.warehouse_id, r.on_hand, r.reserved, r.safety_stock,
-                       r.low_stock_threshold, r.q, i.sku
+                       r.low_stock_threshold, r.backorder_limit, r.q, i.sku
                   from raised r
                   join inventory.items i on i.id = r.item_id
             ), holds as (
@@ -621,13 +754,19 @@ begin
                            jsonb_build_object('sku', r.sku, 'warehouse_id', r.warehouse_id,
                                               'on_hand', r.on_hand, 'reserved', r.reserved,
                                               'safety_stock', r.safety_stock,
-                                              'low_stock_threshold', r.low_stock_threshold)
+                                              'low_stock_threshold', r.low_stock_threshold,
+                                              'backorder_limit', r.backorder_limit)
                       from changed r
                      where stock_events and r.q <> 0) e
              order by e.k, e.hold, e.row_id;
             perform set_config('inventory.events_inline', 'off', true);
             return query select k, 'reserved', p_ids[k], 'PENDING'::text, null::text, null::text,
-                                null::integer, null::bigint, null::text, null::text
+                                case when any_bo then
+                                    (select coalesce(sum(bos[x]), 0)::integer
+                                       from generate_series(1, n_line) as x
+                                      where p_line_req[x] = k)
+                                end,
+                                null::bigint, null::text, null::text
                            from generate_series(1, n_req) as k;
             return;
         end if;
@@ -710,7 +849,7 @@ begin
           from ri
          where sl.id = ri.stock_level_id
         returning sl.id, sl.item_id, sl.warehouse_id, sl.on_hand, sl.reserved, sl.safety_stock,
-                  sl.low_stock_threshold, ri.quantity
+                  sl.low_stock_threshold, sl.backorder_limit, ri.quantity
     ), r as (
         update inventory.reservations set status = o_now, updated_at = now() where id = p_id
         returning id, reference_type, reference_id, status, expires_at
@@ -733,7 +872,8 @@ begin
                    jsonb_build_object('sku', i.sku, 'warehouse_id', u.warehouse_id,
                                       'on_hand', u.on_hand, 'reserved', u.reserved,
                                       'safety_stock', u.safety_stock,
-                                      'low_stock_threshold', u.low_stock_threshold)
+                                      'low_stock_threshold', u.low_stock_threshold,
+                                      'backorder_limit', u.backorder_limit)
               from u
               join inventory.items i on i.id = u.item_id
              where v_stock_events and u.quantity <> 0) e
