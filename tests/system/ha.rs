@@ -24,8 +24,12 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-/// HAProxy's port of this test's stack (the stack takes the next 22 ports too).
-const HA_PORT: u16 = 54470;
+/// HAProxy's port of this test's stack (the stack takes the next 22 ports too; the other
+/// tests' stacks start at +60, +90, +120). Below Linux's ephemeral range (32768-60999): a
+/// stack there could find a port taken by a loopback server or client socket the rest of the
+/// suite opened meanwhile (seen: Patroni's REST API of node2 failed to bind 54552, so no
+/// standby ever joined).
+const HA_PORT: u16 = 24470;
 /// How long the workload runs before the primary is killed.
 const BEFORE_KILL: Duration = Duration::from_secs(3);
 /// How long it keeps running after the kill (the failover takes ~10 s).
