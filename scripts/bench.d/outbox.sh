@@ -121,6 +121,24 @@ outbox_report() {
           median = n % 2 ? ratios[(n + 1) / 2] : (ratios[n / 2] + ratios[n / 2 + 1]) / 2
           printf "%s: outbox on %.0f ops/s, off %.0f ops/s (means of %d rows each): on/off %.2f; per round%s, median %.2f\n",
             g, on / (2 * n), off / (2 * n), 2 * n, on / off, list, median }' <<<"$rows"
+      # The work per operation does not move with the host's speed as throughput does (this
+      # VM's rows wander by a third): CPU of the servers, PostgreSQL and the load generator per
+      # operation, and PostgreSQL's WAL per operation, each state's rows pooled.
+      for ((round = 1; round <= OUTBOX_ROUNDS; round++)); do
+        mapfile -t states < <(outbox_states "$round")
+        for state in "${states[@]}"; do
+          echo "${state%% *} $(result_field "$group/outbox $state" closed service_ops_per_s)" \
+            "$(result_field "$group/outbox $state" closed server_cpu_cores)" \
+            "$(result_field "$group/outbox $state" closed postgres_cpu_cores)" \
+            "$(result_field "$group/outbox $state" closed loadgen_cpu_cores)" \
+            "$(result_field "$group/outbox $state" closed wal_bytes_per_op)"
+        done
+      done | awk -v g="$group" '$2 ~ /^[0-9]/ && $2 > 0 && $3$4$5$6 !~ /-/ {
+          ops[$1] += $2; cores[$1] += $3 + $4 + $5; pg[$1] += $4; wal[$1] += $6 * $2 }
+        END { if (!ops["on"] || !ops["off"]) exit
+          for (s in ops) { cpu[s] = 1000 * cores[s] / ops[s]; pgms[s] = 1000 * pg[s] / ops[s]; w[s] = wal[s] / ops[s] }
+          printf "%s: CPU per operation on %.2f ms, off %.2f ms (off/on %.2f; PostgreSQL alone %.2f / %.2f ms, off/on %.2f); WAL per operation on %.0f, off %.0f bytes\n",
+            g, cpu["on"], cpu["off"], cpu["off"] / cpu["on"], pgms["on"], pgms["off"], pgms["off"] / pgms["on"], w["on"], w["off"] }'
     done
   } | tee "$OUT/outbox.md"
 }
