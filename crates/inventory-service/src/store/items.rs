@@ -7,11 +7,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    ItemView, LevelView, SkuAvailability, Store,
+    ItemView, LevelRow, LevelView, SkuAvailability, Store,
     ledger::{MovementKind, move_on_hand},
 };
 use crate::domain::{
-    Sku, StockPolicy, WarehouseId,
+    Sku, WarehouseId,
     commands::{Adjust, ListPage, Upsert},
 };
 use crate::error::InventoryError;
@@ -285,7 +285,12 @@ async fn levels_of<'c, E>(
 where
     E: sqlx::PgExecutor<'c>,
 {
-    type Row = (Uuid, String, i32, i32, i32, i32, i32, Option<NaiveDate>);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        item_id: Uuid,
+        #[sqlx(flatten)]
+        level: LevelRow,
+    }
     let rows = sqlx::query_as::<_, Row>(
         "select item_id, warehouse_id, on_hand, reserved, safety_stock, low_stock_threshold,
                 backorder_limit, restock_date
@@ -296,18 +301,8 @@ where
     .fetch_all(conn)
     .await?;
     let mut by_item: HashMap<Uuid, Vec<LevelView>> = HashMap::new();
-    for (item_id, warehouse_id, on_hand, reserved, safety, threshold, backorder, restock) in rows {
-        by_item.entry(item_id).or_default().push(LevelView {
-            warehouse_id,
-            on_hand,
-            reserved,
-            policy: StockPolicy {
-                safety_stock: safety,
-                low_stock_threshold: threshold,
-                backorder_limit: backorder,
-                restock_date: restock,
-            },
-        });
+    for row in rows {
+        by_item.entry(row.item_id).or_default().push(row.level.into());
     }
     Ok(by_item)
 }

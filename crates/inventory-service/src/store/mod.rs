@@ -96,6 +96,34 @@ pub struct LevelView {
     pub policy: StockPolicy,
 }
 
+/// A stock row's columns as the reads that list levels select them (after their own key).
+#[derive(sqlx::FromRow)]
+struct LevelRow {
+    warehouse_id: String,
+    on_hand: i32,
+    reserved: i32,
+    safety_stock: i32,
+    low_stock_threshold: i32,
+    backorder_limit: i32,
+    restock_date: Option<NaiveDate>,
+}
+
+impl From<LevelRow> for LevelView {
+    fn from(row: LevelRow) -> Self {
+        Self {
+            warehouse_id: row.warehouse_id,
+            on_hand: row.on_hand,
+            reserved: row.reserved,
+            policy: StockPolicy {
+                safety_stock: row.safety_stock,
+                low_stock_threshold: row.low_stock_threshold,
+                backorder_limit: row.backorder_limit,
+                restock_date: row.restock_date,
+            },
+        }
+    }
+}
+
 impl LevelView {
     /// Units offered for sale.
     pub fn available(&self) -> i32 {

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 
-use super::{ItemView, LevelView, LowStockView, Store, items::load_item};
+use super::{ItemView, LevelRow, LowStockView, Store, items::load_item};
 use crate::domain::{
     StockPolicy,
     commands::{LowStockPage, SetPolicy},
@@ -128,7 +128,12 @@ impl Store {
               order by i.sku, sl.warehouse_id
               limit $4"
         );
-        type Row = (String, String, i32, i32, i32, i32, i32, Option<NaiveDate>);
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            sku: String,
+            #[sqlx(flatten)]
+            level: LevelRow,
+        }
         let mut rows = sqlx::query_as::<_, Row>(sql)
             .bind(page.warehouse.as_ref().map(|w| w.as_str()))
             .bind(after_sku)
@@ -140,22 +145,7 @@ impl Store {
         rows.truncate(page.size.get() as usize);
         let rows = rows
             .into_iter()
-            .map(|(sku, warehouse_id, on_hand, reserved, safety, threshold, backorder, restock)| {
-                LowStockView {
-                    sku,
-                    level: LevelView {
-                        warehouse_id,
-                        on_hand,
-                        reserved,
-                        policy: StockPolicy {
-                            safety_stock: safety,
-                            low_stock_threshold: threshold,
-                            backorder_limit: backorder,
-                            restock_date: restock,
-                        },
-                    },
-                }
-            })
+            .map(|row| LowStockView { sku: row.sku, level: row.level.into() })
             .collect();
         Ok((rows, more))
     }
