@@ -168,6 +168,7 @@ impl App {
                 metrics: &common::events::INVENTORY_METRICS,
                 types: common::events::INVENTORY_TYPES,
                 domain: ERROR_DOMAIN,
+                rows: crate::store::EVENT_ROWS,
             },
         );
         let api = InventoryApi::new(

@@ -204,6 +204,7 @@ impl App {
                 metrics: &common::events::ORDER_METRICS,
                 types: common::events::ORDER_TYPES,
                 domain: crate::error::ERROR_DOMAIN,
+                rows: crate::store::EVENT_ROWS,
             },
         );
         let orders = Orders::new(

@@ -110,7 +110,7 @@ async fn a_change_rolled_back_mid_transaction_writes_no_event() -> anyhow::Resul
     let events = inventory_events(&mut inventory.client.clone(), before, &[], 1).await?;
     assert_eq!(levels(&events[0]), Some((12, 0, 12)), "{events:#?}");
     let outbox: i64 = sqlx::query_scalar(
-        "select count(*) from inventory.events where payload->>'on_hand' = '15'",
+        "select count(*) from inventory.logged_events where payload->>'on_hand' = '15'",
     )
     .fetch_one(&inventory.db.pool)
     .await?;
@@ -219,7 +219,8 @@ async fn concurrent_writers_committing_out_of_order_get_one_position_each() -> a
     assert!(changes > 200, "too few changes to mean anything: {changes}");
     assert_eq!(after - before, changes, "one position per committed change");
     let (count, first, last): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
-        "select count(*), min(position), max(position) from inventory.events where position > $1",
+        "select count(*), min(position), max(position) from inventory.logged_events
+          where position > $1",
     )
     .bind(i64::try_from(before)?)
     .fetch_one(&pool)
@@ -276,7 +277,7 @@ async fn reserve_and_commit(
 
     settled_head(pool, "inventory").await?;
     let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "select type, aggregate_id, payload::text from inventory.events
+        "select type, aggregate_id, payload::text from inventory.logged_events
           where position > $1 order by position",
     )
     .bind(i64::try_from(before)?)

@@ -24,6 +24,20 @@ fn reason(status: &tonic::Status, key: &str) -> (String, String) {
     }
 }
 
+/// Waits until inventory's retention has removed every position through `position`.
+async fn removed_through(pool: &sqlx::PgPool, position: i64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>("select removed_through from inventory.event_log")
+        .fetch_one(pool)
+        .await?
+        < position
+    {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "retention removed nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn positions_retention_removed_or_the_log_never_had_are_out_of_range() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
@@ -42,15 +56,7 @@ async fn positions_retention_removed_or_the_log_never_had_are_out_of_range() -> 
     )
     .execute(&inventory.db.pool)
     .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sqlx::query_scalar::<_, i64>("select removed_through from inventory.event_log")
-        .fetch_one(&inventory.db.pool)
-        .await?
-        < 3
-    {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "retention removed nothing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    removed_through(&inventory.db.pool, 3).await?;
 
     for from in [0, 2] {
         let status = client.watch_events(watch_from(from)).await.map(|_| ()).unwrap_err();
@@ -204,5 +210,63 @@ async fn the_order_log_is_for_operators_only() -> anyhow::Result<()> {
         .map(|_| ())
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reserve_logged_as_one_row_is_resumed_inside_filtered_and_retired_whole()
+-> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let mut settings = test_settings(&db.url);
+    settings.retention_interval_ms = 50;
+    settings.events.event_retention_days = 1;
+    let inventory = TestInventory::start_with(db, settings).await?;
+    let mut client = inventory.client.clone();
+    for sku in ["A", "B", "C"] {
+        inventory.stock(sku, 10).await?;
+    }
+    let held = inventory.reserve("o-1", &[("A", 1), ("B", 2), ("C", 3)]).await?;
+    assert!(held.success, "{held:?}");
+    let head = settled_head(&inventory.db.pool, "inventory").await?;
+    assert_eq!(head, 7, "three stock rows created, then the hold and its three rows");
+    // The reserve's four events are one log row (its statement wrote one outbox row).
+    let rows: Vec<(i64, i32)> =
+        sqlx::query_as("select position, n from inventory.events order by position")
+            .fetch_all(&inventory.db.pool)
+            .await?;
+    assert_eq!(rows, [(1, 1), (2, 1), (3, 1), (7, 4)]);
+
+    let whole = inventory_events(&mut client, 3, &[], 4).await?;
+    let got: Vec<(u64, &str)> = whole.iter().map(|e| (e.position, e.r#type.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (4, "reservation.created"),
+            (5, "stock.changed"),
+            (6, "stock.changed"),
+            (7, "stock.changed")
+        ]
+    );
+    // A consumer that stopped inside the row gets exactly the rest of it.
+    for from in 4..7 {
+        let rest = inventory_events(&mut client, from, &[], usize::try_from(7 - from)?).await?;
+        assert_eq!(rest, whole[usize::try_from(from - 3)?..], "from {from}");
+    }
+    let stock = inventory_events(&mut client, 5, &["stock.changed"], 2).await?;
+    assert_eq!(stock, whole[2..]);
+    // The relay counts the row's events by type, as it would four rows.
+    let page = inventory.metrics_text().await?;
+    let published =
+        |t: &str| metric_value(&page, &format!("inventory_events_published_total{{type=\"{t}\"}}"));
+    assert_eq!((published("stock.changed"), published("reservation.created")), (6.0, 1.0));
+
+    // Retention removes the row whole: every position in it is gone.
+    sqlx::query("update inventory.events set published_at = now() - interval '2 days'")
+        .execute(&inventory.db.pool)
+        .await?;
+    removed_through(&inventory.db.pool, 7).await?;
+    let status = client.watch_events(watch_from(5)).await.map(|_| ()).unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(reason(&status, "oldest_position"), ("EVENTS_REMOVED".into(), "8".into()));
     Ok(())
 }

@@ -180,7 +180,7 @@ async fn a_resuming_consumer_gets_every_event_once_in_order_across_a_kill_and_tw
     assert!(seen.breaks.is_empty(), "{:?}", seen.breaks);
     assert!(head > 100, "too few events to mean anything: {head}");
     let logged: Vec<(i64, String, String)> = sqlx::query_as(
-        "select position, type, aggregate_id from inventory.events order by position",
+        "select position, type, aggregate_id from inventory.logged_events order by position",
     )
     .fetch_all(&db.pool)
     .await?;

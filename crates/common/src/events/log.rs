@@ -50,6 +50,18 @@ impl Relayed {
     }
 }
 
+/// How a schema's log rows stand for its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRows {
+    /// One row per event (`position` is the event's).
+    OnePerEvent,
+    /// A row stands for `n` events, numbered with the `n` positions ending at its `position`:
+    /// one event (`batch` null) or a statement's events in `batch`, which
+    /// `{schema}.event_rows` turns back into events and `{schema}.event_types` counts
+    /// (inventory's reserve, migration `20261203000016_reserve_event_batches`).
+    Batched,
+}
+
 /// The event log of one schema.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -68,11 +80,50 @@ struct Sql {
     remove_old: String,
 }
 
-impl EventLog {
-    /// The log in `schema` (one of the servers' own schema names, never user input).
-    pub fn new(pool: PgPool, schema: &'static str) -> Self {
-        let s = schema;
-        let sql = Sql {
+impl Sql {
+    fn new(s: &str, rows: LogRows) -> Self {
+        // What differs between the two row shapes: the columns a row carries beyond one
+        // event's, how many positions a row takes, how the relay counts the moved events per
+        // type, and how a read turns rows into events.
+        let (extra, takes, counted, events) = match rows {
+            LogRows::OnePerEvent => (
+                "",
+                "1",
+                "select type, count(*)::bigint, (select count(*) from numbered)::bigint
+                   from numbered group by type"
+                    .to_owned(),
+                format!(
+                    "select position, type, aggregate_id, payload, occurred_at
+                       from {s}.events
+                      where position > $1 and position <= $2
+                        and (cardinality($3::text[]) = 0 or type = any($3))
+                      order by position"
+                ),
+            ),
+            LogRows::Batched => (
+                ", n, batch",
+                "n",
+                format!(
+                    "select t.type, sum(t.n)::bigint, (select sum(n) from numbered)::bigint
+                       from numbered r cross join lateral {s}.event_types(r.type, r.batch) t
+                      group by t.type"
+                ),
+                // A row's position is its last event's, so the row a consumer stopped inside
+                // has position > $1; its events at or before $1 are dropped after expanding.
+                format!(
+                    "select x.position, x.type, x.aggregate_id, x.payload, x.occurred_at
+                       from {s}.events r
+                      cross join lateral {s}.event_rows(r.position, r.n, r.type,
+                                                        r.aggregate_id, r.payload,
+                                                        r.occurred_at, r.batch) x
+                      where r.position > $1 and r.position - r.n < $2
+                        and x.position > $1 and x.position <= $2
+                        and (cardinality($3::text[]) = 0 or x.type = any($3))
+                      order by r.position, x.position"
+                ),
+            ),
+        };
+        Self {
             lock_head: format!("select last_position from {s}.event_log for update skip locked"),
             head: format!("select last_position, removed_through from {s}.event_log"),
             // Numbered in outbox order, after the head this transaction holds locked. The ids
@@ -84,14 +135,15 @@ impl EventLog {
                 "with moved as (
                      delete from {s}.event_outbox
                       where id = any(array(select id from {s}.event_outbox order by id limit $2))
-                     returning id, type, aggregate_id, payload, occurred_at),
+                     returning id, type, aggregate_id, payload, occurred_at{extra}),
                  numbered as (
-                     insert into {s}.events (position, type, aggregate_id, payload, occurred_at)
-                     select $1 + row_number() over (order by id), type, aggregate_id, payload,
-                            occurred_at
+                     insert into {s}.events
+                            (position, type, aggregate_id, payload, occurred_at{extra})
+                     select $1 + sum({takes}) over (order by id), type, aggregate_id, payload,
+                            occurred_at{extra}
                        from moved
-                     returning type)
-                 select type, count(*)::bigint from numbered group by type"
+                     returning type{extra})
+                 {counted}"
             ),
             bump: format!(
                 "update {s}.event_log set last_position = last_position + $1
@@ -109,15 +161,10 @@ impl EventLog {
                 "select h.removed_through, e.position, e.type, e.aggregate_id, e.payload::text,
                         e.occurred_at
                    from {s}.event_log h
-                   left join lateral (
-                        select position, type, aggregate_id, payload, occurred_at
-                          from {s}.events
-                         where position > $1 and position <= $2
-                           and (cardinality($3::text[]) = 0 or type = any($3))
-                         order by position
-                         limit $4) e on true"
+                   left join lateral ({events} limit $4) e on true"
             ),
-            // Only a prefix of the log goes, so removed_through names every removed position.
+            // Only a prefix of the log goes (whole rows), so removed_through names every
+            // removed position.
             remove_old: format!(
                 "with first as (
                      select position, published_at from {s}.events order by position limit $2),
@@ -129,17 +176,25 @@ impl EventLog {
                  gone as (
                      delete from {s}.events e using cut
                       where e.position <= cut.through
-                     returning e.position),
+                     returning e.position, {takes} as n),
                  marked as (
                      update {s}.event_log
                         set removed_through = greatest(removed_through,
                                                        (select max(position) from gone))
                       where exists (select 1 from gone)
                      returning 1)
-                 select (select count(*) from gone)::bigint, (select count(*) from marked)::bigint"
+                 select (select coalesce(sum(n), 0) from gone)::bigint,
+                        (select count(*) from marked)::bigint"
             ),
-        };
-        Self { pool, sql: Arc::new(sql) }
+        }
+    }
+}
+
+impl EventLog {
+    /// The log in `schema` (one of the servers' own schema names, never user input), whose
+    /// rows are `rows`.
+    pub fn new(pool: PgPool, schema: &'static str, rows: LogRows) -> Self {
+        Self { pool, sql: Arc::new(Sql::new(schema, rows)) }
     }
 
     /// The head as committed now.
@@ -167,11 +222,14 @@ impl EventLog {
             .fetch_all(&mut *tx)
             .await?;
         let mut by_type = Vec::with_capacity(rows.len());
+        // The positions the moved rows took (every row carries the total): what the head
+        // moves by, whatever the per-type counts say.
+        let mut moved = 0;
         for row in rows {
             let count: i64 = row.try_get(1)?;
+            moved = to_u64(row.try_get(2)?);
             by_type.push((row.try_get::<String, _>(0)?, u64::try_from(count).unwrap_or(0)));
         }
-        let moved: u64 = by_type.iter().map(|(_, n)| n).sum();
         let head = if moved == 0 {
             let row =
                 sqlx::query(sqlx::AssertSqlSafe(self.sql.head.clone())).fetch_one(&mut *tx).await?;

@@ -12,7 +12,7 @@ mod relay;
 mod settings;
 mod watch;
 
-pub use log::{EventLog, Head, StoredEvent};
+pub use log::{EventLog, Head, LogRows, StoredEvent};
 pub use metrics::{EventMetrics, INVENTORY_METRICS, MetricNames, ORDER_METRICS};
 pub use payload::to_event;
 pub use relay::run_relay;
@@ -28,6 +28,8 @@ pub struct EventKinds {
     pub types: &'static [&'static str],
     /// The ErrorInfo domain of its errors (`inventory.v1`).
     pub domain: &'static str,
+    /// How its log rows stand for events.
+    pub rows: LogRows,
 }
 
 /// Starts the relay of `schema`'s log on `host` (stopped with the host's background work)
@@ -39,7 +41,7 @@ pub fn start(
     settings: &EventSettings,
     kinds: EventKinds,
 ) -> Watchers {
-    let log = EventLog::new(pool, schema);
+    let log = EventLog::new(pool, schema, kinds.rows);
     let metrics = EventMetrics::new(kinds.metrics);
     metrics.init_types(kinds.types);
     let (head_tx, head_rx) = tokio::sync::watch::channel(Head::default());

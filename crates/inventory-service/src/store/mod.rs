@@ -15,6 +15,10 @@ mod returns;
 /// The schema this server owns (and keeps its migration history in).
 pub const SCHEMA: &str = "inventory";
 
+/// How the schema's event log rows stand for events: a reserve writes its events as one row
+/// (migration `20261203000016_reserve_event_batches`).
+pub const EVENT_ROWS: common::events::LogRows = common::events::LogRows::Batched;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use common::replica::ReadPools;
 use sqlx::PgPool;

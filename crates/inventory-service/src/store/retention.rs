@@ -96,7 +96,8 @@ impl History for Store {
         batch: u32,
     ) -> Result<u64, InventoryError> {
         if what == Retained::Events {
-            let log = common::events::EventLog::new(self.pool.clone(), super::SCHEMA);
+            let log =
+                common::events::EventLog::new(self.pool.clone(), super::SCHEMA, super::EVENT_ROWS);
             return Ok(log.remove_old(keep, batch).await?);
         }
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);

@@ -12,6 +12,9 @@ mod saga;
 /// The schema this server owns (and keeps its migration history in).
 pub const SCHEMA: &str = "orders";
 
+/// How the schema's event log rows stand for events: one row per event.
+pub const EVENT_ROWS: common::events::LogRows = common::events::LogRows::OnePerEvent;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

@@ -67,7 +67,11 @@ impl History for Store {
             Retained::SagaSteps => REMOVE_SAGA_STEPS,
             Retained::IdempotencyKeys => FORGET_IDEMPOTENCY_KEYS,
             Retained::Events => {
-                let log = common::events::EventLog::new(self.pool.clone(), super::SCHEMA);
+                let log = common::events::EventLog::new(
+                    self.pool.clone(),
+                    super::SCHEMA,
+                    super::EVENT_ROWS,
+                );
                 return Ok(log.remove_old(keep, batch).await?);
             }
         };
