@@ -39,15 +39,10 @@ pub struct Relayed {
     pub head: Head,
     /// Moved events per type.
     pub by_type: Vec<(String, u64)>,
+    /// Outbox rows moved (what the relay's batch size counts; a row may carry several events).
+    pub rows: u64,
     /// Whether this replica held the log (another one was relaying otherwise).
     pub relayed: bool,
-}
-
-impl Relayed {
-    /// Events moved in all.
-    pub fn moved(&self) -> u64 {
-        self.by_type.iter().map(|(_, n)| n).sum()
-    }
 }
 
 /// How a schema's log rows stand for its events.
@@ -89,7 +84,8 @@ impl Sql {
             LogRows::OnePerEvent => (
                 "",
                 "1",
-                "select type, count(*)::bigint, (select count(*) from numbered)::bigint
+                "select type, count(*)::bigint, (select count(*) from numbered)::bigint,
+                        (select count(*) from numbered)::bigint
                    from numbered group by type"
                     .to_owned(),
                 format!(
@@ -104,7 +100,8 @@ impl Sql {
                 ", n, batch",
                 "n",
                 format!(
-                    "select t.type, sum(t.n)::bigint, (select sum(n) from numbered)::bigint
+                    "select t.type, sum(t.n)::bigint, (select sum(n) from numbered)::bigint,
+                            (select count(*) from numbered)::bigint
                        from numbered r cross join lateral {s}.event_types(r.type, r.batch) t
                       group by t.type"
                 ),
@@ -222,12 +219,13 @@ impl EventLog {
             .fetch_all(&mut *tx)
             .await?;
         let mut by_type = Vec::with_capacity(rows.len());
-        // The positions the moved rows took (every row carries the total): what the head
-        // moves by, whatever the per-type counts say.
-        let mut moved = 0;
+        // The positions the moved rows took and the rows themselves (every answer row carries
+        // both totals): the head moves by the positions, whatever the per-type counts say.
+        let (mut moved, mut rows_moved) = (0, 0);
         for row in rows {
             let count: i64 = row.try_get(1)?;
             moved = to_u64(row.try_get(2)?);
+            rows_moved = to_u64(row.try_get(3)?);
             by_type.push((row.try_get::<String, _>(0)?, u64::try_from(count).unwrap_or(0)));
         }
         let head = if moved == 0 {
@@ -243,7 +241,7 @@ impl EventLog {
             tx.commit().await?;
             head_of(row.try_get(0)?, row.try_get(1)?)
         };
-        Ok(Relayed { head, by_type, relayed: true })
+        Ok(Relayed { head, by_type, rows: rows_moved, relayed: true })
     }
 
     /// Seconds since the oldest outbox row not yet in the log was written (0: none).

@@ -41,7 +41,7 @@ pub async fn run_relay(
                     *current = relayed.head;
                     changed
                 });
-                let full = relayed.relayed && relayed.moved() >= u64::from(batch.max(1));
+                let full = relayed.relayed && relayed.rows >= u64::from(batch.max(1));
                 if !full && measured.elapsed() >= AGE_EVERY {
                     if let Ok(age) = log.oldest_pending_secs().await {
                         metrics.oldest_pending.set(age);
